@@ -1,0 +1,115 @@
+"""The LightningModule: the seed CNN, a registry optimizer, and the per-epoch metrics every run reports."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.cnn import Init, SeedCNN
+from models.optimizers import get_spec
+
+Batch = tuple[Tensor, Tensor]
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss; the run is over, but it is a result, not a crash."""
+
+
+class OptimizerModule(L.LightningModule):
+    """Trains :class:`SeedCNN` with one optimizer of :mod:`models.optimizers`.
+
+    Metrics are logged once per epoch with ``step`` = the 1-based epoch number (the seed table reports
+    epochs 1, 5 and 10): ``train_loss`` (mean over the epoch's samples), ``val_loss``, ``val_acc`` and
+    ``epoch_seconds`` (wall time of the epoch, validation included), all at the end of validation. Losses
+    are accumulated on the device and read once per epoch, so the step never waits on a host sync.
+    """
+
+    def __init__(
+        self,
+        optimizer: str = "adam",
+        preset: str = "torch",
+        hparams: Mapping[str, Any] | None = None,
+        init: Init = "torch",
+        num_classes: int = 10,
+        fused: bool = True,
+        check_finite_every: int = 50,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)  # the caller logs the contract's params, once
+        self.spec = get_spec(optimizer)
+        self.optimizer_hparams = self.spec.resolve(preset, **dict(hparams or {}))
+        self.model = SeedCNN(num_classes=num_classes, init=init, fused=fused)
+        self.check_finite_every = check_finite_every
+        self.diverged: str | None = None
+        self.best_val_acc = float("nan")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
+        self._train_loss = torch.zeros((), device=self.device)
+        self._train_seen = 0
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self._train_loss += loss.detach() * y.shape[0]
+        self._train_seen += y.shape[0]
+        if batch_idx % self.check_finite_every == 0 and not torch.isfinite(self._train_loss):
+            self._stop_diverged(
+                f"non-finite training loss at epoch {self.current_epoch + 1}, batch {batch_idx}"
+            )
+            return None
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_loss = torch.zeros((), device=self.device)
+        self._val_correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self._val_seen = 0
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self._val_loss += F.cross_entropy(logits, y, reduction="sum")
+        self._val_correct += (logits.argmax(1) == y).sum()
+        self._val_seen += y.shape[0]
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the whole epoch at once: validation closes each training epoch, so everything is known."""
+        if self.trainer.sanity_checking or self.diverged or not self._val_seen or not self._train_seen:
+            return
+        train_loss = self._train_loss.item() / self._train_seen
+        if not math.isfinite(train_loss):
+            self._stop_diverged(f"non-finite training loss in epoch {self.current_epoch + 1}")
+            return
+        val_acc = self._val_correct.item() / self._val_seen
+        self.best_val_acc = max(val_acc, self.best_val_acc) if math.isfinite(self.best_val_acc) else val_acc
+        self.log_dict(
+            {
+                "train_loss": train_loss,
+                "val_loss": self._val_loss / self._val_seen,
+                "val_acc": val_acc,
+                "epoch_seconds": time.perf_counter() - self._epoch_started,
+                "step": float(self.current_epoch + 1),
+            },
+            on_epoch=True,
+        )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.spec.build(self.parameters(), self.optimizer_hparams)
+
+    def optimizer_params(self) -> dict[str, Any]:
+        """What the optimizer was built with, as logged params: the resolved torch keyword arguments."""
+        return self.spec.torch_kwargs(self.optimizer_hparams)
+
+    def _stop_diverged(self, reason: str) -> None:
+        self.diverged = reason
+        self.trainer.should_stop = True

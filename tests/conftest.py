@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny MNIST-family data sets as real IDX files (real MNIST cannot be downloaded here)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+_IDX_CODES = {
+    torch.uint8: 0x08,
+    torch.int8: 0x09,
+    torch.int16: 0x0B,
+    torch.int32: 0x0C,
+    torch.float32: 0x0D,
+    torch.float64: 0x0E,
+}
+
+
+def _write_idx(path: Path, tensor: torch.Tensor) -> Path:
+    """Write `tensor` as a big-endian IDX file, gzipped when `path` ends in .gz."""
+    array = tensor.numpy()
+    header = bytes([0, 0, _IDX_CODES[tensor.dtype], tensor.dim()]) + struct.pack(
+        f">{tensor.dim()}I", *array.shape
+    )
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+    return path
+
+
+def _write_idx_dataset(
+    directory: Path,
+    name: str = "mnist",
+    n_train: int = 60,
+    n_test: int = 20,
+    gz: bool = False,
+    torchvision_layout: bool = False,
+    seed: int = 0,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Write random images and labels for `name` into `directory` (or `directory/<Class>/raw`).
+
+    Returns {split: (uint8 images [N, 28, 28] as stored in the files, int64 labels [N])}.
+    """
+    from models.data import DATASETS
+
+    info = DATASETS[name]
+    folder = directory / info.raw_folder if torchvision_layout else directory
+    generator = torch.Generator().manual_seed(seed)
+    written = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator)
+        labels = torch.randint(0, info.num_classes, (n,), dtype=torch.uint8, generator=generator)
+        suffix = ".gz" if gz else ""
+        images_name, labels_name = info.files[split]
+        _write_idx(folder / f"{images_name}{suffix}", images)
+        _write_idx(folder / f"{labels_name}{suffix}", labels)
+        written[split] = (images, labels.long())
+    return written
+
+
+@pytest.fixture
+def write_idx() -> Callable[[Path, torch.Tensor], Path]:
+    """`write_idx(path, tensor)`: one IDX file."""
+    return _write_idx
+
+
+@pytest.fixture
+def write_idx_dataset() -> Callable[..., dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """`write_idx_dataset(dir, name="mnist", n_train=60, n_test=20, gz=False, torchvision_layout=False)`."""
+    return _write_idx_dataset
