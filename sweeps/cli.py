@@ -1,0 +1,128 @@
+"""The ``sweeps`` command line. Heavy imports (torch, Lightning, MLflow) happen inside the commands, after the
+arguments and the config have been checked, so mistakes are reported in a fraction of a second."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sweeps.config import ConfigError, load
+from sweeps.runtime import tune_allocator
+
+app = typer.Typer(
+    name="sweeps",
+    help="Train, sweep and compare deep-learning optimizers on the MNIST CNN, tracked in MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    ),
+]
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _quiet_libraries() -> None:
+    """Lightning's banners and tips are noise on a terminal that shows one line per epoch."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML run config, e.g. conf/train.yaml")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Train once with one optimizer and record the run (params, per-epoch curves, config) in MLflow."""
+    try:
+        cfg = load(config, overrides or ())
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    tune_allocator()
+    _quiet_libraries()
+    from models.data import DatasetNotFound
+    from sweeps.train import train as run
+
+    try:
+        result = run(cfg, tracking_uri, console=console)
+    except DatasetNotFound as exc:
+        raise _fail(str(exc)) from None
+    if result.outcome == "diverged":
+        console.print(f"[bold red]diverged:[/] {result.reason} (run {result.run_id} marked FAILED)")
+        raise typer.Exit(EXIT_DIVERGED)
+    console.print(
+        f"[bold green]done[/] best val_acc {result.best_val_acc:.4f} in {result.total_seconds:.1f}s"
+        f" (run {result.run_id})"
+    )
+
+
+@app.command()
+def optimizers() -> None:
+    """List the optimizer registry: each entry's hyperparameters and its torch and keras presets."""
+    from models.optimizers import PRESETS, REGISTRY
+
+    table = Table("name", "summary", *(f"{p} preset" for p in PRESETS))
+    for spec in REGISTRY.values():
+        presets = (", ".join(f"{k}={v}" for k, v in spec.presets[p].items()) for p in PRESETS)
+        table.add_row(spec.name, spec.summary, *presets)
+    console.print(table)
+
+
+@app.command()
+def bench(
+    dataset: Annotated[str, typer.Option(help="data set to time on")] = "fashion_mnist",
+    data_dir: Annotated[Path | None, typer.Option(help="folder with the IDX files")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    optimizer: Annotated[str, typer.Option(help="registry optimizer every path uses")] = "adam",
+    train_subset: Annotated[
+        int | None, typer.Option(min=1, help="time on a subset (default: all 60k)")
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="epochs timed per path, interleaved")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    bf16: Annotated[bool, typer.Option(help="also time our path with bf16 autocast")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON results")] = Path("bench.json"),
+) -> None:
+    """Seconds per training epoch, side by side: (a) the usual Lightning + DataLoader recipe, (b) a plain
+    PyTorch loop on resident tensors, (c) this project's training path."""
+    from sweeps import bench as benchmark
+
+    try:
+        spec = benchmark.BenchSpec(
+            dataset=dataset,
+            data_dir=data_dir,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            train_subset=train_subset,
+            repeats=repeats,
+            device=device,
+            bf16=bf16,
+        )
+        report = benchmark.run(spec, console)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    out.write_text(report.to_json())
+    console.print(benchmark.table(report))
+    console.print(f"results written to {out}")

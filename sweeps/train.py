@@ -1,0 +1,178 @@
+"""One tracked training run: validated config → Lightning fit → one MLflow run with the contract's records."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from rich.console import Console
+
+from models.data import MNISTDataModule, check_available
+from models.module import OptimizerModule
+from sweeps.config import TrainConfig
+from sweeps.tracking import artifact_location, environment_tags, flat_params, tracking_uri
+
+OUTCOME_TAG = "sweeps.outcome"
+REASON_TAG = "sweeps.reason"
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
+
+Outcome = Literal["finished", "diverged"]
+
+
+@dataclass
+class EpochReport(Callback):
+    """Keeps each epoch's metrics (and prints them, given a console) as validation closes the epoch."""
+
+    console: Console | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or "val_acc" not in metrics:
+            return
+        row = {"epoch": float(trainer.current_epoch + 1)} | {k: float(metrics[k]) for k in EPOCH_METRICS}
+        if self.history and self.history[-1]["epoch"] == row["epoch"]:
+            return
+        self.history.append(row)
+        if self.console:
+            self.console.print(
+                f"epoch {row['epoch']:>3.0f}  train_loss {row['train_loss']:.4f}"
+                f"  val_loss {row['val_loss']:.4f}"
+                f"  val_acc {row['val_acc']:.4f}  {row['epoch_seconds']:.1f}s"
+            )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str | None
+    outcome: Outcome
+    reason: str | None
+    best_val_acc: float
+    total_seconds: float
+    history: list[dict[str, float]]
+
+
+def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
+    d = cfg.data
+    return MNISTDataModule(
+        name=d.name,
+        data_dir=d.dir,
+        batch_size=d.batch_size,
+        train_subset=d.train_subset,
+        val_split=d.val_split,
+        holdout_size=d.holdout_size,
+        seed=cfg.trainer.seed,
+        download=d.download,
+    )
+
+
+def build_module(cfg: TrainConfig, num_classes: int) -> OptimizerModule:
+    return OptimizerModule(
+        optimizer=cfg.optimizer.name,
+        preset=cfg.optimizer.preset,
+        hparams=cfg.optimizer.overrides(),
+        init=cfg.model.init,
+        num_classes=num_classes,
+        fused=cfg.model.fused,
+    )
+
+
+def build_trainer(
+    cfg: TrainConfig, logger: Any = False, callbacks: Sequence[Callback] = (), **kw: Any
+) -> L.Trainer:
+    """The Trainer every path shares: no checkpoints, summaries or per-step progress bars in the hot loop."""
+    return L.Trainer(
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision="bf16-mixed" if cfg.trainer.precision == "bf16" else "32-true",
+        logger=logger,
+        callbacks=list(callbacks),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kw,
+    )
+
+
+def prepare(cfg: TrainConfig) -> None:
+    """Process-wide settings a run depends on: thread count and every RNG seed."""
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    L.seed_everything(cfg.trainer.seed, workers=False, verbose=False)
+
+
+def run_params(cfg: TrainConfig, module: OptimizerModule) -> dict[str, str]:
+    """The params of the DESIGN.md contract: optimizer, every hyperparameter it was built with, setup."""
+    return flat_params(
+        {
+            "optimizer": cfg.optimizer.name,
+            "preset": cfg.optimizer.preset,
+            **module.optimizer_hparams,
+            **module.optimizer_params(),
+            "batch_size": cfg.data.batch_size,
+            "dataset": cfg.data.name,
+            "train_subset": cfg.data.train_subset,
+            "val_split": cfg.data.val_split,
+            "epochs": cfg.trainer.max_epochs,
+            "seed": cfg.trainer.seed,
+            "init": cfg.model.init,
+            "precision": cfg.trainer.precision,
+        }
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    uri: str | None = None,
+    console: Console | None = None,
+    callbacks: Sequence[Callback] = (),
+    tags: dict[str, str] | None = None,
+) -> RunResult:
+    """Train once and record it as one MLflow run (Lightning's MLflow logger is the run's only writer)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    check_available(cfg.data.name, cfg.data.dir, cfg.data.download)
+    prepare(cfg)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule.num_classes)
+    uri = tracking_uri(uri)
+    logger = MLFlowLogger(
+        experiment_name=cfg.experiment,
+        run_name=cfg.run_name,
+        tracking_uri=uri,
+        tags=environment_tags() | (tags or {}),
+        artifact_location=artifact_location(uri),
+    )
+    report = EpochReport(console)
+    trainer = build_trainer(cfg, logger, [report, *callbacks])
+    logger.log_hyperparams(run_params(cfg, module))
+    client, run_id = logger.experiment, logger.run_id
+    client.log_dict(run_id, cfg.model_dump(mode="json"), "config.yaml")
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+        client.set_tag(run_id, OUTCOME_TAG, "interrupted" if interrupted else "failed")
+        client.set_tag(run_id, REASON_TAG, "interrupted by the user" if interrupted else f"{exc!r}"[:4000])
+        client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
+        raise
+    total = time.perf_counter() - started
+    outcome: Outcome = "diverged" if module.diverged else "finished"
+    client.set_tag(run_id, OUTCOME_TAG, outcome)
+    epochs_done = len(report.history)
+    if math.isfinite(module.best_val_acc):
+        client.log_metric(run_id, "best_val_acc", module.best_val_acc, step=epochs_done)
+    client.log_metric(run_id, "total_seconds", total, step=epochs_done)
+    if module.diverged:
+        client.set_tag(run_id, REASON_TAG, module.diverged)
+        client.set_terminated(run_id, "FAILED")
+    return RunResult(run_id, outcome, module.diverged, module.best_val_acc, total, report.history)
