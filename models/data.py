@@ -17,7 +17,6 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -26,9 +25,7 @@ import lightning
 import numpy as np
 import torch
 
-Split = Literal["train", "test"]
-SPLITS: tuple[Split, ...] = ("train", "test")
-IMAGE_SHAPE = (28, 28)
+from models.datasets import IMAGE_SHAPE, SPLITS, DatasetInfo, Split, dataset_info
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's `dataset-fashion-mnist` package puts the gzipped IDX files (searched for fashion_mnist)."""
@@ -40,78 +37,12 @@ DEFAULT_DATA_DIR = Path(
 (override with the environment variable SWEEPS_DATA_DIR)."""
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What is needed to find, read and download one data set without torchvision."""
-
-    name: str
-    num_classes: int
-    torchvision_class: str
-    """Class in `torchvision.datasets`; torchvision also names its folder ROOT/<class>/raw/ after it."""
-    files: Mapping[str, tuple[str, str]]
-    """Split -> (images, labels) file names, without the optional `.gz`."""
-    split_sizes: Mapping[str, int]
-    """Sizes of the published splits: lets the data module reject impossible sizes before any I/O."""
-    torchvision_kwargs: Mapping[str, str] = field(default_factory=dict)
-    transposed: bool = False
-    """EMNIST stores each image transposed; reading it upright keeps all data sets in one orientation."""
-    debian_package: str | None = None
-
-    @property
-    def raw_folder(self) -> Path:
-        """Folder, relative to a torchvision root, where torchvision keeps the IDX files."""
-        return Path(self.torchvision_class, "raw")
-
-
-_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-_MNIST_SIZES = {"train": 60_000, "test": 10_000}
-
-DATASETS: Mapping[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", 10, "MNIST", _MNIST_FILES, _MNIST_SIZES),
-    "fashion_mnist": DatasetInfo(
-        "fashion_mnist",
-        10,
-        "FashionMNIST",
-        _MNIST_FILES,
-        _MNIST_SIZES,
-        debian_package="dataset-fashion-mnist",
-    ),
-    "kmnist": DatasetInfo("kmnist", 10, "KMNIST", _MNIST_FILES, _MNIST_SIZES),
-    "emnist": DatasetInfo(
-        "emnist",
-        47,
-        "EMNIST",
-        {
-            split: (
-                f"emnist-balanced-{split}-images-idx3-ubyte",
-                f"emnist-balanced-{split}-labels-idx1-ubyte",
-            )
-            for split in SPLITS
-        },
-        {"train": 112_800, "test": 18_800},
-        torchvision_kwargs={"split": "balanced"},
-        transposed=True,
-    ),
-}
-
-
 class DatasetNotFound(FileNotFoundError):
     """The IDX files of a data set are not on disk and cannot be downloaded here.
 
     The message lists every folder searched and how to get the files, because the usual cause is an
     environment without a working torchvision (CPU machines), where the fix is a copy or a system package.
     """
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    """Look a data set up by name; unknown names raise ValueError listing the choices."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
 
 
 _IDX_DTYPES: Mapping[int, np.dtype] = {
@@ -153,6 +84,17 @@ def read_idx(path: Path) -> torch.Tensor:
         )
     array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return torch.from_numpy(array.astype(dtype.newbyteorder("=")))
+
+
+def idx_length(path: Path) -> int:
+    """The number of items an IDX file announces, from its first 8 bytes (the data is not read)."""
+    with open(path, "rb") as file:
+        gzipped = file.read(2) == b"\x1f\x8b"
+    with (gzip.open if gzipped else open)(path, "rb") as file:
+        head = file.read(8)
+    if len(head) < 8 or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or head[3] == 0:
+        raise ValueError(f"{path}: not an IDX file (magic number {head[:4].hex() or 'missing'})")
+    return struct.unpack(">I", head[4:8])[0]
 
 
 def _root(data_dir: Path | None) -> Path:
@@ -403,6 +345,10 @@ class MNISTDataModule(lightning.LightningDataModule):
                 f"{self.name}"
                 + (f" left after a hold-out of {self.holdout_size}" if self.val_split == "holdout" else "")
             )
+
+    def check_files(self) -> None:
+        """Check the subset and hold-out against the train split on disk, from its header alone."""
+        self._check_sizes(idx_length(find_files(self.name, self.data_dir)["train"][0]))
 
     def prepare_data(self) -> None:
         """Download if the files are not found (the only place that downloads, as Lightning expects)."""
