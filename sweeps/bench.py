@@ -33,6 +33,10 @@ PATHS = {
 }
 
 
+class BenchFailed(RuntimeError):
+    """A measuring subprocess exited with an error; its stderr tail is the message."""
+
+
 @dataclass(frozen=True)
 class BenchSpec:
     dataset: str = "fashion_mnist"
@@ -45,7 +49,7 @@ class BenchSpec:
     bf16: bool = False
 
     def __post_init__(self) -> None:
-        from models.data import DATASETS
+        from models.datasets import DATASETS
         from models.optimizers import get_spec
 
         get_spec(self.optimizer)
@@ -102,7 +106,7 @@ def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
     """Time every path ``spec.repeats`` times, interleaved, each in its own process."""
     from models.data import check_available
 
-    check_available(spec.dataset, spec.data_dir)
+    check_available(spec.dataset, spec.data_dir, download=False)
     report: BenchReport | None = None
     for repeat in range(spec.repeats):
         for path in spec.paths():
@@ -145,7 +149,7 @@ def _subprocess(path: str, spec: BenchSpec) -> dict[str, Any]:
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"bench path ({path}) failed:\n{proc.stderr[-3000:]}")
+        raise BenchFailed(f"bench path ({path}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

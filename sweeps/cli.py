@@ -68,7 +68,7 @@ def train(
 
     try:
         result = run(cfg, tracking_uri, console=console)
-    except DatasetNotFound as exc:
+    except (ConfigError, DatasetNotFound) as exc:
         raise _fail(str(exc)) from None
     if result.outcome == "diverged":
         console.print(f"[bold red]diverged:[/] {result.reason} (run {result.run_id} marked FAILED)")
@@ -123,6 +123,8 @@ def bench(
         report = benchmark.run(spec, console)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
+    except benchmark.BenchFailed as exc:
+        raise _fail(str(exc), code=1) from None
     out.write_text(report.to_json())
     console.print(benchmark.table(report))
     console.print(f"results written to {out}")

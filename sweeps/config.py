@@ -10,23 +10,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from models.data import DATASETS
+from models.datasets import DATASETS
 from models.optimizers import PRESETS, get_spec
 
 M = TypeVar("M", bound=BaseModel)
+Count = Annotated[int, Field(strict=True, gt=0)]
+"""A positive integer; strict, so ``true`` is refused instead of meaning 1."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -59,9 +61,9 @@ class DataConfig(_Strict):
     name: str = "fashion_mnist"
     dir: Path | None = None
     batch_size: int | Literal["full"] = 64
-    train_subset: PositiveInt | None = None
+    train_subset: Count | None = None
     val_split: Literal["test", "holdout"] = "test"
-    holdout_size: PositiveInt = 10_000
+    holdout_size: Count = 10_000
     download: bool = True
 
     @field_validator("batch_size", mode="before")
@@ -123,13 +125,11 @@ class ModelConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
-    max_epochs: PositiveInt = 10
+    max_epochs: Count = 10
     precision: Literal["32", "bf16"] = "32"
-    seed: int = 0
+    seed: StrictInt = 0
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    threads: PositiveInt | None = Field(
-        default=None, description="torch intra-op threads; default: all cores"
-    )
+    threads: Count | None = Field(default=None, description="torch intra-op threads; default: all cores")
 
     @field_validator("precision", mode="before")
     @classmethod

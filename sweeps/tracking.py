@@ -19,15 +19,22 @@ _SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<secret>[^@\s]+
 
 
 def tracking_uri(flag: str | None = None) -> str:
-    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI``, which beats the embedded default."""
-    return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI``, which beats the embedded default.
+
+    A relative SQLite path is made absolute: MLflow caches one store per URI string, so a relative one would
+    keep pointing at the first working directory it was used from.
+    """
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).expanduser().resolve()}"
+    return uri
 
 
 def artifact_location(uri: str) -> str | None:
     """Artifacts of the embedded store live beside its database, not in a ./mlruns that MLflow refuses."""
     if not uri.startswith("sqlite:///"):
         return None
-    database = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+    database = Path(uri.removeprefix("sqlite:///"))
     return (database.parent / "mlartifacts").as_uri()
 
 

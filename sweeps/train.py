@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,7 +18,7 @@ from rich.console import Console
 
 from models.data import MNISTDataModule, check_available
 from models.module import OptimizerModule
-from sweeps.config import TrainConfig
+from sweeps.config import ConfigError, TrainConfig
 from sweeps.tracking import artifact_location, environment_tags, flat_params, tracking_uri
 
 OUTCOME_TAG = "sweeps.outcome"
@@ -102,6 +105,33 @@ def build_trainer(
     )
 
 
+def checked_datamodule(cfg: TrainConfig) -> MNISTDataModule:
+    """The data module, once every check that needs the files has passed (downloading if allowed, reading
+    headers only), so that an impossible data setup never leaves a half-made run behind."""
+    check_available(cfg.data.name, cfg.data.dir, cfg.data.download)
+    try:
+        datamodule = build_datamodule(cfg)
+        datamodule.prepare_data()
+        datamodule.check_files()
+    except ValueError as exc:
+        field = re.match(r"(\w+)=", str(exc))
+        raise ConfigError(f"data.{field.group(1) if field else 'dir'}: {exc}") from None
+    return datamodule
+
+
+@contextmanager
+def _keep_tracking_env() -> Iterator[None]:
+    """Lightning's MLflow logger exports its URI to ``MLFLOW_TRACKING_URI``; the next run must not see it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def prepare(cfg: TrainConfig) -> None:
     """Process-wide settings a run depends on: thread count and every RNG seed."""
     if cfg.trainer.threads:
@@ -136,19 +166,33 @@ def train(
     callbacks: Sequence[Callback] = (),
     tags: dict[str, str] | None = None,
 ) -> RunResult:
-    """Train once and record it as one MLflow run (Lightning's MLflow logger is the run's only writer)."""
-    from lightning.pytorch.loggers import MLFlowLogger
+    """Train once and record it as one MLflow run (Lightning's MLflow logger is the run's only writer).
 
-    check_available(cfg.data.name, cfg.data.dir, cfg.data.download)
+    Raises :class:`ConfigError` (data setup) or ``DatasetNotFound`` before any run is created."""
+    datamodule = checked_datamodule(cfg)
     prepare(cfg)
-    datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule.num_classes)
     uri = tracking_uri(uri)
+    with _keep_tracking_env():
+        return _tracked_fit(cfg, uri, datamodule, module, console, callbacks, tags or {})
+
+
+def _tracked_fit(
+    cfg: TrainConfig,
+    uri: str,
+    datamodule: MNISTDataModule,
+    module: OptimizerModule,
+    console: Console | None,
+    callbacks: Sequence[Callback],
+    tags: dict[str, str],
+) -> RunResult:
+    from lightning.pytorch.loggers import MLFlowLogger
+
     logger = MLFlowLogger(
         experiment_name=cfg.experiment,
         run_name=cfg.run_name,
         tracking_uri=uri,
-        tags=environment_tags() | (tags or {}),
+        tags=environment_tags() | tags,
         artifact_location=artifact_location(uri),
     )
     report = EpochReport(console)

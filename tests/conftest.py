@@ -45,7 +45,7 @@ def _write_idx_dataset(
 
     Returns {split: (uint8 images [N, 28, 28] as stored in the files, int64 labels [N])}.
     """
-    from models.data import DATASETS
+    from models.datasets import DATASETS
 
     info = DATASETS[name]
     folder = directory / info.raw_folder if torchvision_layout else directory
