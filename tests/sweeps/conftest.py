@@ -1,0 +1,69 @@
+"""Fixtures for the service tests: a working directory per test, tiny IDX data, a real MLflow SQLite store.
+
+Every test runs in its own ``tmp_path`` (so a default ``sqlite:///mlflow.db`` lands there, never in the repo)
+and starts without ``MLFLOW_TRACKING_URI``: Lightning's MLflow logger calls ``mlflow.set_tracking_uri``,
+which exports that variable into ``os.environ``, so one in-process run would otherwise leak its store into
+the next test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models import data as data_module
+from tests.sweeps.helpers import Store, open_store
+
+# Variables a run sets process-wide; restored after every test so that tests stay independent.
+_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "PL_GLOBAL_SEED", "THP_MEM_ALLOC_ENABLE")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in _PROCESS_ENV}
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    monkeypatch.chdir(tmp_path)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path, write_idx_dataset: Any) -> Path:
+    """A folder holding a random MNIST of 256 train and 128 test images."""
+    folder = tmp_path / "idx"
+    write_idx_dataset(folder, name="mnist", n_train=256, n_test=128)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def _schema_only_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its schema created once (creating it costs 1-2 s per file)."""
+    database = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    open_store(database).client.search_experiments()
+    return database
+
+
+@pytest.fixture
+def store(tmp_path: Path, _schema_only_store: Path) -> Store:
+    """An empty MLflow store at ``tmp_path/mlflow.db`` (a copy of the schema-only database)."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(_schema_only_store, database)
+    return open_store(database)
+
+
+@pytest.fixture
+def no_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Hide Debian's Fashion-MNIST, the default data folder and torchvision from the in-process code."""
+    monkeypatch.setattr(data_module, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(data_module, "DEFAULT_DATA_DIR", tmp_path / "no-default")
+    monkeypatch.setitem(sys.modules, "torchvision", None)

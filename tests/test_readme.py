@@ -1,0 +1,65 @@
+"""Every command the README tells a user to type is run here, as written (benchmarks on a subset)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+COMMANDS = [
+    part.strip()
+    for block in BLOCKS
+    for line in block.splitlines()
+    if line.strip() and not line.lstrip().startswith("#")
+    for part in line.split("&&")
+]
+SWEEPS = [c for c in COMMANDS if c.startswith("sweeps ")]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_setup_commands_are_the_two_the_guide_promises() -> None:
+    first, second = BLOCKS[0].strip().splitlines()[1], BLOCKS[0].strip().splitlines()[3]
+    assert "pip install" in first and "sweeps train conf/quickstart.yaml" in first
+    assert second == "python -m pytest"
+    assert (ROOT / "conf/quickstart.yaml").is_file()
+
+
+def test_every_readme_sweeps_command_is_known_to_the_cli() -> None:
+    from typer.main import get_command
+
+    from sweeps.cli import app
+
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    assert SWEEPS
+    for line in SWEEPS:
+        assert shlex.split(line)[1] in commands, line
+
+
+ELSEWHERE = {
+    "sweeps train conf/quickstart.yaml": "tests/sweeps/test_train_cli.py (test_readme_quickstart_...)",
+    "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/test_bench.py (on a subset)",
+}
+
+
+def test_commands_run_elsewhere_are_still_in_the_readme() -> None:
+    assert set(ELSEWHERE) <= set(SWEEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist package")
+@pytest.mark.parametrize("line", [c for c in SWEEPS if c not in ELSEWHERE])
+def test_readme_sweeps_command_runs(line: str, tmp_path: Path) -> None:
+    args = [(str(ROOT / a) if a.startswith("conf/") else a) for a in shlex.split(line)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeps", *args[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "done best val_acc" in proc.stdout
+    assert (tmp_path / "mlflow.db").exists()
