@@ -21,7 +21,7 @@ from models import data as data_module
 from tests.sweeps.helpers import Store, open_store
 
 # Variables a run sets process-wide; restored after every test so that tests stay independent.
-_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "PL_GLOBAL_SEED", "THP_MEM_ALLOC_ENABLE")
+_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "PL_GLOBAL_SEED")
 
 
 @pytest.fixture(autouse=True)
