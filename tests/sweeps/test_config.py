@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from models.optimizers import REGISTRY
-from sweeps.config import ConfigError, TrainConfig, load, parse_overrides, parse_yaml
+from sweeps.config import ConfigError, TrainConfig, load, parse_overrides, parse_yaml, read_yaml
 from tests.sweeps.helpers import CONF, TRAIN_YAML
 
 
@@ -152,7 +152,10 @@ def test_config_models_are_frozen():
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path):
-    cfg = load(path)
+    """Run configs load as TrainConfig; sweep specs (a ``study`` block) as SweepConfig, which is one."""
+    from sweeps.spec import load_sweep
+
+    cfg = load_sweep(path) if "study" in read_yaml(path) else load(path)
 
     assert isinstance(cfg, TrainConfig)
     assert cfg.optimizer.name in REGISTRY

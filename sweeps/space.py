@@ -1,0 +1,76 @@
+"""The conditional search space of a sweep, sampled on an Optuna trial into a ready-to-train config.
+
+Parameter names: ``optimizer`` and ``batch_size`` when searched, then ``<optimizer>.<hp>`` for each
+hyperparameter the chosen optimizer takes and the spec searches (``<optimizer>.<hp>.<i>`` for the elements
+of a tuple such as ``betas``). Prefixing the optimizer keeps conditional parameters apart: ``adam.lr`` and
+``sgd.lr`` live on different scales, and TPE models each on its own history; a hyperparameter the chosen
+optimizer does not take is never suggested. Fixed values are applied without a suggestion.
+
+A ``grid`` study enumerates this tree with :class:`optuna.samplers.BruteForceSampler`, which visits each
+distinct configuration once (:meth:`~sweeps.spec.SearchConfig.grid_size` of them): a ``GridSampler`` takes
+the product of every parameter name, so the conditional ones would multiply across optimizers and repeat
+configurations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from models.optimizers import get_spec
+from sweeps.config import TrainConfig, validate
+from sweeps.spec import Range, SweepConfig, start_from
+
+
+def searched_optimizers(cfg: SweepConfig) -> list[str]:
+    """The optimizers a sweep compares, in the spec's order (what ``per_optimizer`` mode enqueues)."""
+    return cfg.search.optimizers
+
+
+def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
+    """Sample one configuration: the sweep's train config with the trial's optimizer, batch size and
+    hyperparameters, validated through the train config's models.
+
+    An ``optimizer`` fixed on the trial beforehand (``study.enqueue_trial({"optimizer": name})``) is honoured,
+    since ``suggest_categorical`` returns the enqueued value.
+    """
+    search = cfg.search
+    name = search.optimizer
+    if isinstance(name, list):
+        name = trial.suggest_categorical("optimizer", name)
+    batch_size = search.batch_size
+    if isinstance(batch_size, list):
+        batch_size = trial.suggest_categorical("batch_size", batch_size)
+    takes = get_spec(name).hyperparams
+    hparams = {
+        key: _sample(trial, f"{name}.{key}", takes[key].kind, value)
+        for key, value in search.space(name).items()
+    }
+    raw = cfg.model_dump(exclude={"study", "search"})
+    raw["optimizer"] = start_from(cfg.optimizer, name, hparams) | hparams
+    if batch_size is not None:
+        raw["data"]["batch_size"] = batch_size
+    return validate(TrainConfig, raw)
+
+
+def _sample(trial: optuna.Trial, name: str, kind: type, value: Any) -> Any:
+    if kind is tuple:
+        return tuple(_sample(trial, f"{name}.{i}", float, element) for i, element in enumerate(value))
+    if isinstance(value, Range):
+        if kind is int:
+            return trial.suggest_int(name, value.low, value.high, step=value.step or 1, log=value.log)
+        return trial.suggest_float(name, value.low, value.high, step=value.step, log=value.log)
+    if isinstance(value, list):
+        return trial.suggest_categorical(name, value)
+    return value
+
+
+def trial_params(config: TrainConfig) -> dict[str, Any]:
+    """What sets a trial's config apart from the registry's preset, as a plain dict: optimizer, batch size
+    and each hyperparameter given (sampled, fixed by the spec or set in its ``optimizer`` section)."""
+    return {
+        "optimizer": config.optimizer.name,
+        "batch_size": config.data.batch_size,
+        **config.optimizer.overrides(),
+    }
