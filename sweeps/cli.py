@@ -4,6 +4,7 @@ arguments and the config have been checked, so mistakes are reported in a fracti
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +49,11 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @app.command()
@@ -128,3 +134,102 @@ def bench(
     out.write_text(report.to_json())
     console.print(benchmark.table(report))
     console.print(f"results written to {out}")
+
+
+Storage = Annotated[
+    str | None,
+    typer.Option(
+        "--storage", help="Optuna storage URL (default: $SWEEPS_STORAGE, else the embedded SQLite file)"
+    ),
+]
+
+
+@app.command("run")
+def run_sweep(
+    config: Annotated[Path, typer.Argument(help="YAML sweep spec, e.g. conf/sweep.yaml")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="worker processes (CPU: default 1; GPU: cap; 0: create the study only)"),
+    ] = None,
+    workers_per_gpu: Annotated[int, typer.Option(min=1, help="workers packed on each GPU")] = 1,
+) -> None:
+    """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores."""
+    from sweeps.spec import load_sweep
+
+    try:
+        sweep = load_sweep(config, overrides or ())
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    _quiet_libraries()
+    import torch
+
+    from models.data import DatasetNotFound
+    from sweeps import launcher, study
+    from sweeps.storage import describe, storage_url
+    from sweeps.tracking import tracking_uri as resolve_tracking
+    from sweeps.train import checked_datamodule
+
+    try:
+        checked_datamodule(sweep)
+        url, uri = storage_url(storage), resolve_tracking(tracking_uri)
+        created = study.create(sweep, url, uri)
+    except (ConfigError, DatasetNotFound, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"study [bold]{sweep.study.name}[/] in {describe(url)}; MLflow {uri}")
+    if workers == 0:
+        console.print(
+            f"created; join with: sweeps worker --study {sweep.study.name} --storage {describe(url)}"
+        )
+        return
+    slots = launcher.plan(workers, workers_per_gpu, torch.cuda.device_count(), os.cpu_count() or 1)
+    logs = Path("sweeps-logs") / sweep.study.name
+    procs = [launcher.start(s, sweep.study.name, url, uri, logs) for s in slots]
+    try:
+        failed = launcher.supervise(procs, created, sweep, console)
+    except KeyboardInterrupt:
+        raise _fail("interrupted; run the same command again to resume", code=130) from None
+    if failed:
+        raise _fail(f"{failed} worker(s) exited with an error; see {logs}/", code=1)
+
+
+@app.command()
+def worker(
+    study_name: Annotated[str, typer.Option("--study", help="name of an existing study")],
+    storage: Storage = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow URI (default: the one the study records)")
+    ] = None,
+    index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = None,
+) -> None:
+    """Join an existing sweep from any machine and run its trials until the budget is spent."""
+    tune_allocator()
+    _quiet_libraries()
+    from sweeps.storage import StudyNotFoundError, storage_url
+    from sweeps.worker import run_worker
+
+    try:
+        ran = run_worker(study_name, storage_url(storage), tracking_uri, index, threads)
+    except StudyNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"worker {index}: {ran} trial(s) run; no budget left")
+
+
+@app.command()
+def status(
+    study_name: Annotated[str, typer.Argument(help="the sweep's study name")],
+    storage: Storage = None,
+) -> None:
+    """Progress of a running or finished sweep, read from its storage."""
+    from sweeps.launcher import summary
+    from sweeps.storage import StudyNotFoundError, storage_url
+    from sweeps.study import open_sweep
+
+    try:
+        found, sweep = open_sweep(study_name, storage_url(storage))
+    except StudyNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    console.print(summary(found, sweep))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from mlflow.entities import RunTag
 from rich.console import Console
 
 from models.data import MNISTDataModule, check_available
@@ -165,16 +166,32 @@ def train(
     console: Console | None = None,
     callbacks: Sequence[Callback] = (),
     tags: dict[str, str] | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Train once and record it as one MLflow run (Lightning's MLflow logger is the run's only writer).
 
-    Raises :class:`ConfigError` (data setup) or ``DatasetNotFound`` before any run is created."""
+    ``run_id`` fills a run created beforehand (a sweep's trial run); otherwise a new run is created.
+    Raises :class:`ConfigError` (data setup) or ``DatasetNotFound`` before any run is created or touched."""
     datamodule = checked_datamodule(cfg)
     prepare(cfg)
     module = build_module(cfg, datamodule.num_classes)
     uri = tracking_uri(uri)
     with _keep_tracking_env():
-        return _tracked_fit(cfg, uri, datamodule, module, console, callbacks, tags or {})
+        return _tracked_fit(cfg, uri, datamodule, module, console, callbacks, tags or {}, run_id)
+
+
+def ended_by(exc: BaseException) -> tuple[str, str, str]:
+    """(outcome tag, MLflow status, reason) for a run that ended with ``exc``: pruned and interrupted runs are
+    KILLED (stopped on purpose), anything else FAILED."""
+    import optuna
+
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "interrupted", "KILLED", "interrupted by the user"
+    if isinstance(exc, optuna.TrialPruned):
+        return "pruned", "KILLED", str(exc) or "pruned"
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "failed", "FAILED", f"out of memory: {exc}"[:4000]
+    return "failed", "FAILED", f"{exc!r}"[:4000]
 
 
 def _tracked_fit(
@@ -185,29 +202,34 @@ def _tracked_fit(
     console: Console | None,
     callbacks: Sequence[Callback],
     tags: dict[str, str],
+    run_id: str | None,
 ) -> RunResult:
     from lightning.pytorch.loggers import MLFlowLogger
 
+    run_tags = environment_tags() | tags
     logger = MLFlowLogger(
         experiment_name=cfg.experiment,
         run_name=cfg.run_name,
         tracking_uri=uri,
-        tags=environment_tags() | tags,
+        tags=run_tags,
         artifact_location=artifact_location(uri),
+        run_id=run_id,
     )
+    existing = run_id is not None
     report = EpochReport(console)
     trainer = build_trainer(cfg, logger, [report, *callbacks])
     logger.log_hyperparams(run_params(cfg, module))
     client, run_id = logger.experiment, logger.run_id
+    if existing:  # the logger tags only the runs it creates
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in run_tags.items()])
     client.log_dict(run_id, cfg.model_dump(mode="json"), "config.yaml")
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule)
     except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
-        client.set_tag(run_id, OUTCOME_TAG, "interrupted" if interrupted else "failed")
-        client.set_tag(run_id, REASON_TAG, "interrupted by the user" if interrupted else f"{exc!r}"[:4000])
-        client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
+        outcome, status, reason = ended_by(exc)
+        client.log_batch(run_id, tags=[RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)])
+        client.set_terminated(run_id, status)
         raise
     total = time.perf_counter() - started
     outcome: Outcome = "diverged" if module.diverged else "finished"

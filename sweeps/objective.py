@@ -1,0 +1,118 @@
+"""The Optuna objective: a trial samples a config, trains it (once per seed), is recorded as a child run."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import RunTag
+from optuna_integration import PyTorchLightningPruningCallback
+
+from sweeps.space import suggest, trial_params
+from sweeps.spec import SweepConfig
+from sweeps.train import OUTCOME_TAG, REASON_TAG, RunResult, ended_by, train
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "sweeps.trial"
+STATE_TAG = "sweeps.trial_state"
+RUN_ATTR = "mlflow_run_id"
+WORKER_ATTR = "worker"
+SPENT_ATTR = "spent"
+"""Set on a trial that failed on its own (diverged, out of memory, an error): it used up its budget slot.
+A FAIL trial without it was stopped from outside (Ctrl-C, a killed worker) and its slot is given back."""
+
+
+class Diverged(RuntimeError):
+    """Training diverged: Optuna records the trial as FAIL with this reason, and the worker goes on."""
+
+
+def metric_value(result: RunResult, metric: str) -> float:
+    """The trial's value: ``best_val_acc`` over the epochs, or the last epoch's value of another metric."""
+    if metric == "best_val_acc":
+        return result.best_val_acc
+    return result.history[-1][metric]
+
+
+@dataclass
+class Objective:
+    """Callable Optuna objective; holds where the trial runs go (the sweep's parent run in MLflow)."""
+
+    sweep: SweepConfig
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    worker: str
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        trial.set_user_attr(WORKER_ATTR, self.worker)
+        cfg = suggest(trial, self.sweep)
+        study = self.sweep.study
+        client = MlflowClient(self.tracking_uri)
+        trial_run = client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{trial.number}",
+            tags={
+                PARENT_TAG: self.parent_run_id,
+                TRIAL_TAG: str(trial.number),
+                STATE_TAG: "RUNNING",
+                "sweeps.study": study.name,
+                "sweeps.optimizer": cfg.optimizer.name,
+                "sweeps.worker": self.worker,
+            },
+        ).info.run_id
+        trial.set_user_attr(RUN_ATTR, trial_run)
+        trial.set_user_attr("config", trial_params(cfg))
+        try:
+            values, seconds = self._train_repeats(trial, cfg, client, trial_run)
+        except BaseException as exc:
+            if isinstance(exc, Diverged):
+                outcome, status, reason = "diverged", "FAILED", str(exc)
+            else:
+                outcome, status, reason = ended_by(exc)
+            state = "PRUNED" if outcome == "pruned" else "FAIL"
+            client.log_batch(
+                trial_run,
+                tags=[RunTag(STATE_TAG, state), RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)],
+            )
+            client.set_terminated(trial_run, status)
+            if outcome in ("failed", "diverged"):
+                trial.set_user_attr(SPENT_ATTR, True)
+            raise
+        value = statistics.fmean(values)
+        if study.repeats > 1:
+            client.log_metric(trial_run, f"{study.metric}_mean", value)
+            client.log_metric(trial_run, f"{study.metric}_std", statistics.pstdev(values))
+            client.log_metric(trial_run, "total_seconds", seconds)
+            client.set_terminated(trial_run, "FINISHED")
+        client.set_tag(trial_run, STATE_TAG, "COMPLETE")
+        return (value, seconds) if study.time_objective else value
+
+    def _train_repeats(
+        self, trial: optuna.Trial, cfg, client: MlflowClient, trial_run: str
+    ) -> tuple[list[float], float]:
+        """Train the sampled config once per seed; with one seed the trial run itself holds the curves."""
+        study = self.sweep.study
+        values, seconds = [], 0.0
+        for repeat in range(study.repeats):
+            seeded = cfg.model_copy(
+                update={"trainer": cfg.trainer.model_copy(update={"seed": cfg.trainer.seed + repeat})}
+            )
+            run_id = trial_run
+            if study.repeats > 1:
+                run_id = client.create_run(
+                    self.experiment_id,
+                    run_name=f"trial-{trial.number}-seed-{seeded.trainer.seed}",
+                    tags={PARENT_TAG: trial_run, TRIAL_TAG: str(trial.number)},
+                ).info.run_id
+            callbacks = []
+            if study.pruner != "none" and repeat == 0:
+                monitor = "val_acc" if study.direction == "maximize" else "val_loss"
+                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
+            result = train(seeded, self.tracking_uri, callbacks=callbacks, run_id=run_id)
+            if result.outcome == "diverged":
+                raise Diverged(result.reason)
+            values.append(metric_value(result, study.metric))
+            seconds += result.total_seconds
+        return values, seconds

@@ -1,0 +1,154 @@
+"""A sweep's Optuna study: samplers, pruners, the trial budget, and its parent run in MLflow.
+
+The study is created once, by ``sweeps run``, before any worker starts. Everything a worker needs is kept in
+the study's user attrs (the validated spec, the MLflow experiment and parent run), so ``sweeps worker`` on
+another machine needs only the study's name and storage URL.
+
+The budget is a queue: the creator enqueues exactly ``n_trials`` waiting trials (per optimizer in
+``per_optimizer`` mode, each with its optimizer fixed), workers run trials only while one is waiting, and a
+retried trial (its worker was killed) comes back as a new waiting trial with the same params. So the budget
+holds across any number of workers and machines without a coordinator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Param
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.objective import SPENT_ATTR
+from sweeps.space import searched_optimizers
+from sweeps.spec import SweepConfig
+from sweeps.storage import create_study_once, load_study, open_storage
+from sweeps.tracking import artifact_location, environment_tags, flat_params, mask
+
+SPEC_ATTR = "sweeps.spec"
+PARENT_ATTR = "sweeps.parent_run_id"
+EXPERIMENT_ATTR = "sweeps.experiment_id"
+TRACKING_ATTR = "sweeps.tracking_uri"
+STARTED_ATTR = "sweeps.started_at"
+
+
+def sampler_for(sweep: SweepConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """Each worker gets its own seed, so parallel workers never replay each other's suggestions; TPE also
+    treats running trials as constant liars."""
+    study, seed = sweep.study, sweep.study.seed + worker
+    if study.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if study.sampler == "grid":  # walks a conditional space; GridSampler needs one flat product
+        return optuna.samplers.BruteForceSampler(seed=seed)
+    if study.sampler == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+
+
+def pruner_for(sweep: SweepConfig) -> optuna.pruners.BasePruner:
+    study = sweep.study
+    if study.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if study.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if study.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=sweep.trainer.max_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def directions(sweep: SweepConfig) -> list[str]:
+    return [sweep.study.direction, *(["minimize"] if sweep.study.time_objective else [])]
+
+
+def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.Study:
+    """Create the study and its parent run, or resume the existing one (same spec required); top up the
+    budget queue either way."""
+    storage = open_storage(storage_url)
+    spec = sweep.model_dump_json()
+    study, new = create_study_once(
+        storage,
+        sweep.study.name,
+        directions(sweep),
+        sampler=sampler_for(sweep),
+        pruner=pruner_for(sweep),
+        user_attrs={SPEC_ATTR: spec, STARTED_ATTR: time.time()},
+    )
+    if new:
+        experiment_id, parent = _parent_run(sweep, tracking_uri, storage_url)
+        study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
+        study.set_user_attr(PARENT_ATTR, parent)
+        study.set_user_attr(TRACKING_ATTR, tracking_uri)
+    elif study.user_attrs.get(SPEC_ATTR) != spec:
+        raise ValueError(
+            f"study {sweep.study.name!r} already exists in {mask(storage_url)} with a different spec; "
+            "use another study.name, or the same spec to resume it"
+        )
+    top_up(study, sweep)
+    return study
+
+
+def _parent_run(sweep: SweepConfig, tracking_uri: str, storage_url: str) -> tuple[str, str]:
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(sweep.experiment)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(sweep.experiment, artifact_location=artifact_location(tracking_uri))
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=sweep.study.name,
+        tags=environment_tags()
+        | {"sweeps.study": sweep.study.name, "sweeps.storage": mask(storage_url), "sweeps.role": "sweep"},
+    )
+    study_cfg = sweep.study.model_dump()
+    client.log_batch(
+        run.info.run_id,
+        params=[Param(k, v) for k, v in flat_params({f"study.{k}": v for k, v in study_cfg.items()}).items()],
+    )
+    client.log_dict(run.info.run_id, sweep.model_dump(mode="json"), "sweep.yaml")
+    return experiment_id, run.info.run_id
+
+
+def budget_key(trial: FrozenTrial, per_optimizer: bool) -> str:
+    fixed = trial.system_attrs.get("fixed_params", {}) or trial.params
+    return str(fixed.get("optimizer", "")) if per_optimizer else ""
+
+
+def spent(trial: FrozenTrial) -> bool:
+    """Whether a trial uses up budget: all but FAIL trials stopped from outside (see ``SPENT_ATTR``); a killed
+    worker's trial is replaced by its retry, which counts instead."""
+    return trial.state != TrialState.FAIL or bool(trial.user_attrs.get(SPENT_ATTR))
+
+
+def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
+    """Enqueue waiting trials until the budget is covered; returns how many were added."""
+    n_trials = sweep.study.n_trials
+    if n_trials is None:
+        return 0
+    per = sweep.study.per_optimizer
+    have = Counter(budget_key(t, per) for t in study.get_trials(deepcopy=False) if spent(t))
+    slots = searched_optimizers(sweep) if per else [""]
+    added = 0
+    for round_ in range(n_trials):
+        for key in slots:
+            if have[key] > round_:
+                continue
+            study.enqueue_trial({"optimizer": key} if per else {}, skip_if_exists=False)
+            have[key] += 1
+            added += 1
+    return added
+
+
+def open_sweep(name: str, storage_url: str, worker: int = 0) -> tuple[optuna.Study, SweepConfig]:
+    """An existing sweep, as a worker sees it: the study with this worker's sampler, and the stored spec."""
+    storage = open_storage(storage_url)
+    spec = SweepConfig.model_validate_json(load_study(storage, name).user_attrs[SPEC_ATTR])
+    return load_study(storage, name, sampler=sampler_for(spec, worker), pruner=pruner_for(spec)), spec
+
+
+def waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
