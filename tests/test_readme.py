@@ -26,7 +26,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 def test_setup_commands_are_the_two_the_guide_promises() -> None:
     first, second = BLOCKS[0].strip().splitlines()[1], BLOCKS[0].strip().splitlines()[3]
-    assert "pip install" in first and "sweeps train conf/quickstart.yaml" in first
+    assert "pip install" in first and "sweeps run conf/quickstart.yaml" in first
     assert second == "python -m pytest"
     assert (ROOT / "conf/quickstart.yaml").is_file()
 
@@ -43,7 +43,7 @@ def test_every_readme_sweeps_command_is_known_to_the_cli() -> None:
 
 
 ELSEWHERE = {
-    "sweeps train conf/quickstart.yaml": "tests/sweeps/test_train_cli.py (test_readme_quickstart_...)",
+    "sweeps run conf/quickstart.yaml": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
     "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/test_bench.py (on a subset)",
 }
 
@@ -60,6 +60,9 @@ def test_readme_sweeps_command_runs(line: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sweeps", *args[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "done best val_acc" in proc.stdout
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "mlflow.db").exists()
+    if args[1] == "train":
+        assert "done best val_acc" in proc.stdout
+    else:
+        assert "waiting 0" in proc.stdout and (tmp_path / "optuna.db").exists()

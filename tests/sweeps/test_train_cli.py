@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,6 @@ from models.optimizers import REGISTRY
 from sweeps.config import TrainConfig, load
 from sweeps.tracking import DEFAULT_TRACKING_URI, mask
 from tests.sweeps.helpers import (
-    CONF,
     TRAIN_YAML,
     needs_fashion_mnist,
     open_store,
@@ -190,38 +187,6 @@ def test_fashion_mnist_subset_learns_and_records_two_epochs(tmp_path, store):
     # Adam learns 10 real classes well above chance (0.1) from 512 images in 2 epochs (measured ~0.7).
     assert run.data.metrics["best_val_acc"] > 0.4
     assert result.stdout.count("epoch ") == 2
-
-
-@pytest.mark.slow
-@needs_fashion_mnist
-def test_readme_quickstart_runs_as_written(tmp_path):
-    """``sweeps train conf/quickstart.yaml``, the installed console script, from a checkout-like folder."""
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "quickstart.yaml").write_text((CONF / "quickstart.yaml").read_text())
-    database = tmp_path / "mlflow.db"
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["SWEEPS_DATA_DIR"] = str(tmp_path / "data")  # not ~/.cache: Debian's folder is found next
-    script = Path(sys.executable).with_name("sweeps")
-
-    proc = subprocess.run(
-        [str(script), "train", "conf/quickstart.yaml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("epoch ") == 3
-    assert "done best val_acc" in proc.stdout
-    store = open_store(database)  # the default sqlite:///mlflow.db, in the working directory
-    run = only_run(store, "quickstart")
-    assert run.info.status == "FINISHED"
-    assert run.data.params["train_subset"] == "5000"
-    assert [s for s, _ in store.history(run.info.run_id, "val_acc")] == [1, 2, 3]
-    assert run.data.metrics["best_val_acc"] > 0.6
 
 
 # --- refused before anything is created -----------------------------------------------------------------

@@ -1,0 +1,245 @@
+"""End to end: ``sweeps run`` with real worker processes, real Optuna storage and real MLflow runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from sweeps.storage import open_storage
+
+SPEC = {
+    "data": {"name": "mnist", "train_subset": 192, "holdout_size": 64},
+    "trainer": {"max_epochs": 2},
+    "study": {"name": "e2e", "sampler": "random", "pruner": "none", "n_trials": 6},
+    "search": {
+        "optimizer": ["sgd", "momentum", "adam"],
+        "lr": {"low": 1.0e-3, "high": 0.1, "log": True},
+        "momentum": {"low": 0.5, "high": 0.95},
+        "batch_size": [32, 64],
+    },
+}
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(tmp_path: Path, data_dir: Path, **study: object) -> Path:
+    spec = {**SPEC, "data": {**SPEC["data"], "dir": str(data_dir)}, "study": {**SPEC["study"], **study}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _sweeps(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps", *args],
+        cwd=cwd,
+        env=os.environ | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
+def _check_recorded_once(study: optuna.Study, tracking: str, expected: int) -> None:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == expected
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    client = MlflowClient(tracking)
+    parent = study.user_attrs["sweeps.parent_run_id"]
+    children = client.search_runs(
+        [study.user_attrs["sweeps.experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000
+    )
+    by_trial = {}
+    for run in children:
+        by_trial.setdefault(run.data.tags["sweeps.trial"], []).append(run)
+    assert all(len(runs) == 1 for runs in by_trial.values()), "a trial was recorded twice in MLflow"
+    for t in complete:
+        (run,) = by_trial[str(t.number)]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["sweeps.trial_state"] == "COMPLETE"
+        assert run.data.params["optimizer"] == t.params["optimizer"]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
+        if t.params["optimizer"] == "adam":
+            assert not any(k.endswith("momentum") for k in t.params)
+    assert not [r for r in children if r.info.status == "RUNNING"]
+    assert client.get_run(parent).data.tags["best.trial"] in {str(t.number) for t in complete}
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_embedded_storage(tmp_path: Path, write_idx_dataset) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    spec = _spec(tmp_path, tmp_path / "data")
+    proc = _sweeps("run", str(spec), "--workers", "2", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    _check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
+    workers = {t.user_attrs["worker"] for t in study.get_trials(deepcopy=False)}
+    assert len(workers) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    spec = _spec(tmp_path, tmp_path / "data", name=name)
+    proc = _sweeps("run", str(spec), "--workers", "2", "--storage", POSTGRES, cwd=tmp_path)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    storage = open_storage(POSTGRES)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        _check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    spec = _spec(tmp_path, tmp_path / "data", n_trials=3)
+    env = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3"}
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = subprocess.run(
+        [sys.executable, "-m", "sweeps", "run", str(spec), "--workers", "0"],
+        cwd=tmp_path,
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    victim = _sweeps("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    study = optuna.load_study(study_name="e2e", storage=open_storage(url, heartbeat=False))
+    deadline = time.time() + 120
+    while not [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "mlflow_run_id" in t.user_attrs]:
+        assert time.time() < deadline and victim.poll() is None
+        time.sleep(0.1)
+    victim.send_signal(signal.SIGKILL)  # mid-trial: its MLflow run exists, training is being set up
+    victim.wait()
+    time.sleep(4)
+    survivor = _sweeps("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    out, _ = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, out
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == failed[0].params
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    lost = client.get_run(failed[0].user_attrs["mlflow_run_id"])
+    assert lost.info.status == "FAILED" and "heartbeat" in lost.data.tags["sweeps.reason"]
+    runs = client.search_runs([study.user_attrs["sweeps.experiment_id"]], max_results=100)
+    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
+
+
+def test_a_pruned_trial_is_a_killed_child_run(tmp_path: Path, write_idx_dataset) -> None:
+    """A pruner that prunes at the first report: the trial ends PRUNED, its run KILLED with the epoch."""
+    from sweeps import study as sweep_study
+    from sweeps.objective import Objective
+    from sweeps.spec import load_sweep
+
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
+    sweep = load_sweep(_spec(tmp_path, tmp_path / "data", name="prune", pruner="median", n_trials=1))
+    tracking, url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = sweep_study.create(sweep, url, tracking)
+    study = optuna.load_study(
+        study_name="prune", storage=url, pruner=optuna.pruners.ThresholdPruner(lower=2.0)
+    )
+    attrs = created.user_attrs
+    objective = Objective(
+        sweep, tracking, attrs["sweeps.experiment_id"], attrs["sweeps.parent_run_id"], "test"
+    )
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.state == TrialState.PRUNED
+    run = MlflowClient(tracking).get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["sweeps.trial_state"] == "PRUNED"
+    assert "epoch 0" in run.data.tags["sweeps.reason"]
+    assert run.data.tags["mlflow.parentRunId"] == attrs["sweeps.parent_run_id"]
+
+
+def test_a_bad_spec_creates_no_study_and_no_run(tmp_path: Path, write_idx_dataset) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=128, n_test=32)
+    spec = _spec(tmp_path, tmp_path / "data")
+    proc = _sweeps("run", str(spec), "search.momentum.high=1.5", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "search.momentum" in out
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write_idx_dataset) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    spec = _spec(tmp_path, tmp_path / "data", n_trials=4)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    proc = _sweeps("run", str(spec), cwd=tmp_path, start_new_session=True)
+    deadline = time.time() + 120
+    while True:
+        assert time.time() < deadline and proc.poll() is None
+        if (tmp_path / "optuna.db").exists():
+            study = optuna.load_study(study_name="e2e", storage=open_storage(url, heartbeat=False))
+            if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    trials = study.get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    tracking = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = tracking.search_runs([study.user_attrs["sweeps.experiment_id"]], max_results=100)
+    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
+
+    again = _sweeps("run", str(spec), cwd=tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == 4
+    status = _sweeps("status", "e2e", cwd=tmp_path)
+    out, _ = status.communicate(timeout=120)
+    assert status.returncode == 0 and "done 4" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist"
+)
+def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
+    """``sweeps run conf/quickstart.yaml`` in a checkout-like folder: 3 optimizers × 3 trials recorded."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "quickstart.yaml").write_text((ROOT / "conf" / "quickstart.yaml").read_text())
+    proc = _sweeps(
+        "run", "conf/quickstart.yaml", cwd=tmp_path, env={"SWEEPS_DATA_DIR": str(tmp_path / "data")}
+    )
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    finished = [
+        t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    ]
+    assert sorted(Counter(t.params["optimizer"] for t in finished).values()) == [3, 3, 3]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.get_run(study.user_attrs["sweeps.parent_run_id"])
+    assert parent.data.tags["sweeps.study"] == "quickstart" and "best.optimizer" in parent.data.tags
+    children = client.search_runs(
+        [study.user_attrs["sweeps.experiment_id"]], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 9
+    assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
