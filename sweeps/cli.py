@@ -155,6 +155,9 @@ def run_sweep(
         typer.Option(min=0, help="worker processes (CPU: default 1; GPU: cap; 0: create the study only)"),
     ] = None,
     workers_per_gpu: Annotated[int, typer.Option(min=1, help="workers packed on each GPU")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch threads per worker (default: cores / workers)")
+    ] = None,
 ) -> None:
     """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores."""
     from sweeps.spec import load_sweep
@@ -184,9 +187,9 @@ def run_sweep(
             f"created; join with: sweeps worker --study {sweep.study.name} --storage {describe(url)}"
         )
         return
-    slots = launcher.plan(workers, workers_per_gpu, torch.cuda.device_count(), os.cpu_count() or 1)
+    slots = launcher.plan(workers, workers_per_gpu, torch.cuda.device_count(), os.cpu_count() or 1, threads)
     logs = Path("sweeps-logs") / sweep.study.name
-    procs = [launcher.start(s, sweep.study.name, url, uri, logs) for s in slots]
+    procs = [launcher.start(s, sweep.study.name, url, logs) for s in slots]
     try:
         failed = launcher.supervise(procs, created, sweep, console)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sweeps.objective import WORKER_ATTR
 from sweeps.spec import SweepConfig
+from sweeps.storage import STORAGE_ENV
 
 
 @dataclass(frozen=True)
@@ -30,37 +31,25 @@ class Slot:
     threads: int
 
 
-def plan(workers: int | None, per_gpu: int, gpus: int, cores: int) -> list[Slot]:
+def plan(workers: int | None, per_gpu: int, gpus: int, cores: int, threads: int | None = None) -> list[Slot]:
     """``per_gpu`` workers on each visible GPU (``workers`` caps the total); on CPU, ``workers`` (default 1)
     processes splitting the cores."""
     if gpus:
         devices = [str(g) for g in range(gpus) for _ in range(per_gpu)][: workers or None]
     else:
         devices = [""] * (workers or 1)
-    threads = max(1, cores // len(devices))
+    threads = threads or max(1, cores // len(devices))
     return [Slot(i, gpu, threads) for i, gpu in enumerate(devices)]
 
 
-def start(slot: Slot, name: str, storage_url: str, tracking_uri: str, logs: Path) -> subprocess.Popen:
+def start(slot: Slot, name: str, storage_url: str, logs: Path) -> subprocess.Popen:
+    """One ``sweeps worker`` process. The storage URL goes by environment, not argv, where ``ps`` would show
+    its password; the worker reads the MLflow URI from the study."""
     logs.mkdir(parents=True, exist_ok=True)
     log = (logs / f"worker-{slot.index}.log").open("ab")
-    command = [
-        sys.executable,
-        "-m",
-        "sweeps",
-        "worker",
-        "--study",
-        name,
-        "--storage",
-        storage_url,
-        "--tracking-uri",
-        tracking_uri,
-        "--index",
-        str(slot.index),
-        "--threads",
-        str(slot.threads),
-    ]
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": slot.gpu}
+    command = [sys.executable, "-m", "sweeps", "worker", "--study", name]
+    command += ["--index", str(slot.index), "--threads", str(slot.threads)]
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": slot.gpu, STORAGE_ENV: storage_url}
     # A session of its own: a terminal's Ctrl-C reaches the launcher only, which sends each worker exactly one
     # SIGINT (a second one would interrupt the worker while it records the stopped trial).
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from mlflow.entities import RunTag
+from mlflow.entities import Metric, RunTag
 from rich.console import Console
 
 from models.data import MNISTDataModule, check_available
@@ -233,12 +233,14 @@ def _tracked_fit(
         raise
     total = time.perf_counter() - started
     outcome: Outcome = "diverged" if module.diverged else "finished"
-    client.set_tag(run_id, OUTCOME_TAG, outcome)
-    epochs_done = len(report.history)
-    if math.isfinite(module.best_val_acc):
-        client.log_metric(run_id, "best_val_acc", module.best_val_acc, step=epochs_done)
-    client.log_metric(run_id, "total_seconds", total, step=epochs_done)
+    epochs_done, now = len(report.history), int(time.time() * 1000)
+    finals = {"best_val_acc": module.best_val_acc, "total_seconds": total}
+    tags = {OUTCOME_TAG: outcome} | ({REASON_TAG: module.diverged} if module.diverged else {})
+    client.log_batch(  # one write: each MLflow write to SQLite is a transaction of its own
+        run_id,
+        metrics=[Metric(k, v, now, epochs_done) for k, v in finals.items() if math.isfinite(v)],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
     if module.diverged:
-        client.set_tag(run_id, REASON_TAG, module.diverged)
         client.set_terminated(run_id, "FAILED")
     return RunResult(run_id, outcome, module.diverged, module.best_val_acc, total, report.history)

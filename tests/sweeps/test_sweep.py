@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -98,13 +99,21 @@ def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     spec = _spec(tmp_path, tmp_path / "data", name=name)
-    proc = _sweeps("run", str(spec), "--workers", "2", "--storage", POSTGRES, cwd=tmp_path)
+    with_password = POSTGRES.replace("postgres@", "postgres:hunter2@")  # trust auth ignores it
+    proc = _sweeps("run", str(spec), "--workers", "2", "--storage", with_password, cwd=tmp_path)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
+    assert "hunter2" not in out and "***" in out
     storage = open_storage(POSTGRES)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         _check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
+        runs = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
+            [study.user_attrs["sweeps.experiment_id"]], max_results=100
+        )
+        assert not [r for r in runs if "hunter2" in repr(r.data.params) + repr(r.data.tags)]
+        logs = "".join(p.read_text() for p in (tmp_path / "sweeps-logs").rglob("*.log"))
+        assert "hunter2" not in logs
     finally:
         optuna.delete_study(study_name=name, storage=storage)
 
@@ -243,3 +252,76 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     )
     assert len(children) == 9
     assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
+
+
+@pytest.mark.parametrize(
+    ("workers", "per_gpu", "gpus", "cores", "expected"),
+    [
+        (None, 1, 0, 2, [("", 2)]),
+        (2, 1, 0, 2, [("", 1), ("", 1)]),
+        (8, 1, 0, 2, [("", 1)] * 8),
+        (None, 1, 2, 16, [("0", 8), ("1", 8)]),
+        (None, 2, 2, 16, [("0", 4), ("0", 4), ("1", 4), ("1", 4)]),
+        (3, 2, 2, 16, [("0", 5), ("0", 5), ("1", 5)]),
+    ],
+)
+def test_workers_are_pinned_to_gpus_or_split_the_cores(workers, per_gpu, gpus, cores, expected) -> None:
+    from sweeps.launcher import plan
+
+    slots = plan(workers, per_gpu, gpus, cores)
+    assert [s.threads for s in plan(workers, per_gpu, gpus, cores, threads=1)] == [1] * len(expected)
+    assert [(s.gpu, s.threads) for s in slots] == expected
+    assert [s.index for s in slots] == list(range(len(expected)))
+
+
+def test_a_diverged_trial_fails_with_its_reason_and_uses_its_budget(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    from sweeps import study as sweep_study
+    from sweeps.objective import Objective
+    from sweeps.spec import load_sweep
+
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
+    spec = _spec(tmp_path, tmp_path / "data", name="boom", n_trials=1)
+    sweep = load_sweep(spec, ["search.optimizer=momentum", "search.lr={low: 1.0e+6, high: 1.0e+7}"])
+    tracking, url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = sweep_study.create(sweep, url, tracking)
+    attrs = created.user_attrs
+    objective = Objective(
+        sweep, tracking, attrs["sweeps.experiment_id"], attrs["sweeps.parent_run_id"], "test"
+    )
+    created.optimize(objective, n_trials=1, catch=(Exception,))
+    (trial,) = created.get_trials(deepcopy=False)
+    assert trial.state == TrialState.FAIL and trial.user_attrs["spent"] is True
+    run = MlflowClient(tracking).get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["sweeps.outcome"] == "diverged" and "non-finite" in run.data.tags["sweeps.reason"]
+    assert sweep_study.top_up(created, sweep) == 0  # a diverged trial is a result: its slot is not re-queued
+
+
+@pytest.mark.slow
+def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist package")
+    out = tmp_path / "sb.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps.sweep_bench",
+            "--workers",
+            "1",
+            "--trials",
+            "2",
+            "--subset",
+            "128",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["trials"] == 2 and row["trials_per_hour"] > 0 and 0 < row["overhead_share_mean"] < 1
