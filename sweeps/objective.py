@@ -28,6 +28,14 @@ class Diverged(RuntimeError):
     """Training diverged: Optuna records the trial as FAIL with this reason, and the worker goes on."""
 
 
+class OverBudget(RuntimeError):
+    """Two workers saw one queued trial; the loser's ``ask`` made a fresh trial, which ends FAIL unrun."""
+
+
+QUEUED = frozenset({"fixed_params", "failed_trial"})
+"""System attrs of a trial popped from the budget queue: enqueued, or re-queued by the heartbeat retry."""
+
+
 def metric_value(result: RunResult, metric: str) -> float:
     """The trial's value: ``best_val_acc`` over the epochs, or the last epoch's value of another metric."""
     if metric == "best_val_acc":
@@ -47,6 +55,10 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr(WORKER_ATTR, self.worker)
+        if self.sweep.study.n_trials is not None and not QUEUED.intersection(
+            trial.storage.get_trial_system_attrs(trial._trial_id)
+        ):
+            raise OverBudget("another worker took the last queued trial; this one was not run")
         cfg = suggest(trial, self.sweep)
         study = self.sweep.study
         client = MlflowClient(self.tracking_uri)

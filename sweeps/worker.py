@@ -44,7 +44,7 @@ def run_worker(
     while time.time() < deadline:
         optuna.storages.fail_stale_trials(study)
         close_lost_runs(study, objective)
-        if not waiting(study):
+        if sweep.study.n_trials is not None and not waiting(study):
             break
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[ParentBest(objective)])
         ran += 1

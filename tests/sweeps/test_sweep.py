@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -325,3 +326,28 @@ def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
     )
     (row,) = json.loads(out.read_text())["rows"]
     assert row["trials"] == 2 and row["trials_per_hour"] > 0 and 0 < row["overhead_share_mean"] < 1
+
+
+def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_dataset) -> None:
+    """Two workers race for the last queued trial: the loser's fresh trial fails unrun, outside the budget."""
+    from sweeps import study as sweep_study
+    from sweeps.objective import Objective, OverBudget
+    from sweeps.spec import load_sweep
+
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
+
+    sweep = load_sweep(_spec(tmp_path, tmp_path / "data", name="race", n_trials=1))
+    tracking, url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = sweep_study.create(sweep, url, tracking)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Heartbeat of storage")  # ask() without optimize(), on purpose
+        winner = created.ask()  # takes the only queued trial
+        loser = created.ask()  # the queue is empty: Optuna makes a fresh trial
+    attrs = created.user_attrs
+    objective = Objective(
+        sweep, tracking, attrs["sweeps.experiment_id"], attrs["sweeps.parent_run_id"], "test"
+    )
+    with pytest.raises(OverBudget):
+        objective(loser)
+    assert "mlflow_run_id" not in created.get_trials(deepcopy=False)[loser.number].user_attrs
+    assert winner.number == 0 and sweep_study.top_up(created, sweep) == 0
