@@ -48,7 +48,7 @@ def test_training_steps_stop_page_faulting() -> None:
     _, default_faults_per_step = _faults("default")
     assert tuned == "True"
     assert default_faults_per_step > 1_000  # glibc maps the step's large blocks afresh each time
-    assert faults_per_step < 50
+    assert faults_per_step < default_faults_per_step / 10
 
 
 @on_glibc

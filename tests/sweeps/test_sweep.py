@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -204,10 +205,12 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
     deadline = time.time() + 120
     while True:
         assert time.time() < deadline and proc.poll() is None
-        if (tmp_path / "optuna.db").exists():
-            study = optuna.load_study(study_name="e2e", storage=open_storage(url, heartbeat=False))
-            if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                break
+        study = None
+        if (tmp_path / "optuna.db").exists():  # never create the file here: that races the launcher's schema
+            with contextlib.suppress(KeyError):  # the schema is there, the study not yet
+                study = optuna.load_study(study_name="e2e", storage=open_storage(url, heartbeat=False))
+        if study and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            break
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     out, _ = proc.communicate(timeout=120)
