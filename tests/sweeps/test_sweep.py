@@ -37,8 +37,9 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _spec(tmp_path: Path, data_dir: Path, **study: object) -> Path:
+def _spec(tmp_path: Path, data_dir: Path, epochs: int = 2, **study: object) -> Path:
     spec = {**SPEC, "data": {**SPEC["data"], "dir": str(data_dir)}, "study": {**SPEC["study"], **study}}
+    spec["trainer"] = {"max_epochs": epochs}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -199,7 +200,7 @@ def test_a_bad_spec_creates_no_study_and_no_run(tmp_path: Path, write_idx_datase
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
-    spec = _spec(tmp_path, tmp_path / "data", n_trials=4)
+    spec = _spec(tmp_path, tmp_path / "data", epochs=6, n_trials=3)  # trials long enough to be caught running
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     proc = _sweeps("run", str(spec), cwd=tmp_path, start_new_session=True)
     deadline = time.time() + 120
@@ -224,10 +225,10 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
     again = _sweeps("run", str(spec), cwd=tmp_path)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
-    assert len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == 4
+    assert len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == 3
     status = _sweeps("status", "e2e", cwd=tmp_path)
     out, _ = status.communicate(timeout=120)
-    assert status.returncode == 0 and "done 4" in out
+    assert status.returncode == 0 and "done 3" in out
 
 
 @pytest.mark.slow
