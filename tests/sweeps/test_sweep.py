@@ -35,6 +35,9 @@ SPEC = {
 }
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parents[2]
+needs_fashion_mnist = pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs the dataset-fashion-mnist package"
+)
 
 
 def _spec(tmp_path: Path, data_dir: Path, epochs: int = 2, **study: object) -> Path:
@@ -232,9 +235,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist"
-)
+@needs_fashion_mnist
 def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     """``sweeps run conf/quickstart.yaml`` in a checkout-like folder: 3 optimizers × 3 trials recorded."""
     (tmp_path / "conf").mkdir()
@@ -305,9 +306,8 @@ def test_a_diverged_trial_fails_with_its_reason_and_uses_its_budget(
 
 
 @pytest.mark.slow
+@needs_fashion_mnist
 def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
-    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
-        pytest.skip("needs Debian's dataset-fashion-mnist package")
     out = tmp_path / "sb.json"
     subprocess.run(
         [
