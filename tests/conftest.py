@@ -62,6 +62,24 @@ def _write_idx_dataset(
     return written
 
 
+def _postgres_unreachable() -> str | None:
+    import psycopg
+
+    try:
+        psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3").close()
+    except psycopg.OperationalError as error:
+        return f"PostgreSQL not reachable on 127.0.0.1:5432 (database test): {str(error).splitlines()[0]}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` need the server on 127.0.0.1:5432; without it they skip, saying so."""
+    marked = [item for item in items if item.get_closest_marker("postgres")]
+    reason = _postgres_unreachable() if marked else None
+    for item in marked if reason else []:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture
 def write_idx() -> Callable[[Path, torch.Tensor], Path]:
     """`write_idx(path, tensor)`: one IDX file."""

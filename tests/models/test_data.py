@@ -220,11 +220,11 @@ def test_check_available(tmp_path, monkeypatch, write_idx_dataset):
     check_available("mnist", tmp_path, download=False)
 
 
+@pytest.mark.skipif(
+    not DEBIAN_DIR.is_dir(),
+    reason="Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_debian_fashion_mnist_is_found(tmp_path, monkeypatch):
-    if not DEBIAN_DIR.is_dir():
-        pytest.skip(
-            "Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)"
-        )
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", DEBIAN_DIR)
 
     files = find_files("fashion_mnist", tmp_path)
