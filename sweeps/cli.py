@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -43,6 +44,17 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+C = TypeVar("C")
+
+
+def _checked(loader: Callable[[Path, Sequence[str]], C], config: Path, overrides: list[str] | None) -> C:
+    """A validated config, or exit 2 with the message that names every bad field."""
+    try:
+        return loader(config, overrides or ())
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
 def _quiet_libraries() -> None:
     """Lightning's banners and tips are noise on a terminal that shows one line per epoch."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow"):
@@ -63,10 +75,7 @@ def train(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Train once with one optimizer and record the run (params, per-epoch curves, config) in MLflow."""
-    try:
-        cfg = load(config, overrides or ())
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    cfg = _checked(load, config, overrides)
     tune_allocator()
     _quiet_libraries()
     from models.data import DatasetNotFound
@@ -162,10 +171,7 @@ def run_sweep(
     """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores."""
     from sweeps.spec import load_sweep
 
-    try:
-        sweep = load_sweep(config, overrides or ())
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    sweep = _checked(load_sweep, config, overrides)
     _quiet_libraries()
     import torch
 
