@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from models.data import DEBIAN_FASHION_MNIST_DIR
@@ -40,6 +44,46 @@ def tiny(folder: Path, *overrides: str) -> list[str]:
         "trainer.accelerator=cpu",
         *overrides,
     ]
+
+
+SMALL_SWEEP = {
+    "data": {"name": "mnist", "train_subset": 192, "holdout_size": 64},
+    "trainer": {"max_epochs": 2},
+    "study": {"name": "e2e", "sampler": "random", "pruner": "none", "n_trials": 6},
+    "search": {
+        "optimizer": ["sgd", "momentum", "adam"],
+        "lr": {"low": 1.0e-3, "high": 0.1, "log": True},
+        "momentum": {"low": 0.5, "high": 0.95},
+        "batch_size": [32, 64],
+    },
+}
+"""A sweep of seconds per trial on the tiny IDX data (``write_idx_dataset`` with 256 train images)."""
+
+
+def small_sweep_spec(folder: Path, data_dir: Path, epochs: int = 2, **study: object) -> Path:
+    """``folder/sweep.yaml``: ``SMALL_SWEEP`` on ``data_dir``, with ``study`` keys overridden."""
+    spec = {
+        **SMALL_SWEEP,
+        "data": {**SMALL_SWEEP["data"], "dir": str(data_dir)},
+        "study": {**SMALL_SWEEP["study"], **study},
+        "trainer": {"max_epochs": epochs},
+    }
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def sweeps_process(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+    """``python -m sweeps ARGS`` as a real process, stdout and stderr merged into one text pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps", *args],
+        cwd=cwd,
+        env=os.environ | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def invoke(*args: str) -> Result:

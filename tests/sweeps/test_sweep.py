@@ -16,48 +16,17 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
+from tests.sweeps.helpers import small_sweep_spec, sweeps_process
 
-SPEC = {
-    "data": {"name": "mnist", "train_subset": 192, "holdout_size": 64},
-    "trainer": {"max_epochs": 2},
-    "study": {"name": "e2e", "sampler": "random", "pruner": "none", "n_trials": 6},
-    "search": {
-        "optimizer": ["sgd", "momentum", "adam"],
-        "lr": {"low": 1.0e-3, "high": 0.1, "log": True},
-        "momentum": {"low": 0.5, "high": 0.95},
-        "batch_size": [32, 64],
-    },
-}
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parents[2]
 needs_fashion_mnist = pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs the dataset-fashion-mnist package"
 )
-
-
-def _spec(tmp_path: Path, data_dir: Path, epochs: int = 2, **study: object) -> Path:
-    spec = {**SPEC, "data": {**SPEC["data"], "dir": str(data_dir)}, "study": {**SPEC["study"], **study}}
-    spec["trainer"] = {"max_epochs": epochs}
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def _sweeps(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", *args],
-        cwd=cwd,
-        env=os.environ | (env or {}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kw,
-    )
 
 
 def _check_recorded_once(study: optuna.Study, tracking: str, expected: int) -> None:
@@ -89,8 +58,8 @@ def _check_recorded_once(study: optuna.Study, tracking: str, expected: int) -> N
 @pytest.mark.slow
 def test_two_workers_share_the_embedded_storage(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
-    spec = _spec(tmp_path, tmp_path / "data")
-    proc = _sweeps("run", str(spec), "--workers", "2", cwd=tmp_path)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data")
+    proc = sweeps_process("run", str(spec), "--workers", "2", cwd=tmp_path)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
@@ -104,9 +73,9 @@ def test_two_workers_share_the_embedded_storage(tmp_path: Path, write_idx_datase
 def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    spec = _spec(tmp_path, tmp_path / "data", name=name)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", name=name)
     with_password = POSTGRES.replace("postgres@", "postgres:hunter2@")  # trust auth ignores it
-    proc = _sweeps("run", str(spec), "--workers", "2", "--storage", with_password, cwd=tmp_path)
+    proc = sweeps_process("run", str(spec), "--workers", "2", "--storage", with_password, cwd=tmp_path)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert "hunter2" not in out and "***" in out
@@ -127,7 +96,7 @@ def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -
 @pytest.mark.slow
 def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
-    spec = _spec(tmp_path, tmp_path / "data", n_trials=3)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=3)
     env = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3"}
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     created = subprocess.run(
@@ -138,7 +107,7 @@ def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> No
         text=True,
     )
     assert created.returncode == 0, created.stdout + created.stderr
-    victim = _sweeps("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    victim = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
     study = optuna.load_study(study_name="e2e", storage=open_storage(url, heartbeat=False))
     deadline = time.time() + 120
     while not [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "mlflow_run_id" in t.user_attrs]:
@@ -147,7 +116,7 @@ def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> No
     victim.send_signal(signal.SIGKILL)  # mid-trial: its MLflow run exists, training is being set up
     victim.wait()
     time.sleep(4)
-    survivor = _sweeps("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    survivor = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
     out, _ = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, out
     trials = study.get_trials(deepcopy=False)
@@ -170,7 +139,9 @@ def test_a_pruned_trial_is_a_killed_child_run(tmp_path: Path, write_idx_dataset)
     from sweeps.spec import load_sweep
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
-    sweep = load_sweep(_spec(tmp_path, tmp_path / "data", name="prune", pruner="median", n_trials=1))
+    sweep = load_sweep(
+        small_sweep_spec(tmp_path, tmp_path / "data", name="prune", pruner="median", n_trials=1)
+    )
     tracking, url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     created = sweep_study.create(sweep, url, tracking)
     study = optuna.load_study(
@@ -192,8 +163,8 @@ def test_a_pruned_trial_is_a_killed_child_run(tmp_path: Path, write_idx_dataset)
 
 def test_a_bad_spec_creates_no_study_and_no_run(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=128, n_test=32)
-    spec = _spec(tmp_path, tmp_path / "data")
-    proc = _sweeps("run", str(spec), "search.momentum.high=1.5", cwd=tmp_path)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data")
+    proc = sweeps_process("run", str(spec), "search.momentum.high=1.5", cwd=tmp_path)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "search.momentum" in out
@@ -203,9 +174,10 @@ def test_a_bad_spec_creates_no_study_and_no_run(tmp_path: Path, write_idx_datase
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
-    spec = _spec(tmp_path, tmp_path / "data", epochs=6, n_trials=3)  # trials long enough to be caught running
+    # trials long enough to be caught running
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", epochs=6, n_trials=3)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    proc = _sweeps("run", str(spec), cwd=tmp_path, start_new_session=True)
+    proc = sweeps_process("run", str(spec), cwd=tmp_path, start_new_session=True)
     deadline = time.time() + 120
     while True:
         assert time.time() < deadline and proc.poll() is None
@@ -225,11 +197,11 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
     runs = tracking.search_runs([study.user_attrs["sweeps.experiment_id"]], max_results=100)
     assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
 
-    again = _sweeps("run", str(spec), cwd=tmp_path)
+    again = sweeps_process("run", str(spec), cwd=tmp_path)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     assert len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == 3
-    status = _sweeps("status", "e2e", cwd=tmp_path)
+    status = sweeps_process("status", "e2e", cwd=tmp_path)
     out, _ = status.communicate(timeout=120)
     assert status.returncode == 0 and "done 3" in out
 
@@ -240,7 +212,7 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     """``sweeps run conf/quickstart.yaml`` in a checkout-like folder: 3 optimizers × 3 trials recorded."""
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "quickstart.yaml").write_text((ROOT / "conf" / "quickstart.yaml").read_text())
-    proc = _sweeps(
+    proc = sweeps_process(
         "run", "conf/quickstart.yaml", cwd=tmp_path, env={"SWEEPS_DATA_DIR": str(tmp_path / "data")}
     )
     out, _ = proc.communicate(timeout=900)
@@ -288,7 +260,7 @@ def test_a_diverged_trial_fails_with_its_reason_and_uses_its_budget(
     from sweeps.spec import load_sweep
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
-    spec = _spec(tmp_path, tmp_path / "data", name="boom", n_trials=1)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", name="boom", n_trials=1)
     sweep = load_sweep(spec, ["search.optimizer=momentum", "search.lr={low: 1.0e+6, high: 1.0e+7}"])
     tracking, url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     created = sweep_study.create(sweep, url, tracking)
@@ -340,7 +312,7 @@ def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_d
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
 
-    sweep = load_sweep(_spec(tmp_path, tmp_path / "data", name="race", n_trials=1))
+    sweep = load_sweep(small_sweep_spec(tmp_path, tmp_path / "data", name="race", n_trials=1))
     tracking, url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     created = sweep_study.create(sweep, url, tracking)
     with warnings.catch_warnings():
