@@ -86,6 +86,37 @@ def sweeps_process(*args: str, cwd: Path, env: dict[str, str] | None = None, **k
     )
 
 
+def check_recorded_once(study: Any, tracking: str, expected: int) -> None:
+    """``expected`` COMPLETE trials, none left RUNNING or WAITING; in MLflow one child run per trial, FINISHED
+    with its two epochs of curves for each COMPLETE one, none RUNNING, and the best trial on the parent."""
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == expected
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    client = MlflowClient(tracking)
+    parent = study.user_attrs["sweeps.parent_run_id"]
+    children = client.search_runs(
+        [study.user_attrs["sweeps.experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000
+    )
+    by_trial = {}
+    for run in children:
+        by_trial.setdefault(run.data.tags["sweeps.trial"], []).append(run)
+    assert all(len(runs) == 1 for runs in by_trial.values()), "a trial was recorded twice in MLflow"
+    for t in complete:
+        (run,) = by_trial[str(t.number)]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["sweeps.trial_state"] == "COMPLETE"
+        assert run.data.params["optimizer"] == t.params["optimizer"]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
+        if t.params["optimizer"] == "adam":
+            assert not any(k.endswith("momentum") for k in t.params)
+    assert not [r for r in children if r.info.status == "RUNNING"]
+    assert client.get_run(parent).data.tags["best.trial"] in {str(t.number) for t in complete}
+
+
 def invoke(*args: str) -> Result:
     """Run the real ``sweeps`` Typer app in this process; ``stdout`` and ``stderr`` are kept apart."""
     from sweeps.cli import app

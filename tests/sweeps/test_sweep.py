@@ -20,39 +20,13 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
-from tests.sweeps.helpers import small_sweep_spec, sweeps_process
+from tests.sweeps.helpers import check_recorded_once, small_sweep_spec, sweeps_process
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parents[2]
 needs_fashion_mnist = pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs the dataset-fashion-mnist package"
 )
-
-
-def _check_recorded_once(study: optuna.Study, tracking: str, expected: int) -> None:
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == expected
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    client = MlflowClient(tracking)
-    parent = study.user_attrs["sweeps.parent_run_id"]
-    children = client.search_runs(
-        [study.user_attrs["sweeps.experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000
-    )
-    by_trial = {}
-    for run in children:
-        by_trial.setdefault(run.data.tags["sweeps.trial"], []).append(run)
-    assert all(len(runs) == 1 for runs in by_trial.values()), "a trial was recorded twice in MLflow"
-    for t in complete:
-        (run,) = by_trial[str(t.number)]
-        assert run.info.status == "FINISHED"
-        assert run.data.tags["sweeps.trial_state"] == "COMPLETE"
-        assert run.data.params["optimizer"] == t.params["optimizer"]
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
-        if t.params["optimizer"] == "adam":
-            assert not any(k.endswith("momentum") for k in t.params)
-    assert not [r for r in children if r.info.status == "RUNNING"]
-    assert client.get_run(parent).data.tags["best.trial"] in {str(t.number) for t in complete}
 
 
 @pytest.mark.slow
@@ -63,7 +37,7 @@ def test_two_workers_share_the_embedded_storage(tmp_path: Path, write_idx_datase
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
-    _check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
+    check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
     workers = {t.user_attrs["worker"] for t in study.get_trials(deepcopy=False)}
     assert len(workers) == 2
 
@@ -82,7 +56,7 @@ def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -
     storage = open_storage(POSTGRES)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
-        _check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
+        check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
         runs = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
             [study.user_attrs["sweeps.experiment_id"]], max_results=100
         )
