@@ -195,13 +195,20 @@ def run_sweep(
         return
     slots = launcher.plan(workers, workers_per_gpu, torch.cuda.device_count(), os.cpu_count() or 1, threads)
     logs = Path("sweeps-logs") / sweep.study.name
-    procs = [launcher.start(s, sweep.study.name, url, logs) for s in slots]
-    try:
-        failed = launcher.supervise(procs, created, sweep, console)
-    except KeyboardInterrupt:
-        raise _fail("interrupted; run the same command again to resume", code=130) from None
-    if failed:
-        raise _fail(f"{failed} worker(s) exited with an error; see {logs}/", code=1)
+    while True:
+        procs = [launcher.start(s, sweep.study.name, url, logs) for s in slots]
+        try:
+            failed = launcher.supervise(procs, created, sweep, console)
+        except KeyboardInterrupt:
+            raise _fail("interrupted; run the same command again to resume", code=130) from None
+        if failed:
+            raise _fail(f"{failed} worker(s) exited with an error; see {logs}/", code=1)
+        if not study.queue_retrains(created, sweep):
+            break
+        console.print(
+            "search done; retraining each optimizer's default and best config"
+            f" on {sweep.study.retrain_seeds} seeds"
+        )
 
 
 @app.command()
@@ -242,3 +249,40 @@ def status(
     except StudyNotFoundError as exc:
         raise _fail(str(exc)) from None
     console.print(summary(found, sweep))
+
+
+@app.command()
+def report(
+    study_name: Annotated[str, typer.Argument(help="the sweep's study name")],
+    storage: Storage = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow URI (default: the one the study records)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the files (default: reports/NAME)")] = None,
+    target_acc: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="accuracy for the time-to-target column (default: all reach it)"),
+    ] = None,
+) -> None:
+    """Compare the optimizers of a sweep: the seed-shaped table (and the shoot-out after retrains) printed,
+    saved as Markdown, CSV and HTML with the plots, and logged on the sweep's parent run."""
+    _quiet_libraries()
+    from sweeps import report as reporting
+    from sweeps.storage import StudyNotFoundError, storage_url
+    from sweeps.study import TRACKING_ATTR, open_sweep
+
+    try:
+        found, sweep = open_sweep(study_name, storage_url(storage))
+        folder = out or Path("reports") / study_name
+        written = reporting.make(
+            found, sweep, tracking_uri or found.user_attrs[TRACKING_ATTR], folder, target_acc
+        )
+    except (StudyNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    for table in written.tables:
+        console.print(reporting.rich_table(table))
+    for name, why in written.skipped.items():
+        console.print(f"[dim]skipped plot {name}: {why}[/]")
+    console.print(
+        f"written to {folder}/ and logged on the parent run: {', '.join(f.name for f in written.files)}"
+    )

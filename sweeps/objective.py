@@ -10,7 +10,8 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from optuna_integration import PyTorchLightningPruningCallback
 
-from sweeps.space import suggest, trial_params
+from sweeps.config import TrainConfig
+from sweeps.space import preset_config, suggest, trial_params
 from sweeps.spec import SweepConfig
 from sweeps.train import OUTCOME_TAG, REASON_TAG, RunResult, ended_by, train
 
@@ -30,6 +31,14 @@ class Diverged(RuntimeError):
 
 class OverBudget(RuntimeError):
     """Two workers saw one queued trial; the loser's ``ask`` made a fresh trial, which ends FAIL unrun."""
+
+
+PHASE_ATTR = "sweeps.phase"
+OPTIMIZER_ATTR = "sweeps.optimizer"
+SEARCH, DEFAULT, TUNED = "search", "default", "tuned"
+"""A trial's phase (a user attr, kept by the heartbeat retry): ``search`` trials are sampled and spend the
+budget; with ``study.retrain_seeds`` each optimizer then gets a ``default`` trial (its preset, untuned) and a
+``tuned`` trial (its best search config), each trained on that many fresh seeds: the fair table's columns."""
 
 
 QUEUED = frozenset({"fixed_params", "failed_trial"})
@@ -59,7 +68,8 @@ class Objective:
             trial.storage.get_trial_system_attrs(trial._trial_id)
         ):
             raise OverBudget("another worker took the last queued trial; this one was not run")
-        cfg = suggest(trial, self.sweep)
+        phase = trial.user_attrs.get(PHASE_ATTR, SEARCH)
+        cfg = self._config(trial, phase)
         study = self.sweep.study
         client = MlflowClient(self.tracking_uri)
         trial_run = client.create_run(
@@ -72,12 +82,13 @@ class Objective:
                 "sweeps.study": study.name,
                 "sweeps.optimizer": cfg.optimizer.name,
                 "sweeps.worker": self.worker,
+                "sweeps.phase": phase,
             },
         ).info.run_id
         trial.set_user_attr(RUN_ATTR, trial_run)
         trial.set_user_attr("config", trial_params(cfg))
         try:
-            values, seconds = self._train_repeats(trial, cfg, client, trial_run)
+            values, seconds = self._train_repeats(trial, cfg, client, trial_run, phase)
         except BaseException as exc:
             if isinstance(exc, Diverged):
                 outcome, status, reason = "diverged", "FAILED", str(exc)
@@ -93,7 +104,7 @@ class Objective:
                 trial.set_user_attr(SPENT_ATTR, True)
             raise
         value = statistics.fmean(values)
-        if study.repeats > 1:
+        if len(values) > 1:
             client.log_metric(trial_run, f"{study.metric}_mean", value)
             client.log_metric(trial_run, f"{study.metric}_std", statistics.pstdev(values))
             client.log_metric(trial_run, "total_seconds", seconds)
@@ -101,25 +112,41 @@ class Objective:
         client.set_tag(trial_run, STATE_TAG, "COMPLETE")
         return (value, seconds) if study.time_objective else value
 
+    def _config(self, trial: optuna.Trial, phase: str) -> TrainConfig:
+        """The trial's config: sampled (a tuned trial's params are all fixed, so sampling returns them), or
+        for a default trial the spec's starting point with the optimizer's preset and nothing searched.
+        Retrains are scored on the test split, which the search never selected on."""
+        if phase == SEARCH:
+            return suggest(trial, self.sweep)
+        cfg = (
+            suggest(trial, self.sweep)
+            if phase == TUNED
+            else preset_config(self.sweep, trial.user_attrs[OPTIMIZER_ATTR])
+        )
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"val_split": "test"})})
+
     def _train_repeats(
-        self, trial: optuna.Trial, cfg, client: MlflowClient, trial_run: str
+        self, trial: optuna.Trial, cfg: TrainConfig, client: MlflowClient, trial_run: str, phase: str
     ) -> tuple[list[float], float]:
-        """Train the sampled config once per seed; with one seed the trial run itself holds the curves."""
+        """Train the config once per seed; with one seed the trial run itself holds the curves. Retrained
+        configs get fresh seeds (after the one the search selected on), and are never pruned."""
         study = self.sweep.study
+        seeds = study.repeats if phase == SEARCH else study.retrain_seeds
+        first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
         values, seconds = [], 0.0
-        for repeat in range(study.repeats):
+        for repeat in range(seeds):
             seeded = cfg.model_copy(
-                update={"trainer": cfg.trainer.model_copy(update={"seed": cfg.trainer.seed + repeat})}
+                update={"trainer": cfg.trainer.model_copy(update={"seed": first + repeat})}
             )
             run_id = trial_run
-            if study.repeats > 1:
+            if seeds > 1:
                 run_id = client.create_run(
                     self.experiment_id,
                     run_name=f"trial-{trial.number}-seed-{seeded.trainer.seed}",
                     tags={PARENT_TAG: trial_run, TRIAL_TAG: str(trial.number)},
                 ).info.run_id
             callbacks = []
-            if study.pruner != "none" and repeat == 0:
+            if study.pruner != "none" and repeat == 0 and phase == SEARCH:
                 monitor = "val_acc" if study.direction == "maximize" else "val_loss"
                 callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
             result = train(seeded, self.tracking_uri, callbacks=callbacks, run_id=run_id)

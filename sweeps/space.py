@@ -47,8 +47,19 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
         key: _sample(trial, f"{name}.{key}", takes[key].kind, value)
         for key, value in search.space(name).items()
     }
+    return _configured(cfg, start_from(cfg.optimizer, name, hparams) | hparams, batch_size)
+
+
+def preset_config(cfg: SweepConfig, name: str) -> TrainConfig:
+    """Optimizer ``name`` untuned: the sweep's starting point (its preset, the spec's fixed values) with
+    nothing sampled; what a tuned result is compared with."""
+    batch_size = None if isinstance(cfg.search.batch_size, list) else cfg.search.batch_size
+    return _configured(cfg, start_from(cfg.optimizer, name), batch_size)
+
+
+def _configured(cfg: SweepConfig, optimizer: dict[str, Any], batch_size: int | str | None) -> TrainConfig:
     raw = cfg.model_dump(exclude={"study", "search"})
-    raw["optimizer"] = start_from(cfg.optimizer, name, hparams) | hparams
+    raw["optimizer"] = optimizer
     if batch_size is not None:
         raw["data"]["batch_size"] = batch_size
     return validate(TrainConfig, raw)

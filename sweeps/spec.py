@@ -266,6 +266,7 @@ class StudyConfig(_Strict):
     per_optimizer: bool = False  # an equal budget: n_trials for each searched optimizer
     repeats: Count = 1  # seeds per configuration; the trial's value is their mean
     time_objective: bool = False  # a second objective, total training seconds (minimised): a Pareto front
+    retrain_seeds: Annotated[int, Field(strict=True, ge=0)] = 0  # after the search: best and default × seeds
 
     @model_validator(mode="before")
     @classmethod
@@ -293,6 +294,11 @@ class StudyConfig(_Strict):
         if self.time_objective and self.pruner != "none":
             raise ValueError(
                 "pruner: Optuna cannot prune a multi-objective study (time_objective: true); use none"
+            )
+        if self.retrain_seeds and self.time_objective:
+            raise ValueError(
+                "retrain_seeds: picking each optimizer's best config needs one objective;"
+                " set time_objective: false"
             )
         if self.time_objective and self.sampler == "cmaes":
             raise ValueError(

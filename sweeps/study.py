@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Param
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.objective import SPENT_ATTR
+from sweeps.objective import DEFAULT, OPTIMIZER_ATTR, PHASE_ATTR, SEARCH, SPENT_ATTR, TUNED
 from sweeps.space import searched_optimizers
 from sweeps.spec import SweepConfig
 from sweeps.storage import create_study_once, load_study, open_storage
@@ -130,7 +130,9 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
     if n_trials is None:
         return 0
     per = sweep.study.per_optimizer
-    have = Counter(budget_key(t, per) for t in study.get_trials(deepcopy=False) if spent(t))
+    have = Counter(
+        budget_key(t, per) for t in study.get_trials(deepcopy=False) if spent(t) and phase(t) == SEARCH
+    )
     slots = searched_optimizers(sweep) if per else [""]
     added = 0
     for round_ in range(n_trials):
@@ -139,6 +141,49 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
                 continue
             study.enqueue_trial({"optimizer": key} if per else {}, skip_if_exists=False)
             have[key] += 1
+            added += 1
+    return added
+
+
+def phase(trial: FrozenTrial) -> str:
+    return trial.user_attrs.get(PHASE_ATTR, SEARCH)
+
+
+def trial_optimizer(trial: FrozenTrial) -> str:
+    return trial.user_attrs.get(OPTIMIZER_ATTR) or trial.user_attrs.get("config", {}).get("optimizer", "")
+
+
+def best_per_optimizer(
+    study: optuna.Study, sweep: SweepConfig, of_phase: str = SEARCH
+) -> dict[str, FrozenTrial]:
+    """Each optimizer's best complete trial of one phase, in the spec's optimizer order."""
+    better = max if sweep.study.direction == "maximize" else min
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if phase(t) == of_phase
+    ]
+    found = {}
+    for name in searched_optimizers(sweep):
+        mine = [t for t in done if trial_optimizer(t) == name]
+        if mine:
+            found[name] = better(mine, key=lambda t: t.values[0])
+    return found
+
+
+def queue_retrains(study: optuna.Study, sweep: SweepConfig) -> int:
+    """Once the search is over: per optimizer, one ``default`` trial and one ``tuned`` trial (its best search
+    params, all fixed), unless queued before; returns how many were added. Run by the launcher only, so two
+    processes never queue the same retrain."""
+    if not sweep.study.retrain_seeds:
+        return 0
+    queued = {(phase(t), trial_optimizer(t)) for t in study.get_trials(deepcopy=False) if spent(t)}
+    best = best_per_optimizer(study, sweep)
+    added = 0
+    for name in searched_optimizers(sweep):
+        for kind, params in ((DEFAULT, {}), (TUNED, best[name].params if name in best else None)):
+            if params is None or (kind, name) in queued:
+                continue
+            attrs = {PHASE_ATTR: kind, OPTIMIZER_ATTR: name}
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
             added += 1
     return added
 

@@ -1,0 +1,211 @@
+"""The comparison: retrains after the search, the seed-shaped table, the shoot-out, plots, artifacts."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from sweeps.objective import DEFAULT, OPTIMIZER_ATTR, PARENT_TAG, RUN_ATTR, SEARCH, TUNED
+from sweeps.report import PUBLISHED_ACC_10, seed_table, target_accuracy
+from sweeps.results import Entry, Results
+from sweeps.spec import load_sweep
+from sweeps.storage import open_storage
+from sweeps.study import PARENT_ATTR, create, phase, queue_retrains, trial_optimizer
+from sweeps.worker import run_worker
+from tests.sweeps.helpers import CONF, invoke
+
+TINY = ("data.name=mnist", "data.train_subset=192", "data.holdout_size=64", "trainer.max_epochs=2")
+SEED_ORDER = ["adadelta", "adagrad", "adam", "rmsprop", "momentum", "sgd"]
+
+
+def _png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def shootout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conf/shootout.yaml, shrunk: 3 optimizers × 2 search trials, then default and tuned on 2 seeds each, run
+    by the real ``sweeps run`` with two worker processes."""
+    from tests.conftest import _write_idx_dataset
+
+    where = tmp_path_factory.mktemp("shootout")
+    _write_idx_dataset(where / "idx", "mnist", n_train=256, n_test=64)
+    command = [sys.executable, "-m", "sweeps", "run", str(CONF / "shootout.yaml"), *TINY]
+    command += [f"data.dir={where / 'idx'}", "study.n_trials=2", "study.retrain_seeds=2"]
+    command += ["search.optimizer=[sgd, momentum, adam]", "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SWEEPS_STORAGE")}
+    done = subprocess.run(command, cwd=where, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "retraining each optimizer's default and best config on 2 seeds" in done.stdout
+    return where
+
+
+def _study(where: Path, name: str = "shootout") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(f"sqlite:///{where / 'optuna.db'}"))
+
+
+def test_the_search_budget_then_one_default_and_one_tuned_trial_per_optimizer(shootout: Path) -> None:
+    trials = _study(shootout).get_trials()
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for name in ("sgd", "momentum", "adam"):
+        mine = [t for t in trials if trial_optimizer(t) == name]
+        assert sorted(phase(t) for t in mine) == [DEFAULT, SEARCH, SEARCH, TUNED]
+        searched = [t for t in mine if phase(t) == SEARCH and t.state == TrialState.COMPLETE]
+        tuned = next(t for t in mine if phase(t) == TUNED)
+        assert tuned.params == max(searched, key=lambda t: t.value).params
+        assert next(t for t in mine if phase(t) == DEFAULT).params == {}
+
+
+def test_retrains_run_fresh_seeds_on_the_test_split(shootout: Path) -> None:
+    client = MlflowClient(f"sqlite:///{shootout / 'mlflow.db'}")
+    for trial in _study(shootout).get_trials():
+        run = client.get_run(trial.user_attrs[RUN_ATTR])
+        assert run.data.tags["sweeps.phase"] == phase(trial)
+        if phase(trial) == SEARCH:
+            assert run.data.params["seed"] == "0" and run.data.params["val_split"] == "holdout"
+            continue
+        seeds = client.search_runs([run.info.experiment_id], f"tags.`{PARENT_TAG}` = '{run.info.run_id}'")
+        assert sorted(r.data.params["seed"] for r in seeds) == ["1", "2"]
+        assert {r.data.params["val_split"] for r in seeds} == {"test"}
+        assert {r.data.params["optimizer"] for r in seeds} == {trial.user_attrs[OPTIMIZER_ATTR]}
+        if phase(trial) == DEFAULT:  # the keras preset, nothing sampled
+            assert {r.data.params["lr"] for r in seeds} == {
+                "0.01" if trial_optimizer(trial) != "adam" else "0.001"
+            }
+        mean = np.mean([r.data.metrics["best_val_acc"] for r in seeds])
+        assert run.data.metrics["best_val_acc_mean"] == pytest.approx(mean) == trial.value
+
+
+def test_report_writes_both_tables_the_plots_and_logs_them_on_the_parent(shootout: Path, monkeypatch) -> None:
+    monkeypatch.chdir(shootout)
+    result = invoke("report", "shootout")
+    assert result.exit_code == 0, result.output
+    assert "Seed table" in result.stdout and "Fair shoot-out" in result.stdout
+    out = shootout / "reports" / "shootout"
+    for name in ("curves", "optimization_history", "param_importances", "parallel_coordinate"):
+        assert _png(out / f"{name}.png"), name
+    study = _study(shootout)
+    tuned = {trial_optimizer(t): t for t in study.get_trials() if phase(t) == TUNED}
+    shoot = _rows(out / "shootout.csv")
+    assert [r["optimizer"] for r in shoot] == ["sgd", "momentum", "adam"]
+    for row in shoot:
+        assert float(row["tuned.lr"]) == pytest.approx(tuned[row["optimizer"]].user_attrs["config"]["lr"])
+    client = MlflowClient(f"sqlite:///{shootout / 'mlflow.db'}")
+    seeds = client.search_runs(
+        [client.get_experiment_by_name("shootout").experiment_id],
+        f"tags.`{PARENT_TAG}` = '{tuned['adam'].user_attrs[RUN_ATTR]}'",
+    )
+    at_2 = np.mean(
+        [h.value for r in seeds for h in client.get_metric_history(r.info.run_id, "val_acc") if h.step == 2]
+    )
+    table = {r["optimizer"]: r for r in _rows(out / "seed_table.csv")}
+    assert float(table["adam"]["val_acc_2"]) == pytest.approx(at_2)
+    assert table["adam"]["phase"] == TUNED and float(table["adam"]["published_val_acc_10"]) == 0.9908
+    markdown = (out / "report.md").read_text()
+    assert "| optimizer" in markdown and "![curves](curves.png)" in markdown
+    assert "<img src='curves.png'" in (out / "report.html").read_text()
+    logged = {a.path for a in client.list_artifacts(study.user_attrs[PARENT_ATTR], "report")}
+    assert {"report/report.md", "report/shootout.csv", "report/seed_table.csv", "report/curves.png"} <= logged
+
+
+def test_retrains_are_queued_once(shootout: Path) -> None:
+    study = _study(shootout)
+    overrides = ["study.n_trials=2", "study.retrain_seeds=2", "search.optimizer=[sgd, momentum, adam]"]
+    sweep = load_sweep(CONF / "shootout.yaml", [*TINY, *overrides])
+    assert queue_retrains(study, sweep) == 0
+
+
+def _in_process_sweep(tmp_path: Path, data: Path, spec: Path, *overrides: str) -> tuple[optuna.Study, str]:
+    sweep = load_sweep(spec, [*TINY, f"data.dir={data}", *overrides])
+    url, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    create(sweep, url, uri)
+    run_worker(sweep.study.name, url)
+    return _study(tmp_path, sweep.study.name), uri
+
+
+def test_the_seed_table_config_reports_in_the_seed_shape(tmp_path: Path, tiny_data: Path) -> None:
+    study, _ = _in_process_sweep(tmp_path, tiny_data, CONF / "seed_table.yaml")
+    assert sorted(trial_optimizer(t) for t in study.get_trials()) == sorted(SEED_ORDER)
+    result = invoke("report", "seed_table", "--out", "table")
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "table" / "seed_table.csv")
+    assert [r["optimizer"] for r in rows] == SEED_ORDER
+    assert [float(r["published_val_acc_10"]) for r in rows] == [PUBLISHED_ACC_10[n] for n in SEED_ORDER]
+    assert sorted(int(r["rank"]) for r in rows) == list(range(1, 7))
+    assert {"val_acc_1", "val_loss_1", "val_acc_2", "val_loss_2", "total_seconds"} <= set(rows[0])
+    assert not (tmp_path / "table" / "shootout.csv").exists()
+
+
+def test_a_two_objective_sweep_gets_a_pareto_front(tmp_path: Path, tiny_data: Path) -> None:
+    overrides = (
+        "study.time_objective=true",
+        "study.pruner=none",
+        "study.n_trials=3",
+        "search.optimizer=[sgd, momentum]",
+    )
+    _in_process_sweep(tmp_path, tiny_data, CONF / "shootout.yaml", *overrides, "study.retrain_seeds=0")
+    result = invoke("report", "shootout", "--out", "out")
+    assert result.exit_code == 0, result.output
+    assert _png(tmp_path / "out" / "pareto_front.png")
+    assert not (tmp_path / "out" / "optimization_history.png").exists()
+
+
+def test_report_of_an_unknown_or_unfinished_study_is_refused(tmp_path: Path, tiny_data: Path) -> None:
+    result = invoke("report", "nope")
+    assert result.exit_code == 2 and "nope" in result.stderr
+    sweep = load_sweep(CONF / "seed_table.yaml", [*TINY, f"data.dir={tiny_data}"])
+    create(sweep, f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = invoke("report", "seed_table")
+    assert result.exit_code == 2 and "no completed trial" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def _entry(acc: list[list[float]], seconds: list[list[float]], name: str = "adam") -> Entry:
+    curves = {"val_acc": np.array(acc), "epoch_seconds": np.array(seconds)}
+    curves |= {"val_loss": 1 - curves["val_acc"], "train_loss": 1 - curves["val_acc"]}
+    return Entry(name, TUNED, 0, {"optimizer": name}, curves)
+
+
+def test_seconds_to_target_counts_the_seeds_that_reach_it() -> None:
+    nan = math.nan
+    entry = _entry([[0.5, 0.8, 0.9], [0.6, 0.7, nan]], [[2.0, 2.0, 2.0], [3.0, 3.0, nan]])
+    assert entry.seconds_to(0.8) == (4.0, 1)
+    assert entry.seconds_to(0.5) == (2.5, 2)
+    assert math.isnan(entry.seconds_to(0.95)[0]) and entry.seconds_to(0.95)[1] == 0
+    assert entry.at("val_acc", 3) == (0.9, 0.0)  # the seed that stopped early is left out
+    assert entry.total_seconds() == (6.0, 0.0)
+    assert math.isnan(entry.at("val_acc", 4)[0])
+
+
+def test_seed_table_columns_follow_the_epochs_run() -> None:
+    sweep = load_sweep(CONF / "seed_table.yaml", ["trainer.max_epochs=7"])
+    entries = {
+        n: _entry([[0.1 * i + 0.01 * e for e in range(7)]], [[1.0] * 7], n) for i, n in enumerate(SEED_ORDER)
+    }
+    table = seed_table(Results(sweep, entries))
+    assert [c for c in table.display.columns if c.startswith("acc @")] == ["acc @1", "acc @5", "acc @7"]
+    assert "published acc @10" not in table.display.columns  # Fashion-MNIST: ranks only
+    assert list(table.numbers["rank"]) == [6, 5, 4, 3, 2, 1]
+    assert target_accuracy(Results(sweep, entries)) == 0.06
+
+
+def test_retrain_seeds_need_a_single_objective() -> None:
+    from sweeps.config import ConfigError
+
+    with pytest.raises(ConfigError, match="study.retrain_seeds"):
+        load_sweep(CONF / "shootout.yaml", ["study.time_objective=true", "study.pruner=none"])
