@@ -21,13 +21,20 @@ that readers outside the workers (a dashboard, the sqlite3 shell) never hold up 
 
 The study is created once, by whoever launches the sweep, before any worker starts: processes creating a
 fresh SQLite file at the same time race on Optuna's schema tables.
+
+A storage that opened once outlives its database going away: every call that loses its connection is tried
+again with capped exponential backoff (``sweeps.retry``) for up to ``$SWEEPS_RECONNECT_TIMEOUT`` seconds
+(default 300), logged at each attempt; SQLAlchemy's ``pool_pre_ping`` swaps the dead pooled connections for
+new ones. A URL that never answered fails at once instead (a typo should not wait five minutes).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +45,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat  # no public name; RDB and cached storages implement it
 
+from sweeps.retry import Backoff, first_line, retry
 from sweeps.tracking import mask
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
@@ -61,6 +69,8 @@ SQLITE_BUSY_TIMEOUT_S = 30
 """How long a SQLite writer waits for the lock before failing; transactions here last milliseconds."""
 
 POSTGRES_CONNECT_TIMEOUT_S = 10
+"""How long one connection attempt may take: an unreachable host fails the attempt, and the backoff (not a
+hung socket) decides when to try again."""
 
 _POSTGRES = "postgresql+psycopg://"
 _POSTGRES_ALIASES = ("postgresql://", "postgres://")
@@ -123,7 +133,9 @@ def open_storage(
                 "grace_period": grace_period,
                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             }
-        return (_SQLiteStorage if sqlite else RDBStorage)(url, engine_kwargs=engine_kwargs, **beats)
+        return (_SQLiteStorage if sqlite else ReconnectingStorage)(
+            url, engine_kwargs=engine_kwargs, backoff=Backoff.from_env(), **beats
+        )
 
 
 @contextmanager
@@ -134,7 +146,8 @@ def running_trial(study: optuna.Study) -> Iterator[optuna.Trial]:
     the trial's heartbeat is recorded at once and every interval while the block runs. Without a heartbeat
     Optuna never finds a trial stale, so a killed ask-and-tell worker's trial would stay RUNNING for ever.
     A beat that fails (the database briefly away) is logged and tried again at the next interval, where
-    Optuna's own heartbeat thread would die and let a live trial be failed.
+    Optuna's own heartbeat thread would die and let a live trial be failed. Tell the trial inside the block,
+    so that it keeps beating while a tell waits for the database to come back.
     """
     storage = study._storage
     interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
@@ -225,7 +238,89 @@ def _normalise(url: str) -> str:
     )
 
 
-class _SQLiteStorage(RDBStorage):
+class ReconnectingStorage(RDBStorage):
+    """An ``RDBStorage`` whose calls wait for a lost database to come back (see the module docstring).
+
+    Not retried: ``record_heartbeat``, whose loop tries again every interval by itself and must never hold
+    up the end of a trial. A retried write whose first attempt committed before its connection dropped is
+    safe where Optuna's writes are upserts (params, attrs, intermediate values); a tell that finds its trial
+    already finished raises ``UpdateFinishedTrialError``, which the worker checks (``sweeps.worker``).
+
+    After an outage, heartbeats of live workers were missed too; for one grace period this process finds no
+    trial stale, so that a long outage does not get every running trial failed by the first worker back.
+    """
+
+    def __init__(self, *args: Any, backoff: Backoff, **kwargs: Any) -> None:
+        self.backoff = backoff
+        self.outage_at = -float("inf")
+        super().__init__(*args, **kwargs)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as error:
+            self._disconnected(error)
+            raise
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        if time.monotonic() - self.outage_at < (self.grace_period or 0):
+            return []
+        return super()._get_stale_trial_ids(study_id)
+
+    def _disconnected(self, error: BaseException) -> bool:
+        lost = _lost_connection(error)
+        if lost:
+            self.outage_at = time.monotonic()
+        return lost
+
+
+_RECONNECTED = tuple(
+    name for name in vars(optuna.storages.BaseStorage) if name[0] != "_" and name != "remove_session"
+) + ("_create_new_trial", "_set_trial_param", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
+"""Every storage call of Optuna's ``Study``, and the private ones its cache layer calls on an RDB storage."""
+
+_retrying = threading.local()
+
+
+def _reconnecting(method: Any) -> Any:
+    @functools.wraps(method)
+    def call(self: ReconnectingStorage, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_retrying, "active", False):  # a call nested in a retried one: the outer one retries
+            return method(self, *args, **kwargs)
+        _retrying.active = True
+        try:
+            return retry(
+                lambda: method(self, *args, **kwargs),
+                self._disconnected,
+                f"storage {method.__name__}",
+                self.backoff,
+            )
+        finally:
+            _retrying.active = False
+
+    return call
+
+
+for _name in _RECONNECTED:
+    setattr(ReconnectingStorage, _name, _reconnecting(getattr(ReconnectingStorage, _name)))
+
+
+def _lost_connection(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it; Optuna wraps SQLAlchemy's errors) says the database connection
+    failed or dropped, as opposed to a bad statement or a conflict, which retrying would not fix."""
+    from sqlalchemy import exc
+
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError):
+            return True
+        if isinstance(cause, exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        cause = cause.__cause__
+    return False
+
+
+class _SQLiteStorage(ReconnectingStorage):
     """An ``RDBStorage`` whose connections serialise writes, also after being pickled to another process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -268,6 +363,6 @@ def _beat(storage: BaseHeartbeat, trial_id: int, interval: int, stop: threading.
             _logger.warning(
                 "heartbeat of trial id %d not recorded (%s); trying again in %d s",
                 trial_id,
-                mask(str(error.__cause__ or error).splitlines()[0]),
+                first_line(error),
                 interval,
             )

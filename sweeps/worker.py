@@ -1,19 +1,39 @@
-"""A worker: joins a sweep's study and runs trials until the budget queue is empty (or the timeout)."""
+"""A worker: joins a sweep's study and runs trials until the budget queue is empty (or the timeout).
+
+It outlives a blip of either server. The study storage waits for its database to come back
+(``sweeps.storage.ReconnectingStorage``), and a trial is told inside its heartbeat, so a finished trial's
+value waits for the database too rather than being lost. MLflow's own HTTP retries (``TRACKING_RETRIES``)
+wait out a tracking-server restart; MLflow bookkeeping outside a trial (closing lost runs, the parent's best)
+that still fails is logged and left for the next trial, never fatal.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.objective import RUN_ATTR, STATE_TAG, Objective
+from sweeps.retry import first_line
+from sweeps.storage import running_trial
 from sweeps.study import EXPERIMENT_ATTR, PARENT_ATTR, STARTED_ATTR, TRACKING_ATTR, open_sweep, waiting
 from sweeps.train import OUTCOME_TAG, REASON_TAG
+
+TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+"""Set when unset. MLflow retries each request with urllib3's backoff, ``factor * 2**(n-1)`` seconds capped
+at 120: its defaults (7 retries, factor 2) wait 4, 8, 16, 32, 64 s, so a server back after 30 s is noticed
+only after 60; these wait 1, 2, 4, ... (noticed within twice the outage) and give up after about 6 minutes,
+like the study storage."""
+
+_logger = logging.getLogger(__name__)
 
 
 def run_worker(
@@ -25,6 +45,8 @@ def run_worker(
     same params, which any worker then picks up here."""
     import torch
 
+    for variable, value in TRACKING_RETRIES.items():
+        os.environ.setdefault(variable, value)
     if threads:
         torch.set_num_threads(threads)
     study, sweep = open_sweep(name, storage_url, worker=index)
@@ -40,15 +62,60 @@ def run_worker(
         label,
     )
     deadline = attrs[STARTED_ATTR] + sweep.study.timeout if sweep.study.timeout else float("inf")
+    parent_best = ParentBest(objective)
     ran = 0
     while time.time() < deadline:
         optuna.storages.fail_stale_trials(study)
-        close_lost_runs(study, objective)
+        _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective)
         if sweep.study.n_trials is not None and not waiting(study):
             break
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[ParentBest(objective)])
+        trial = run_trial(study, objective)
+        _not_fatal("the parent run's best trial", parent_best, study, trial)
         ran += 1
     return ran
+
+
+def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
+    """One trial, as ``Study.optimize(n_trials=1, catch=(Exception,))`` runs it, but told while its heartbeat
+    still beats: a tell that waits for the database keeps its trial alive, and its value is stored once the
+    database is back. An objective's error fails the trial (logged) and the worker goes on."""
+    with running_trial(study) as trial:
+        value, state = None, None
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned as pruned:
+            state = TrialState.PRUNED
+            _logger.info("trial %d pruned: %s", trial.number, pruned)
+        except Exception as error:
+            state = TrialState.FAIL
+            _logger.warning("trial %d failed: %r", trial.number, error, exc_info=True)
+        except KeyboardInterrupt:
+            _tell(study, trial, None, TrialState.FAIL)
+            raise
+        return _tell(study, trial, value, state)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, value: object, state: TrialState | None) -> FrozenTrial:
+    """``study.tell``, where a trial found already finished is no error: either this tell's own write
+    committed before its connection dropped (so the storage tried again), or another worker failed the
+    trial during an outage longer than the heartbeat grace. The stored trial is the truth either way; the
+    second case is logged, its params being queued again by the heartbeat retry."""
+    try:
+        return study.tell(trial, value, state)
+    except (UpdateFinishedTrialError, ValueError):  # Optuna: "Cannot tell a FAIL trial", or a lost race
+        stored = study.tell(trial, value, state, skip_if_finished=True)  # raises again if not finished
+    if stored.state == TrialState.FAIL and state != TrialState.FAIL:
+        _logger.warning("trial %d was failed by another worker while the database was away", trial.number)
+    return stored
+
+
+def _not_fatal(what: str, step: Callable[..., None], *args: object) -> None:
+    """MLflow bookkeeping that a later trial does again (idempotent): an error, once MLflow's own retries
+    are spent, is logged instead of stopping the worker."""
+    try:
+        step(*args)
+    except Exception as error:
+        _logger.warning("%s skipped (%s); done again after the next trial", what, first_line(error))
 
 
 def close_lost_runs(study: optuna.Study, objective: Objective) -> None:

@@ -1,10 +1,15 @@
-"""Helpers shared by the service tests: paths, the CLI runner, and reading an MLflow store back."""
+"""Helpers shared by the service tests: paths, the CLI runner, reading an MLflow store back, and PostgreSQL
+databases of a test's own (which a test may take down without disturbing the others)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,3 +165,50 @@ def open_store(database: Path) -> Store:
 def run_count(database: Path) -> int:
     """Runs in an MLflow SQLite file, 0 when the file does not exist."""
     return len(open_store(database).runs()) if database.exists() else 0
+
+
+# --- PostgreSQL databases of their own ---------------------------------------------------------------------
+
+POSTGRES_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
+
+
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (tests using it are marked ``postgres``); yields its name, and drops
+    it afterwards, whatever is still connected."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(database: str) -> str:
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+
+
+def take_down(database: str, seconds: float) -> threading.Thread:
+    """Database ``database`` goes away for ``seconds``, as while its server restarts: open connections are
+    cut at once and new ones refused until then. Other databases (other tests) are untouched. Returns the
+    thread that brings it back; join it to wait for that."""
+    import psycopg
+
+    def allow(allowed: bool) -> None:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+            if not allowed:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                )
+
+    allow(False)
+    back = threading.Timer(seconds, allow, args=(True,))
+    back.start()
+    return back

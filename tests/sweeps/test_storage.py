@@ -21,6 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps import storage_bench
+from sweeps.retry import RECONNECT_ENV
 from sweeps.storage import (
     DEFAULT_STORAGE,
     STORAGE_ENV,
@@ -32,6 +33,7 @@ from sweeps.storage import (
     running_trial,
     storage_url,
 )
+from tests.sweeps.helpers import database_url, fresh_database, take_down
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -294,6 +296,52 @@ def test_a_worker_survives_postgres_dropping_its_connections(postgres_url: str, 
         x = trial.suggest_float("x", 0.0, 1.0)
     study.tell(trial, x)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.postgres
+def test_a_storage_call_waits_for_its_database_to_come_back(caplog: pytest.LogCaptureFixture) -> None:
+    with fresh_database("sweeps_blip") as database:
+        study, _ = create_study_once(open_storage(database_url(database)), "s", ["minimize"])
+        with running_trial(study) as trial:
+            x = trial.suggest_float("x", 0.0, 1.0)
+            started = time.monotonic()
+            back = take_down(database, 3)
+            with caplog.at_level(logging.WARNING, logger="sweeps.retry"):
+                study.tell(trial, x)
+        back.join()
+        assert time.monotonic() - started > 2.5
+        assert "retrying in" in caplog.text and "not currently accepting connections" in caplog.text
+        assert [(t.state, t.value) for t in study.trials] == [(TrialState.COMPLETE, x)]
+
+
+@pytest.mark.postgres
+def test_a_storage_gives_up_after_the_reconnect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(RECONNECT_ENV, "2")
+    with fresh_database("sweeps_blip") as database:
+        study, _ = create_study_once(open_storage(database_url(database), heartbeat=False), "s", ["minimize"])
+        back = take_down(database, 8)
+        started = time.monotonic()
+        with pytest.raises(optuna.exceptions.StorageInternalError):
+            study.ask()
+        assert time.monotonic() - started < 6
+        back.join()
+
+
+@pytest.mark.postgres
+def test_after_an_outage_live_trials_get_time_to_beat_before_any_is_found_stale() -> None:
+    """The database is away longer than the grace: every heartbeat was missed, none of its workers is dead.
+    Failing stale trials right after it is back must not fail a trial whose worker was waiting too."""
+    with fresh_database("sweeps_blip") as database:
+        url = database_url(database)
+        study, _ = create_study_once(
+            open_storage(url, heartbeat_interval=2, grace_period=3), "s", ["minimize"]
+        )
+        with running_trial(study) as trial:
+            take_down(database, 5).join()  # the beats at 2 s and 4 s fail; the last one recorded is 5 s old
+            optuna.storages.fail_stale_trials(study)
+            assert load_study(open_storage(url, heartbeat=False), "s").trials[0].state == TrialState.RUNNING
+            study.tell(trial, 1.0)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE]
 
 
 def test_a_failed_heartbeat_is_logged_and_beating_goes_on(

@@ -1,0 +1,114 @@
+"""A worker's trial loop against real storages: results survive a database outage, errors fail only the
+trial, and MLflow bookkeeping that fails does not stop the worker."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeps.storage import create_study_once, open_storage
+from sweeps.worker import ParentBest, _not_fatal, _tell, run_trial
+from tests.sweeps.helpers import database_url, fresh_database, take_down
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def sqlite_study(tmp_path: Path) -> optuna.Study:
+    return create_study_once(open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), "s", ["maximize"])[0]
+
+
+@pytest.mark.postgres
+def test_a_result_finished_while_the_database_is_away_is_stored_once_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with fresh_database("sweeps_worker") as database:
+        study, _ = create_study_once(
+            open_storage(database_url(database), heartbeat_interval=1, grace_period=3), "s", ["maximize"]
+        )
+        outage = []
+
+        def objective(trial: optuna.Trial) -> float:
+            trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+            outage.append(take_down(database, 4))  # longer than the grace: the trial must not be failed
+            return 0.875
+
+        with caplog.at_level(logging.WARNING):
+            told = run_trial(study, objective)
+        outage[0].join()
+        assert told.state == TrialState.COMPLETE and told.value == 0.875
+        assert [(t.state, t.value) for t in study.trials] == [(TrialState.COMPLETE, 0.875)]
+        assert "storage set_trial_state_values failed" in caplog.text or "storage get_trial" in caplog.text
+
+
+def test_an_objective_error_fails_only_its_trial(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    study = sqlite_study(tmp_path)
+
+    def broken(trial: optuna.Trial) -> float:
+        raise RuntimeError("out of luck")
+
+    def pruned(trial: optuna.Trial) -> float:
+        trial.report(0.1, step=1)
+        raise optuna.TrialPruned("pruned at epoch 1")
+
+    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+        states = [run_trial(study, objective).state for objective in (broken, pruned, lambda trial: 0.5)]
+    assert states == [TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE]
+    assert "trial 0 failed: RuntimeError('out of luck')" in caplog.text
+    assert study.trials[1].value == 0.1  # Optuna's tell: a pruned trial keeps its last reported value
+
+
+def test_an_interrupted_trial_is_failed_and_the_interrupt_goes_on(tmp_path: Path) -> None:
+    study = sqlite_study(tmp_path)
+
+    def interrupted(trial: optuna.Trial) -> float:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(study, interrupted)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_a_tell_that_finds_its_trial_finished_keeps_what_is_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its own write committed before the connection dropped (the storage retried it), or another worker
+    failed the trial while the database was away: neither is an error, the second is logged."""
+    study = sqlite_study(tmp_path)
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        mine, lost = study.ask(), study.ask()
+    study.tell(mine, 0.5)
+    study._storage.set_trial_state_values(lost._trial_id, TrialState.FAIL)
+    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+        assert _tell(study, mine, 0.5, None).state == TrialState.COMPLETE
+        assert "another worker" not in caplog.text
+        assert _tell(study, lost, 0.7, None).state == TrialState.FAIL
+    assert "trial 1 was failed by another worker while the database was away" in caplog.text
+    assert [t.value for t in study.trials] == [0.5, None]
+
+
+def test_mlflow_bookkeeping_that_fails_is_logged_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as closed:  # a port nothing listens on: the tracking server is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    study = sqlite_study(tmp_path)
+    trial = run_trial(study, lambda trial: 0.5)
+    objective = SimpleNamespace(
+        tracking_uri=f"http://127.0.0.1:{port}",
+        parent_run_id="0" * 32,
+        sweep=SimpleNamespace(study=SimpleNamespace(metric="best_val_acc")),
+    )
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+        _not_fatal("the parent run's best trial", ParentBest(objective), study, trial)
+    assert time.monotonic() - started < 30
+    assert "the parent run's best trial skipped" in caplog.text
