@@ -17,7 +17,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from sweeps.objective import WORKER_ATTR
+from sweeps.objective import SEARCH, WORKER_ATTR
 from sweeps.spec import SweepConfig
 from sweeps.storage import STORAGE_ENV
 
@@ -73,6 +73,7 @@ def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
         f"running {counts[TrialState.RUNNING]}",
         f"waiting {counts[TrialState.WAITING]}",
         f"budget {budget if budget else '—'}",
+        *_retrains(trials, sweep),
     )
     parts: list = [head]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -86,6 +87,18 @@ def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
     if running.row_count:
         parts.append(running)
     return Group(*parts)
+
+
+def _retrains(trials: list[FrozenTrial], sweep: SweepConfig) -> list[str]:
+    """``retrained k/n`` once the search is over: n is a default and a tuned trial per optimizer."""
+    from sweeps.space import searched_optimizers
+    from sweeps.study import phase
+
+    retrains = [t for t in trials if phase(t) != SEARCH]
+    if not sweep.study.retrain_seeds or not retrains:
+        return []
+    done = sum(t.state == TrialState.COMPLETE for t in retrains)
+    return [f"retrained {done}/{2 * len(searched_optimizers(sweep))}"]
 
 
 def _config(trial: FrozenTrial) -> str:

@@ -13,14 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
-COMMANDS = [
-    part.strip()
+LINES = [
+    [part.strip() for part in line.split("&&")]
     for block in BLOCKS
     for line in block.splitlines()
     if line.strip() and not line.lstrip().startswith("#")
-    for part in line.split("&&")
 ]
-SWEEPS = [c for c in COMMANDS if c.startswith("sweeps ")]
+SWEEPS = [part for line in LINES for part in line if part.startswith("sweeps ")]
+SWEEPS_LINES = [" && ".join(line) for line in LINES if line[0].startswith("sweeps ")]
+"""A line of ``sweeps`` commands joined by ``&&`` runs in order in one folder (a report reads its sweep)."""
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -49,20 +50,27 @@ ELSEWHERE = {
 
 
 def test_commands_run_elsewhere_are_still_in_the_readme() -> None:
-    assert set(ELSEWHERE) <= set(SWEEPS)
+    assert set(ELSEWHERE) <= set(SWEEPS) | set(SWEEPS_LINES)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist package")
-@pytest.mark.parametrize("line", [c for c in SWEEPS if c not in ELSEWHERE])
+@pytest.mark.parametrize("line", [c for c in SWEEPS_LINES if c not in ELSEWHERE])
 def test_readme_sweeps_command_runs(line: str, tmp_path: Path) -> None:
-    args = [(str(ROOT / a) if a.startswith("conf/") else a) for a in shlex.split(line)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sweeps", *args[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert (tmp_path / "mlflow.db").exists()
-    if args[1] == "train":
-        assert "done best val_acc" in proc.stdout
-    else:
-        assert "waiting 0" in proc.stdout and (tmp_path / "optuna.db").exists()
+    for command in line.split(" && "):
+        args = [(str(ROOT / a) if a.startswith("conf/") else a) for a in shlex.split(command)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "sweeps", *args[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert (tmp_path / "mlflow.db").exists()
+        if args[1] == "train":
+            assert "done best val_acc" in proc.stdout
+        elif args[1] == "run":
+            assert "waiting 0" in proc.stdout and (tmp_path / "optuna.db").exists()
+        elif args[1] == "report":
+            assert (tmp_path / "reports" / args[2] / "report.md").is_file()

@@ -52,6 +52,7 @@ def shootout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = subprocess.run(command, cwd=where, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "retraining each optimizer's default and best config on 2 seeds" in done.stdout
+    assert "retrained 6/6" in done.stdout
     return where
 
 
