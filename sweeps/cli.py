@@ -286,3 +286,54 @@ def report(
     console.print(
         f"written to {folder}/ and logged on the parent run: {', '.join(f.name for f in written.files)}"
     )
+
+
+@app.command()
+def ui(
+    study_name: Annotated[
+        str | None, typer.Argument(help="a sweep's study: open its MLflow store at its experiment")
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    storage: Storage = None,
+    host: Annotated[
+        str, typer.Option(help="interface to listen on; beyond loopback anyone who reaches it can browse")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="MLflow UI port")] = 5000,
+    optuna: Annotated[
+        bool, typer.Option("--optuna/--no-optuna", help="also start optuna-dashboard on the storage")
+    ] = False,
+    optuna_port: Annotated[int, typer.Option(min=1, max=65535, help="optuna-dashboard port")] = 8080,
+) -> None:
+    """Browse sweeps: the MLflow UI on the tracking store (optuna-dashboard with --optuna) until Ctrl-C."""
+    from sweeps import ui as uis
+    from sweeps.storage import StudyNotFoundError
+    from sweeps.tracking import mask
+
+    try:
+        target = uis.locate(study_name, tracking_uri, storage)
+        logs = Path("sweeps-logs") / "ui"
+        external = uis.is_server(target.tracking_uri)
+        servers = [] if external else [uis.mlflow_server(target, host, port, logs)]
+        if optuna:
+            servers.append(uis.dashboard_server(target, host, optuna_port, logs))
+        uis.check_ports(host, servers)
+    except (StudyNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if external:
+        page = uis.experiment_page(mask(target.tracking_uri), target.experiment_id)
+        console.print(f"MLflow UI (the tracking server): {page}", highlight=False, soft_wrap=True)
+    if not servers:
+        return
+    if not uis.is_loopback(host):
+        err.print(f"[yellow]warning:[/] listening on {host}: whoever can reach it can browse, with no login")
+    uis.stop_on_signals()
+    try:
+        with uis.running(servers) as procs:
+            for server in servers:
+                console.print(f"{server.name}: {server.url}", highlight=False, soft_wrap=True)
+            console.print(f"logs in {logs}/; Ctrl-C to stop", highlight=False, soft_wrap=True)
+            uis.watch(servers, procs)
+    except uis.ServerFailed as exc:
+        raise _fail(str(exc), code=1) from None
+    except KeyboardInterrupt:
+        console.print("stopped")

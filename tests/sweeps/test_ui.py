@@ -1,0 +1,218 @@
+"""``sweeps ui``: refusals in-process; real servers on a finished sweep, stopped by Ctrl-C; the MLflow UI read
+by headless Chromium, which leaves a screenshot in ``test-artifacts/`` (and the test's ``tmp_path``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweeps.storage import open_storage
+from tests.conftest import _write_idx_dataset
+from tests.sweeps.helpers import REPO, Store, invoke, small_sweep_spec, squash, sweeps_process
+
+STUDY = "ui-e2e"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium")
+READY_S = 240  # two servers starting on two busy cores
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished two-trial sweep: its Optuna storage and MLflow store."""
+
+    storage: str
+    experiment_id: str
+    study_id: int
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
+    folder = tmp_path_factory.mktemp("ui-sweep")
+    _write_idx_dataset(folder / "data", "mnist", n_train=256, n_test=64)
+    spec = small_sweep_spec(folder, folder / "data", epochs=1, name=STUDY, n_trials=2)
+    proc = sweeps_process("run", str(spec), "--workers", "1", cwd=folder)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    attrs = optuna.load_study(study_name=STUDY, storage=storage).user_attrs
+    study_id = open_storage(storage, heartbeat=False).get_study_id_from_name(STUDY)
+    return Finished(storage, attrs["sweeps.experiment_id"], study_id)
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on loopback now (all held open while picking, so none repeats)."""
+    probes = [socket.socket() for _ in range(n)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+@contextmanager
+def _serving(*args: str, cwd: Path) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """``python -m sweeps ui ARGS`` once it has printed its URLs; its output lines so far (and later) in the
+    list. Interrupted on leaving if still running."""
+    proc = sweeps_process("ui", *args, cwd=cwd, env={"PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + READY_S
+        while not any("Ctrl-C" in line for line in lines):
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, f"no URLs after {READY_S} s: {''.join(lines)}"
+            time.sleep(0.2)
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+        reader.join(10)
+
+
+def _url(lines: list[str], name: str) -> str:
+    (line,) = [line for line in lines if line.startswith(f"{name}: ")]
+    return line.removeprefix(f"{name}: ").strip()
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, read from /proc (children of children included)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_an_unknown_study_is_refused_naming_the_studies_there(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="held", storage=storage)
+    result = invoke("ui", "missing", "--storage", storage)
+    assert result.exit_code == 2
+    assert "no study 'missing'" in result.stderr and "held" in result.stderr
+
+
+def test_no_mlflow_store_here_is_refused_instead_of_creating_an_empty_one(tmp_path: Path) -> None:
+    result = invoke("ui")
+    assert result.exit_code == 2
+    assert squash(f"no MLflow store at sqlite:///{tmp_path / 'mlflow.db'}") in squash(result.stderr)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_taken_port_is_refused_before_anything_starts(store: Store, tmp_path: Path) -> None:
+    with closing(socket.socket()) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("ui", "--tracking-uri", store.uri, "--port", str(port))
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert not Path("sweeps-logs").exists()
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="held", storage=storage)
+    same = invoke(
+        "ui", "--tracking-uri", store.uri, "--storage", storage, "--optuna", "--optuna-port", "5000"
+    )
+    assert same.exit_code == 2 and "ports must differ" in same.stderr
+
+
+def test_a_tracking_server_is_printed_not_started_with_its_password_masked() -> None:
+    result = invoke("ui", "--tracking-uri", "http://me:hunter2@mlflow.example:5000")
+    assert result.exit_code == 0, result.output
+    assert "http://me:***@mlflow.example:5000" in result.stdout and "hunter2" not in result.output
+    assert not Path("sweeps-logs").exists()
+
+
+@pytest.mark.slow
+def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finished, tmp_path: Path) -> None:
+    mlflow_port, optuna_port = _free_ports(2)
+    args = ["--storage", finished.storage, "--port", str(mlflow_port)]
+    args += ["--optuna", "--optuna-port", str(optuna_port)]
+    with _serving(STUDY, *args, cwd=tmp_path) as (proc, lines):
+        mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+        assert _url(lines, "MLflow UI") == f"{mlflow_url}/#/experiments/{finished.experiment_id}/runs"
+        dashboard = f"http://127.0.0.1:{optuna_port}"
+        assert _url(lines, "Optuna dashboard") == f"{dashboard}/dashboard/studies/{finished.study_id}"
+        assert _get(f"{mlflow_url}/health") == b"OK"
+        studies = json.loads(_get(f"{dashboard}/api/studies"))["study_summaries"]
+        assert [s["study_name"] for s in studies] == [STUDY]
+        children = _descendants(proc.pid)
+        assert len(children) >= 3  # mlflow server, its uvicorn, the dashboard
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    assert "stopped" in "".join(lines)
+    assert not [pid for pid in children if _alive(pid)]
+    with pytest.raises(OSError):
+        _get(f"{mlflow_url}/health")
+    assert (tmp_path / "sweeps-logs" / "ui" / "mlflow.log").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not found on PATH (apt-get install chromium)")
+def test_the_mlflow_ui_lists_the_parent_run_and_its_trials(finished: Finished, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    (port,) = _free_ports(1)
+    shot = tmp_path / "mlflow-ui-runs.png"
+    with (
+        _serving(STUDY, "--storage", finished.storage, "--port", str(port), cwd=tmp_path) as (_, lines),
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        try:
+            page.goto(_url(lines, "MLflow UI"))
+            cells = page.locator("[role=gridcell]")  # the runs table's, not the breadcrumb's link
+            parent = cells.filter(has=page.get_by_role("link", name=STUDY, exact=True))
+            parent.wait_for(timeout=90_000)
+            parent.get_by_role("button").click()  # the trials are nested under their sweep's run
+            for trial in ("trial-0", "trial-1"):
+                cells.get_by_role("link", name=trial, exact=True).wait_for(timeout=30_000)
+        finally:
+            page.screenshot(path=shot)
+            browser.close()
+            ARTIFACTS.mkdir(exist_ok=True)
+            shutil.copy(shot, ARTIFACTS / shot.name)
+    assert shot.stat().st_size > 10_000
