@@ -240,6 +240,7 @@ def status(
     storage: Storage = None,
 ) -> None:
     """Progress of a running or finished sweep, read from its storage."""
+    _quiet_libraries()
     from sweeps.launcher import summary
     from sweeps.storage import StudyNotFoundError, storage_url
     from sweeps.study import open_sweep
@@ -337,3 +338,68 @@ def ui(
         raise _fail(str(exc), code=1) from None
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+@app.command()
+def trajectories(
+    out: Annotated[Path, typer.Option(help="folder for the PNG, GIF, CSV and JSON")] = Path("trajectories"),
+    optimizers: Annotated[
+        str | None,
+        typer.Option(help="comma-separated registry names (default: all; see `sweeps optimizers`)"),
+    ] = None,
+    surfaces: Annotated[
+        str | None, typer.Option(help="comma-separated: rosenbrock, saddle, double_well (default: all)")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, max=100_000, help="optimizer steps per path")] = 300,
+    preset: Annotated[str, typer.Option(help="default hyperparameters: torch or keras")] = "torch",
+    surface_lr: Annotated[
+        bool,
+        typer.Option(
+            "--surface-lr/--preset-lr",
+            help="each surface's lr per optimizer (the presets' are invisible or explode) or the preset's",
+        ),
+    ] = True,
+    gif: Annotated[bool, typer.Option("--gif/--no-gif", help="also write the animated GIF")] = True,
+    log: Annotated[
+        bool,
+        typer.Option("--log/--no-log", help="log the files to an MLflow run (experiment 'trajectories')"),
+    ] = False,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Run every optimizer (real torch.optim steps) on classic 2-D surfaces — a narrow valley, a saddle, a
+    local minimum — and draw their paths on the contours. --tracking-uri implies --log."""
+    from models.optimizers import PRESETS
+    from sweeps import trajectories as paths_on_surfaces
+    from sweeps.tracking import mask
+    from sweeps.tracking import tracking_uri as resolve_tracking
+
+    try:
+        opt_names = paths_on_surfaces.checked_names(optimizers, "optimizer")
+        surface_names = paths_on_surfaces.checked_names(surfaces, "surface")
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if preset not in PRESETS:
+        raise _fail(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
+
+    settings = {
+        "steps": steps,
+        "preset": preset,
+        "surface_lr": surface_lr,
+        "surfaces": ",".join(surface_names),
+        "optimizers": ",".join(opt_names),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"cannot create --out {out}: {exc}") from None
+    paths = paths_on_surfaces.run_all(surface_names, opt_names, steps, preset, surface_lr)
+    files = [paths_on_surfaces.draw_png(paths, out, settings)]
+    if gif:
+        files.append(paths_on_surfaces.draw_gif(paths, out, settings))
+    files += paths_on_surfaces.write_tables(paths, out, settings)
+    console.print(paths_on_surfaces.table(paths))
+    console.print(f"written to {out}/: {', '.join(f.name for f in files)}")
+    if log or tracking_uri:
+        uri = resolve_tracking(tracking_uri)
+        run_id = paths_on_surfaces.log_run(paths, files, settings, uri)
+        console.print(f"logged as run {run_id} in experiment '{paths_on_surfaces.EXPERIMENT}' of {mask(uri)}")
