@@ -200,10 +200,12 @@ def run_sweep(
         try:
             failed = launcher.supervise(procs, created, sweep, console)
         except KeyboardInterrupt:
+            study.end_parent(created, "KILLED")
             raise _fail("interrupted; run the same command again to resume", code=130) from None
         if failed:
             raise _fail(f"{failed} worker(s) exited with an error; see {logs}/", code=1)
         if not study.queue_retrains(created, sweep):
+            study.end_parent(created)
             break
         console.print(
             "search done; retraining each optimizer's default and best config"

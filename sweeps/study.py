@@ -86,8 +86,20 @@ def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.St
             f"study {sweep.study.name!r} already exists in {mask(storage_url)} with a different spec; "
             "use another study.name, or the same spec to resume it"
         )
+    else:
+        end_parent(study, "RUNNING")
     top_up(study, sweep)
     return study
+
+
+def end_parent(study: optuna.Study, status: str = "FINISHED") -> None:
+    """The parent run ends with its sweep (``KILLED`` when interrupted), so the MLflow UI does not show a
+    finished sweep as running; a resume sets it ``RUNNING`` again."""
+    client = MlflowClient(study.user_attrs[TRACKING_ATTR])
+    if status == "RUNNING":
+        client.update_run(study.user_attrs[PARENT_ATTR], status="RUNNING")
+    else:
+        client.set_terminated(study.user_attrs[PARENT_ATTR], status)
 
 
 def _parent_run(sweep: SweepConfig, tracking_uri: str, storage_url: str) -> tuple[str, str]:

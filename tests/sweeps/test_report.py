@@ -120,6 +120,7 @@ def test_report_writes_both_tables_the_plots_and_logs_them_on_the_parent(shootou
     markdown = (out / "report.md").read_text()
     assert "| optimizer" in markdown and "![curves](curves.png)" in markdown
     assert "<img src='curves.png'" in (out / "report.html").read_text()
+    assert client.get_run(study.user_attrs[PARENT_ATTR]).info.status == "FINISHED"  # ended with its sweep
     logged = {a.path for a in client.list_artifacts(study.user_attrs[PARENT_ATTR], "report")}
     assert {"report/report.md", "report/shootout.csv", "report/seed_table.csv", "report/curves.png"} <= logged
 

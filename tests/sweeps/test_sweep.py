@@ -169,12 +169,15 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     tracking = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = tracking.search_runs([study.user_attrs["sweeps.experiment_id"]], max_results=100)
-    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parent = study.user_attrs["sweeps.parent_run_id"]
+    assert tracking.get_run(parent).info.status == "KILLED"
 
     again = sweeps_process("run", str(spec), cwd=tmp_path)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     assert len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == 3
+    assert tracking.get_run(parent).info.status == "FINISHED"
     status = sweeps_process("status", "e2e", cwd=tmp_path)
     out, _ = status.communicate(timeout=120)
     assert status.returncode == 0 and "done 3" in out
