@@ -144,12 +144,11 @@ def test_the_real_env_file_is_ignored_by_git():
     assert example.returncode == 1
 
 
-@pytest.mark.parametrize("extra_env", ["", "BIND_ADDRESS=127.0.0.1\nMLFLOW_PORT=5000\n"])
-def test_resolved_stack_listens_on_loopback_and_reaches_its_services(tmp_path, extra_env):
-    """With .env.example's values and with only a password set, every port binds 127.0.0.1 and the worker
+@pytest.mark.parametrize("with_example", [True, False], ids=["env-example", "password-only"])
+def test_resolved_stack_listens_on_loopback_and_reaches_its_services(tmp_path, with_example):
+    """With .env.example's values, and with only a password set, every port binds 127.0.0.1 and the worker
     reaches the stack's own PostgreSQL and MLflow."""
-    env = extra_env + "POSTGRES_PASSWORD=pw\n"
-    config = _resolved(tmp_path, env if not extra_env else ENV_EXAMPLE.read_text() + env)
+    config = _resolved(tmp_path, (ENV_EXAMPLE.read_text() if with_example else "") + "POSTGRES_PASSWORD=pw\n")
     ports = [port for service in config["services"].values() for port in service.get("ports", [])]
     assert {(p["host_ip"], p["published"]) for p in ports} == {("127.0.0.1", "5432"), ("127.0.0.1", "5000")}
     worker = config["services"]["worker"]["environment"]
