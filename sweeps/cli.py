@@ -218,7 +218,11 @@ def worker(
     study_name: Annotated[str, typer.Option("--study", help="name of an existing study")],
     storage: Storage = None,
     tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow URI (default: the one the study records)")
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_TRACKING_URI",
+            help="MLflow URI as this machine reaches it (default: $MLFLOW_TRACKING_URI, else the study's)",
+        ),
     ] = None,
     index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = None,
