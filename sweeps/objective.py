@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import optuna
+import requests
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from optuna_integration import PyTorchLightningPruningCallback
 
 from sweeps.config import TrainConfig
+from sweeps.retry import first_line
 from sweeps.space import preset_config, suggest, trial_params
 from sweeps.spec import SweepConfig
 from sweeps.train import OUTCOME_TAG, REASON_TAG, RunResult, ended_by, train
+
+_logger = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "sweeps.trial"
@@ -50,6 +57,28 @@ def metric_value(result: RunResult, metric: str) -> float:
     if metric == "best_val_acc":
         return result.best_val_acc
     return result.history[-1][metric]
+
+
+def tracking_unreachable(error: BaseException) -> bool:
+    """Whether the MLflow server could not be reached, once MLflow's own retries were spent (MLflow re-raises
+    the HTTP error inside its handler, so it is the context): an outage, not the trial's fault, so the trial's
+    budget slot is given back."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.RequestException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextmanager
+def _kept_going(what: str, run_id: str) -> Iterator[None]:
+    """The trial's result lives in Optuna; an MLflow call that fails after training (its retries spent) is
+    logged, and the result still told."""
+    try:
+        yield
+    except Exception as error:
+        _logger.warning("%s %s failed (%s); the trial's result is kept", what, run_id, first_line(error))
 
 
 @dataclass
@@ -95,21 +124,21 @@ class Objective:
             else:
                 outcome, status, reason = ended_by(exc)
             state = "PRUNED" if outcome == "pruned" else "FAIL"
-            client.log_batch(
-                trial_run,
-                tags=[RunTag(STATE_TAG, state), RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)],
-            )
-            client.set_terminated(trial_run, status)
-            if outcome in ("failed", "diverged"):
+            tags = [RunTag(STATE_TAG, state), RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)]
+            if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
                 trial.set_user_attr(SPENT_ATTR, True)
+            with _kept_going("closing the trial's run", trial_run):
+                client.log_batch(trial_run, tags=tags)
+                client.set_terminated(trial_run, status)
             raise
         value = statistics.fmean(values)
-        if len(values) > 1:
-            client.log_metric(trial_run, f"{study.metric}_mean", value)
-            client.log_metric(trial_run, f"{study.metric}_std", statistics.pstdev(values))
-            client.log_metric(trial_run, "total_seconds", seconds)
-            client.set_terminated(trial_run, "FINISHED")
-        client.set_tag(trial_run, STATE_TAG, "COMPLETE")
+        with _kept_going("closing the trial's run", trial_run):
+            if len(values) > 1:
+                client.log_metric(trial_run, f"{study.metric}_mean", value)
+                client.log_metric(trial_run, f"{study.metric}_std", statistics.pstdev(values))
+                client.log_metric(trial_run, "total_seconds", seconds)
+                client.set_terminated(trial_run, "FINISHED")
+            client.set_tag(trial_run, STATE_TAG, "COMPLETE")
         return (value, seconds) if study.time_objective else value
 
     def _config(self, trial: optuna.Trial, phase: str) -> TrainConfig:

@@ -33,6 +33,14 @@ TRACKING_ATTR = "sweeps.tracking_uri"
 STARTED_ATTR = "sweeps.started_at"
 
 
+class GridWalk(optuna.samplers.BruteForceSampler):
+    """BruteForceSampler without its ``study.stop()`` once the grid is covered: that call is legal only inside
+    ``Study.optimize``, and workers ask and tell; a grid study's budget queue (its size) ends it instead."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: object) -> None:
+        return None
+
+
 def sampler_for(sweep: SweepConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
     """Each worker gets its own seed, so parallel workers never replay each other's suggestions; TPE also
     treats running trials as constant liars."""
@@ -42,7 +50,7 @@ def sampler_for(sweep: SweepConfig, worker: int = 0) -> optuna.samplers.BaseSamp
     if study.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if study.sampler == "grid":  # walks a conditional space; GridSampler needs one flat product
-        return optuna.samplers.BruteForceSampler(seed=seed)
+        return GridWalk(seed=seed)
     if study.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
