@@ -100,10 +100,10 @@ def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.St
     return study
 
 
-def end_parent(study: optuna.Study, status: str = "FINISHED") -> None:
+def end_parent(study: optuna.Study, status: str = "FINISHED", tracking_uri: str | None = None) -> None:
     """The parent run ends with its sweep (``KILLED`` when interrupted), so the MLflow UI does not show a
     finished sweep as running; a resume sets it ``RUNNING`` again."""
-    client = MlflowClient(study.user_attrs[TRACKING_ATTR])
+    client = MlflowClient(tracking_uri or study.user_attrs[TRACKING_ATTR])
     if status == "RUNNING":
         client.update_run(study.user_attrs[PARENT_ATTR], status="RUNNING")
     else:
@@ -206,6 +206,14 @@ def queue_retrains(study: optuna.Study, sweep: SweepConfig) -> int:
             study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
             added += 1
     return added
+
+
+def finished(study: optuna.Study, sweep: SweepConfig) -> bool:
+    """Nothing waiting or running, and the retrains (if asked for) were queued: what a worker that joined
+    from elsewhere can tell without the launcher."""
+    trials = study.get_trials(deepcopy=False)
+    busy = any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials)
+    return not busy and (not sweep.study.retrain_seeds or any(phase(t) != SEARCH for t in trials))
 
 
 def open_sweep(name: str, storage_url: str, worker: int = 0) -> tuple[optuna.Study, SweepConfig]:

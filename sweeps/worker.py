@@ -24,7 +24,16 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.objective import RUN_ATTR, STATE_TAG, Objective
 from sweeps.retry import first_line
 from sweeps.storage import running_trial
-from sweeps.study import EXPERIMENT_ATTR, PARENT_ATTR, STARTED_ATTR, TRACKING_ATTR, open_sweep, waiting
+from sweeps.study import (
+    EXPERIMENT_ATTR,
+    PARENT_ATTR,
+    STARTED_ATTR,
+    TRACKING_ATTR,
+    end_parent,
+    finished,
+    open_sweep,
+    waiting,
+)
 from sweeps.train import OUTCOME_TAG, REASON_TAG
 
 TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -72,6 +81,8 @@ def run_worker(
         trial = run_trial(study, objective)
         _not_fatal("the parent run's best trial", parent_best, study, trial)
         ran += 1
+    if finished(study, sweep):
+        _not_fatal("ending the parent run", end_parent, study, "FINISHED", objective.tracking_uri)
     return ran
 
 

@@ -209,6 +209,8 @@ def test_a_worker_killed_mid_trial_and_restarted_loses_nothing(
     lost = MlflowClient(tracking_server.uri).get_run(failed.user_attrs["mlflow_run_id"])
     assert lost.info.status == "FAILED" and "heartbeat" in lost.data.tags["sweeps.reason"]
     check_artifacts_went_through_the_server(study, tracking_server, trials_of(study, TrialState.COMPLETE))
+    parent = MlflowClient(tracking_server.uri).get_run(study.user_attrs["sweeps.parent_run_id"])
+    assert parent.info.status == "FINISHED"  # ended by the last worker, with no launcher
 
 
 @pytest.mark.parametrize("sweep", [4], indirect=True)
