@@ -45,6 +45,7 @@ def test_every_readme_sweeps_command_is_known_to_the_cli() -> None:
 
 ELSEWHERE = {
     "sweeps run conf/quickstart.yaml": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
+    "sweeps ui quickstart --optuna": "tests/sweeps/test_ui.py (a server until Ctrl-C)",
     "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/test_bench.py (on a subset)",
 }
 
@@ -67,10 +68,12 @@ def test_readme_sweeps_command_runs(line: str, tmp_path: Path) -> None:
             timeout=600,
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        assert (tmp_path / "mlflow.db").exists()
         if args[1] == "train":
-            assert "done best val_acc" in proc.stdout
+            assert "done best val_acc" in proc.stdout and (tmp_path / "mlflow.db").exists()
         elif args[1] == "run":
             assert "waiting 0" in proc.stdout and (tmp_path / "optuna.db").exists()
+            assert (tmp_path / "mlflow.db").exists()
+        elif args[1] == "trajectories":
+            assert (tmp_path / args[3] / "trajectories.png").is_file()
         elif args[1] == "report":
             assert (tmp_path / "reports" / args[2] / "report.md").is_file()
