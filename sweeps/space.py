@@ -57,6 +57,28 @@ def preset_config(cfg: SweepConfig, name: str) -> TrainConfig:
     return _configured(cfg, start_from(cfg.optimizer, name), batch_size)
 
 
+def preset_params(cfg: SweepConfig, name: str) -> dict[str, Any]:
+    """Trial params that give optimizer ``name`` its untuned values, where the search space admits them:
+    queued as each optimizer's first trial in ``per_optimizer`` mode, so tuning starts from the default and
+    the tuned best does no worse than it on the search's data."""
+    default = preset_config(cfg, name)
+    spec = get_spec(name)
+    resolved = spec.resolve(default.optimizer.preset, **default.optimizer.overrides())
+    params: dict[str, Any] = {"optimizer": name}
+    if isinstance(cfg.search.batch_size, list) and default.data.batch_size in cfg.search.batch_size:
+        params["batch_size"] = default.data.batch_size
+    for key, value in cfg.search.space(name).items():
+        if spec.hyperparams[key].kind is not tuple and _admits(value, resolved[key]):
+            params[f"{name}.{key}"] = resolved[key]
+    return params
+
+
+def _admits(value: Any, x: Any) -> bool:
+    if isinstance(value, Range):
+        return value.step is None and value.low <= x <= value.high
+    return isinstance(value, list) and x in value
+
+
 def _configured(cfg: SweepConfig, optimizer: dict[str, Any], batch_size: int | str | None) -> TrainConfig:
     raw = cfg.model_dump(exclude={"study", "search"})
     raw["optimizer"] = optimizer

@@ -21,7 +21,7 @@ from mlflow.entities import Param
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.objective import DEFAULT, OPTIMIZER_ATTR, PHASE_ATTR, SEARCH, SPENT_ATTR, TUNED
-from sweeps.space import searched_optimizers
+from sweeps.space import preset_params, searched_optimizers
 from sweeps.spec import SweepConfig
 from sweeps.storage import create_study_once, load_study, open_storage
 from sweeps.tracking import artifact_location, environment_tags, flat_params, mask
@@ -56,7 +56,40 @@ def sampler_for(sweep: SweepConfig, worker: int = 0) -> optuna.samplers.BaseSamp
     return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
 
 
+class PerOptimizer(optuna.pruners.BasePruner):
+    """Prunes a trial against the trials of its own optimizer only. In ``per_optimizer`` mode each optimizer
+    has its own budget, so a slow starter (Adadelta, NAdam) must not be cut for trailing Adam's curves; a
+    median over the whole study pruned every one of its trials in a shoot-out here."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner) -> None:
+        self.inner = inner
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return self.inner.prune(_SameOptimizer(study, trial_optimizer(trial)), trial)
+
+
+class _SameOptimizer:
+    """A read-only view of a study holding one optimizer's trials; what a pruner reads of it."""
+
+    def __init__(self, study: optuna.Study, optimizer: str) -> None:
+        self._study, self._optimizer = study, optimizer
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._study, name)
+
+    def get_trials(
+        self, deepcopy: bool = True, states: tuple[TrialState, ...] | None = None
+    ) -> list[FrozenTrial]:
+        trials = self._study.get_trials(deepcopy=deepcopy, states=states)
+        return [t for t in trials if trial_optimizer(t) == self._optimizer]
+
+
 def pruner_for(sweep: SweepConfig) -> optuna.pruners.BasePruner:
+    pruner = _pruner(sweep)
+    return PerOptimizer(pruner) if sweep.study.per_optimizer and sweep.study.pruner != "none" else pruner
+
+
+def _pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
     study = sweep.study
     if study.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
@@ -159,7 +192,8 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
         for key in slots:
             if have[key] > round_:
                 continue
-            study.enqueue_trial({"optimizer": key} if per else {}, skip_if_exists=False)
+            fixed = (preset_params(sweep, key) if round_ == 0 else {"optimizer": key}) if per else {}
+            study.enqueue_trial(fixed, skip_if_exists=False)
             have[key] += 1
             added += 1
     return added

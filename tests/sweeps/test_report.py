@@ -16,8 +16,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.objective import DEFAULT, OPTIMIZER_ATTR, PARENT_TAG, RUN_ATTR, SEARCH, TUNED
-from sweeps.report import PUBLISHED_ACC_10, seed_table, target_accuracy
+from sweeps.report import PUBLISHED_ACC_10, seed_table, shootout_table, target_accuracy
 from sweeps.results import Entry, Results
+from sweeps.space import preset_params
 from sweeps.spec import load_sweep
 from sweeps.storage import open_storage
 from sweeps.study import PARENT_ATTR, create, phase, queue_retrains, trial_optimizer
@@ -49,11 +50,15 @@ def shootout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command += [f"data.dir={where / 'idx'}", "study.n_trials=2", "study.retrain_seeds=2"]
     command += ["search.optimizer=[sgd, momentum, adam]", "--workers", "2"]
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SWEEPS_STORAGE")}
+    env["COLUMNS"] = "200"  # the progress lines unwrapped
     done = subprocess.run(command, cwd=where, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "retraining each optimizer's default and best config on 2 seeds" in done.stdout
     assert "retrained 6/6" in done.stdout
     return where
+
+
+SHRUNK = load_sweep(CONF / "shootout.yaml", [*TINY, "search.optimizer=[sgd, momentum, adam]"])
 
 
 def _study(where: Path, name: str = "shootout") -> optuna.Study:
@@ -70,6 +75,8 @@ def test_the_search_budget_then_one_default_and_one_tuned_trial_per_optimizer(sh
         tuned = next(t for t in mine if phase(t) == TUNED)
         assert tuned.params == max(searched, key=lambda t: t.value).params
         assert next(t for t in mine if phase(t) == DEFAULT).params == {}
+        first = min((t for t in mine if phase(t) == SEARCH), key=lambda t: t.number)
+        assert first.params == preset_params(SHRUNK, name)  # tuning starts from the default
 
 
 def test_retrains_run_fresh_seeds_on_the_test_split(shootout: Path) -> None:
@@ -203,7 +210,24 @@ def test_seed_table_columns_follow_the_epochs_run() -> None:
     assert [c for c in table.display.columns if c.startswith("acc @")] == ["acc @1", "acc @5", "acc @7"]
     assert "published acc @10" not in table.display.columns  # Fashion-MNIST: ranks only
     assert list(table.numbers["rank"]) == [6, 5, 4, 3, 2, 1]
-    assert target_accuracy(Results(sweep, entries)) == 0.06
+    assert target_accuracy(Results(sweep, entries)) == 0.53  # 95 % of the best final accuracy, 0.56
+
+
+def test_the_shootout_keeps_an_optimizer_whose_retrain_failed() -> None:
+    sweep = load_sweep(CONF / "shootout.yaml", ["search.optimizer=[sgd, momentum]", "study.retrain_seeds=2"])
+    slow, fast = (
+        _entry([[0.5, 0.7], [0.6, 0.8]], [[2.0] * 2] * 2, "sgd"),
+        _entry([[0.8, 0.9]] * 2, [[1.0] * 2] * 2),
+    )
+    results = Results(
+        sweep, {"sgd": slow, "momentum": fast}, {"sgd": slow, "momentum": slow}, {"momentum": fast}
+    )
+    table = shootout_table(results, target=0.75)
+    assert list(table.display["optimizer"]) == ["sgd", "momentum"]
+    sgd, momentum = (row for _, row in table.display.iterrows())
+    assert sgd["tuned acc"] == "—" and sgd["tuned hyperparameters"] == "retrain failed"
+    assert sgd["default s to 0.75"] == "4.0 (1/2)" and momentum["tuned s to 0.75"] == "1.0"
+    assert momentum["tuned acc"] == "0.9000 ± 0.0000"
 
 
 def test_retrain_seeds_need_a_single_objective() -> None:

@@ -1,0 +1,72 @@
+"""Study set-up for a fair comparison: each optimizer starts from its default and is pruned among its own."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeps.space import preset_params
+from sweeps.spec import load_sweep
+from sweeps.study import PerOptimizer, create, pruner_for
+from tests.sweeps.helpers import CONF
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def test_the_default_is_each_optimizers_first_trial_where_the_space_admits_it() -> None:
+    sweep = load_sweep(CONF / "shootout.yaml")
+    assert preset_params(sweep, "sgd") == {"optimizer": "sgd", "batch_size": 64, "sgd.lr": 0.01}
+    adadelta = {"optimizer": "adadelta", "batch_size": 64, "adadelta.lr": 0.001}
+    assert preset_params(sweep, "adadelta") == adadelta
+    # Keras' RMSprop has momentum 0, outside the searched 0.5-0.99: that one is sampled
+    assert preset_params(sweep, "rmsprop") == {"optimizer": "rmsprop", "batch_size": 64, "rmsprop.lr": 0.001}
+    narrow = load_sweep(CONF / "shootout.yaml", ["search.lr.low=0.05", "search.batch_size=[32, 128]"])
+    assert preset_params(narrow, "sgd") == {"optimizer": "sgd"}
+
+
+def test_the_queue_starts_every_optimizer_at_its_default(tmp_path) -> None:
+    sweep = load_sweep(CONF / "shootout.yaml", ["study.n_trials=2", "search.optimizer=[sgd, momentum]"])
+    study = create(sweep, f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert queued == [preset_params(sweep, "sgd"), preset_params(sweep, "momentum")] + [
+        {"optimizer": "sgd"},
+        {"optimizer": "momentum"},
+    ]
+
+
+def _curve(study: optuna.Study, optimizer: str, value: float) -> None:
+    study.add_trial(
+        create_trial(
+            value=value,
+            params={"lr": 0.1},
+            distributions={"lr": FloatDistribution(0.01, 1.0)},
+            user_attrs={"config": {"optimizer": optimizer}},
+            intermediate_values={1: value, 2: value},
+        )
+    )
+
+
+def test_a_shootout_prunes_a_trial_among_its_own_optimizer_only() -> None:
+    sweep = load_sweep(CONF / "shootout.yaml")
+    assert isinstance(pruner_for(sweep), PerOptimizer)
+    study = optuna.create_study(direction="maximize")
+    for _ in range(4):
+        _curve(study, "adam", 0.9)
+        _curve(study, "adadelta", 0.3)
+    running = {}
+    for value in (0.35, 0.2):
+        trial = study.ask()
+        trial.set_user_attr("config", {"optimizer": "adadelta"})
+        trial.report(value, step=2)
+        running[value] = study.get_trials(states=(TrialState.RUNNING,))[-1]
+    whole_study = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    assert whole_study.prune(study, running[0.35])  # trails Adam: the plain median would cut it
+    assert not pruner_for(sweep).prune(study, running[0.35])  # leads the other Adadelta trials
+    assert pruner_for(sweep).prune(study, running[0.2])  # trails them
+
+
+def test_one_shared_budget_keeps_the_plain_pruner() -> None:
+    sweep = load_sweep(CONF / "sweep.yaml")
+    assert isinstance(pruner_for(sweep), optuna.pruners.MedianPruner)
