@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.storage import load_study, open_storage
+from sweeps.ui import MLFLOW_SERVER_FLAGS
 from tests.sweeps.helpers import (
     check_recorded_once,
     database_url,
@@ -57,11 +58,12 @@ class TrackingServer:
 
     def start(self, timeout: float = 180) -> None:
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--backend-store-uri", database_url(self.database), "--workers", "1"]
+        command += ["--backend-store-uri", database_url(self.database), *MLFLOW_SERVER_FLAGS]
         command += ["--artifacts-destination", str(self.artifacts), "--serve-artifacts"]
+        env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # as compose.yaml and sweeps ui
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         deadline = time.monotonic() + timeout
         while True:
