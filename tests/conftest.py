@@ -72,12 +72,18 @@ def _postgres_unreachable() -> str | None:
     return None
 
 
+def _no_cuda_device() -> str | None:
+    return None if torch.cuda.is_available() else "no CUDA device on this machine"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``postgres`` need the server on 127.0.0.1:5432; without it they skip, saying so."""
-    marked = [item for item in items if item.get_closest_marker("postgres")]
-    reason = _postgres_unreachable() if marked else None
-    for item in marked if reason else []:
-        item.add_marker(pytest.mark.skip(reason=reason))
+    """Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests marked ``gpu`` a CUDA device;
+    without the resource they skip, naming it."""
+    for marker, missing in (("postgres", _postgres_unreachable), ("gpu", _no_cuda_device)):
+        marked = [item for item in items if item.get_closest_marker(marker)]
+        reason = missing() if marked else None
+        for item in marked if reason else []:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture

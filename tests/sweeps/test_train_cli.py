@@ -139,6 +139,18 @@ def test_run_name_experiment_and_environment_tags_are_recorded(tiny_data, store)
     assert [s for s, _ in store.history(run.info.run_id, "val_acc")] == [1]
 
 
+@pytest.mark.gpu
+def test_training_runs_on_the_gpu(tiny_data, store):
+    result = train(
+        *tiny(tiny_data, "trainer.accelerator=gpu", "trainer.max_epochs=1"), "--tracking-uri", store.uri
+    )
+
+    assert result.exit_code == 0, result.output
+    run = only_run(store)
+    assert run.data.tags["sweeps.device"] != "cpu"
+    assert [s for s, _ in store.history(run.info.run_id, "val_acc")] == [1]
+
+
 @pytest.mark.parametrize("batch_size", ["full", "1"])
 def test_batch_gradient_descent_and_pure_sgd_run(batch_size, tmp_path, write_idx_dataset, store):
     folder = tmp_path / "small"
