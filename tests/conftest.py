@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,12 +88,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def no_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Hide Debian's Fashion-MNIST, the default data folder and torchvision from the in-process code, so that
+    results do not depend on this machine."""
+    from models import data
+
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "no-default")
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+
+
+@pytest.fixture
 def write_idx() -> Callable[[Path, torch.Tensor], Path]:
     """`write_idx(path, tensor)`: one IDX file."""
     return _write_idx
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_idx_dataset() -> Callable[..., dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """`write_idx_dataset(dir, name="mnist", n_train=60, n_test=20, gz=False, torchvision_layout=False)`."""
     return _write_idx_dataset

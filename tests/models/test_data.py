@@ -25,12 +25,7 @@ from models.data import (
 DEBIAN_DIR = data.DEBIAN_FASHION_MNIST_DIR
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Make results independent of this machine: no Debian data set, no default data, no torchvision."""
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "no-default")
-    monkeypatch.setitem(sys.modules, "torchvision", None)
+pytestmark = pytest.mark.usefixtures("no_local_data")
 
 
 def fake_torchvision(monkeypatch: pytest.MonkeyPatch, **classes: type) -> None:

@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from models import data as data_module
-from tests.sweeps.helpers import Store, open_store
+from tests.sweeps.helpers import OUTSIDE_ENV, Store, open_store
 
 # Variables a run sets process-wide; restored after every test so that tests stay independent.
-_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "PL_GLOBAL_SEED")
+_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "PL_GLOBAL_SEED", "SWEEPS_STORAGE")
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in _PROCESS_ENV}
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    for name in OUTSIDE_ENV:  # a developer's own stores are never touched
+        os.environ.pop(name, None)
     monkeypatch.chdir(tmp_path)
     yield
     for name, value in saved.items():
@@ -59,11 +58,3 @@ def store(tmp_path: Path, _schema_only_store: Path) -> Store:
     database = tmp_path / "mlflow.db"
     shutil.copyfile(_schema_only_store, database)
     return open_store(database)
-
-
-@pytest.fixture
-def no_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Hide Debian's Fashion-MNIST, the default data folder and torchvision from the in-process code."""
-    monkeypatch.setattr(data_module, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(data_module, "DEFAULT_DATA_DIR", tmp_path / "no-default")
-    monkeypatch.setitem(sys.modules, "torchvision", None)

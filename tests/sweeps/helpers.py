@@ -4,6 +4,7 @@ databases of a test's own (which a test may take down without disturbing the oth
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -78,12 +79,28 @@ def small_sweep_spec(folder: Path, data_dir: Path, epochs: int = 2, **study: obj
     return path
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on loopback now (all held open while picking, so none repeats)."""
+    probes = [socket.socket() for _ in range(n)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+OUTSIDE_ENV = ("MLFLOW_TRACKING_URI", "SWEEPS_STORAGE")
+"""Where a developer's shell may point at real stores; tests and their processes run without them."""
+
+
 def sweeps_process(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
     """``python -m sweeps ARGS`` as a real process, stdout and stderr merged into one text pipe."""
     return subprocess.Popen(
         [sys.executable, "-m", "sweeps", *args],
         cwd=cwd,
-        env=os.environ | (env or {}),
+        env={k: v for k, v in os.environ.items() if k not in OUTSIDE_ENV} | (env or {}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -17,8 +17,6 @@ from sweeps.study import create, open_sweep
 from sweeps.worker import run_worker
 from tests.sweeps.helpers import CONF
 
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-
 
 def _as_mlflow_raises(error: Exception) -> MlflowException:
     """What ``mlflow.utils.rest_utils`` raises once its retries are spent: a new error inside the handler."""
@@ -29,6 +27,10 @@ def _as_mlflow_raises(error: Exception) -> MlflowException:
             raise MlflowException(f"API request failed with exception {exc}")  # noqa: B904
         except MlflowException as wrapped:
             return wrapped
+
+
+def _unreachable(*args: object, **kwargs: object) -> None:
+    raise _as_mlflow_raises(requests.exceptions.ConnectionError("refused"))
 
 
 def test_an_unreachable_server_is_told_apart_from_other_errors() -> None:
@@ -54,10 +56,7 @@ def test_a_trained_result_outlives_mlflow_failing_at_the_end(
 ) -> None:
     url = _sweep(tmp_path, tiny_data)
 
-    def down(*args: object, **kwargs: object) -> None:
-        raise _as_mlflow_raises(requests.exceptions.ConnectionError("refused"))
-
-    monkeypatch.setattr(MlflowClient, "set_tag", down)  # the objective's last call after training
+    monkeypatch.setattr(MlflowClient, "set_tag", _unreachable)  # the objective's last call after training
     assert run_worker("quickstart", url) == 1
     study, _ = open_sweep("quickstart", url)
     [trial] = study.get_trials()
@@ -69,10 +68,9 @@ def test_an_mlflow_outage_during_training_gives_the_budget_back(
 ) -> None:
     url = _sweep(tmp_path, tiny_data)
 
-    def down(*args: object, **kwargs: object) -> None:
-        raise _as_mlflow_raises(requests.exceptions.ConnectionError("refused"))
-
-    monkeypatch.setattr(MlflowClient, "log_batch", down)  # per-epoch metrics, and closing the failed run
+    monkeypatch.setattr(
+        MlflowClient, "log_batch", _unreachable
+    )  # per-epoch metrics, and closing the failed run
     run_worker("quickstart", url)
     study, _ = open_sweep("quickstart", url)
     failed = study.get_trials(states=(TrialState.FAIL,))

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from sweeps.spec import load_sweep
 from sweeps.storage import open_storage
 from sweeps.study import PARENT_ATTR, create, phase, queue_retrains, trial_optimizer
 from sweeps.worker import run_worker
-from tests.sweeps.helpers import CONF, invoke
+from tests.sweeps.helpers import CONF, invoke, sweeps_process
 
 TINY = ("data.name=mnist", "data.train_subset=192", "data.holdout_size=64", "trainer.max_epochs=2")
 SEED_ORDER = ["adadelta", "adagrad", "adam", "rmsprop", "momentum", "sgd"]
@@ -39,26 +36,34 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def shootout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shootout(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Path:
     """conf/shootout.yaml, shrunk: 3 optimizers × 2 search trials, then default and tuned on 2 seeds each, run
     by the real ``sweeps run`` with two worker processes."""
-    from tests.conftest import _write_idx_dataset
-
     where = tmp_path_factory.mktemp("shootout")
-    _write_idx_dataset(where / "idx", "mnist", n_train=256, n_test=64)
-    command = [sys.executable, "-m", "sweeps", "run", str(CONF / "shootout.yaml"), *TINY]
-    command += [f"data.dir={where / 'idx'}", "study.n_trials=2", "study.retrain_seeds=2"]
-    command += ["search.optimizer=[sgd, momentum, adam]", "--workers", "2"]
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SWEEPS_STORAGE")}
-    env["COLUMNS"] = "200"  # the progress lines unwrapped
-    done = subprocess.run(command, cwd=where, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "retraining each optimizer's default and best config on 2 seeds" in done.stdout
-    assert "retrained 6/6" in done.stdout
+    write_idx_dataset(where / "idx", "mnist", n_train=256, n_test=64)
+    args = [
+        "run",
+        str(CONF / "shootout.yaml"),
+        *SHRUNK_OVERRIDES,
+        f"data.dir={where / 'idx'}",
+        "--workers",
+        "2",
+    ]
+    proc = sweeps_process(*args, cwd=where, env={"COLUMNS": "200"})  # the progress lines unwrapped
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert "retraining each optimizer's default and best config on 2 seeds" in out
+    assert "retrained 6/6" in out
     return where
 
 
-SHRUNK = load_sweep(CONF / "shootout.yaml", [*TINY, "search.optimizer=[sgd, momentum, adam]"])
+SHRUNK_OVERRIDES = [
+    *TINY,
+    "study.n_trials=2",
+    "study.retrain_seeds=2",
+    "search.optimizer=[sgd, momentum, adam]",
+]
+SHRUNK = load_sweep(CONF / "shootout.yaml", SHRUNK_OVERRIDES)
 
 
 def _study(where: Path, name: str = "shootout") -> optuna.Study:
@@ -133,10 +138,7 @@ def test_report_writes_both_tables_the_plots_and_logs_them_on_the_parent(shootou
 
 
 def test_retrains_are_queued_once(shootout: Path) -> None:
-    study = _study(shootout)
-    overrides = ["study.n_trials=2", "study.retrain_seeds=2", "search.optimizer=[sgd, momentum, adam]"]
-    sweep = load_sweep(CONF / "shootout.yaml", [*TINY, *overrides])
-    assert queue_retrains(study, sweep) == 0
+    assert queue_retrains(_study(shootout), SHRUNK) == 0
 
 
 def _in_process_sweep(tmp_path: Path, data: Path, spec: Path, *overrides: str) -> tuple[optuna.Study, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import optuna
@@ -205,9 +204,7 @@ def test_grid_visits_every_distinct_configuration_exactly_once():
         for momentum in ((0.8, 0.9) if name == "momentum" else (None,))
     }
     assert cfg.study.n_trials == cfg.search.grid_size() == len(combos) == 16
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.BruteForceSampler(seed=cfg.study.seed)
+    sampler = optuna.samplers.BruteForceSampler(seed=cfg.study.seed)
     study = optuna.create_study(sampler=sampler)
     for _ in range(cfg.study.n_trials):
         study.enqueue_trial({})

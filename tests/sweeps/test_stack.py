@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from sweeps.ui import MLFLOW_SERVER_FLAGS
 from tests.sweeps.helpers import (
     check_recorded_once,
     database_url,
+    free_ports,
     fresh_database,
     small_sweep_spec,
     take_down,
@@ -35,7 +35,6 @@ from tests.sweeps.helpers import (
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
-    pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
 ]
 
 WORKER_ENV = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3", "SWEEPS_RECONNECT_TIMEOUT": "180"}
@@ -85,9 +84,7 @@ class TrackingServer:
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
     folder = tmp_path_factory.mktemp("tracking")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (port,) = free_ports(1)
     with fresh_database("sweeps_mlflow") as database:
         server = TrackingServer(database, folder / "artifacts", folder / "server.log", port)
         server.start()

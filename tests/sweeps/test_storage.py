@@ -33,12 +33,9 @@ from sweeps.storage import (
     running_trial,
     storage_url,
 )
-from tests.sweeps.helpers import database_url, fresh_database, take_down
+from tests.sweeps.helpers import POSTGRES_ADMIN, database_url, fresh_database, take_down
 
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-
-POSTGRES_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+POSTGRES_URL = database_url("test")
 WORKERS = 8
 TRIALS_PER_WORKER = 10
 # Small heartbeat values for the killed-worker tests (seconds; Optuna wants integers). The grace is three
@@ -286,7 +283,7 @@ def test_a_worker_survives_postgres_dropping_its_connections(postgres_url: str, 
         open_storage(f"{postgres_url}?application_name={application}"), study_name, ["minimize"]
     )
     study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as admin:
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
         dropped = admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
             (application,),

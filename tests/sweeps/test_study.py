@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import optuna
-import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -11,8 +10,6 @@ from sweeps.space import preset_params
 from sweeps.spec import load_sweep
 from sweeps.study import PerOptimizer, create, pruner_for
 from tests.sweeps.helpers import CONF
-
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def test_the_default_is_each_optimizers_first_trial_where_the_space_admits_it() -> None:

@@ -20,13 +20,16 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.storage import open_storage
-from tests.sweeps.helpers import check_recorded_once, small_sweep_spec, sweeps_process
-
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-ROOT = Path(__file__).resolve().parents[2]
-needs_fashion_mnist = pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs the dataset-fashion-mnist package"
+from tests.sweeps.helpers import (
+    REPO,
+    check_recorded_once,
+    database_url,
+    needs_fashion_mnist,
+    small_sweep_spec,
+    sweeps_process,
 )
+
+POSTGRES = database_url("test")
 
 
 @pytest.mark.slow
@@ -188,7 +191,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
 def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     """``sweeps run conf/quickstart.yaml`` in a checkout-like folder: 3 optimizers × 3 trials recorded."""
     (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "quickstart.yaml").write_text((ROOT / "conf" / "quickstart.yaml").read_text())
+    (tmp_path / "conf" / "quickstart.yaml").write_text((REPO / "conf" / "quickstart.yaml").read_text())
     proc = sweeps_process(
         "run", "conf/quickstart.yaml", cwd=tmp_path, env={"SWEEPS_DATA_DIR": str(tmp_path / "data")}
     )

@@ -20,8 +20,7 @@ import optuna
 import pytest
 
 from sweeps.storage import open_storage
-from tests.conftest import _write_idx_dataset
-from tests.sweeps.helpers import REPO, Store, invoke, small_sweep_spec, squash, sweeps_process
+from tests.sweeps.helpers import REPO, Store, free_ports, invoke, small_sweep_spec, squash, sweeps_process
 
 STUDY = "ui-e2e"
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,9 +38,9 @@ class Finished:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
+def finished(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Finished:
     folder = tmp_path_factory.mktemp("ui-sweep")
-    _write_idx_dataset(folder / "data", "mnist", n_train=256, n_test=64)
+    write_idx_dataset(folder / "data", "mnist", n_train=256, n_test=64)
     spec = small_sweep_spec(folder, folder / "data", epochs=1, name=STUDY, n_trials=2)
     proc = sweeps_process("run", str(spec), "--workers", "1", cwd=folder)
     out, _ = proc.communicate(timeout=600)
@@ -50,18 +49,6 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     attrs = optuna.load_study(study_name=STUDY, storage=storage).user_attrs
     study_id = open_storage(storage, heartbeat=False).get_study_id_from_name(STUDY)
     return Finished(storage, attrs["sweeps.experiment_id"], study_id)
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free on loopback now (all held open while picking, so none repeats)."""
-    probes = [socket.socket() for _ in range(n)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 @contextmanager
@@ -167,7 +154,7 @@ def test_a_tracking_server_is_printed_not_started_with_its_password_masked() -> 
 
 @pytest.mark.slow
 def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finished, tmp_path: Path) -> None:
-    mlflow_port, optuna_port = _free_ports(2)
+    mlflow_port, optuna_port = free_ports(2)
     args = ["--storage", finished.storage, "--port", str(mlflow_port)]
     args += ["--optuna", "--optuna-port", str(optuna_port)]
     with _serving(STUDY, *args, cwd=tmp_path) as (proc, lines):
@@ -194,7 +181,7 @@ def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finis
 def test_the_mlflow_ui_lists_the_parent_run_and_its_trials(finished: Finished, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     shot = tmp_path / "mlflow-ui-runs.png"
     with (
         _serving(STUDY, "--storage", finished.storage, "--port", str(port), cwd=tmp_path) as (_, lines),

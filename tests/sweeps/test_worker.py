@@ -4,7 +4,6 @@ trial, and MLflow bookkeeping that fails does not stop the worker."""
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,9 +14,7 @@ from optuna.trial import TrialState
 
 from sweeps.storage import create_study_once, open_storage
 from sweeps.worker import ParentBest, _not_fatal, _tell, run_trial
-from tests.sweeps.helpers import database_url, fresh_database, take_down
-
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+from tests.sweeps.helpers import database_url, free_ports, fresh_database, take_down
 
 
 def sqlite_study(tmp_path: Path) -> optuna.Study:
@@ -97,9 +94,7 @@ def test_mlflow_bookkeeping_that_fails_is_logged_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with socket.socket() as closed:  # a port nothing listens on: the tracking server is down
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    (port,) = free_ports(1)  # a port nothing listens on: the tracking server is down
     study = sqlite_study(tmp_path)
     trial = run_trial(study, lambda trial: 0.5)
     objective = SimpleNamespace(
