@@ -16,6 +16,8 @@ The backward pass routes each pooled gradient to the first maximal corner, as ``
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -24,9 +26,7 @@ _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
     """Boolean keep-mask with P(keep) = 1 - p, drawn from the global (seeded) torch generator."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     threshold = p * 256
     if threshold == int(threshold):
         words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, device=device)
@@ -34,11 +34,16 @@ def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cp
     return torch.rand(shape, device=device) >= p
 
 
+def keep_scaled(shape: tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
+    """Inverted dropout's multiplier: the keep-mask scaled by 1 / (1 - p)."""
+    return keep_mask(shape, p, device) * (1.0 / (1.0 - p))
+
+
 def dropout(x: Tensor, p: float) -> Tensor:
     """Inverted dropout with the cheap byte mask; same distribution as ``F.dropout(x, p, training=True)``."""
     if p == 0:
         return x
-    return x * (keep_mask(tuple(x.shape), p, x.device) * (1.0 / (1.0 - p)))
+    return x * keep_scaled(tuple(x.shape), p, x.device)
 
 
 def shifted_planes(images: Tensor, k: int) -> Tensor:
@@ -67,30 +72,34 @@ def corner_weights(weight: Tensor, bias: Tensor) -> Tensor:
 
 
 class ConvPoolReLUDropout(torch.autograd.Function):
-    """``dropout(maxpool2(relu(conv2d(x, w, b))), keep)`` for single-channel images, output flattened NCHW."""
+    """``dropout(maxpool2(relu(conv2d(x, w, b))), keep)`` for single-channel images, output flattened NCHW;
+    ``keep`` None (evaluation) skips the dropout multiply."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, keep_scaled: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, keep: Tensor | None) -> Tensor:  # type: ignore[override]
         channels, _, k, _ = weight.shape
         batch = x.shape[0]
         planes = shifted_planes(x[:, 0], k)
         corners = (corner_weights(weight, bias) @ planes).view(4, channels, -1)
         pooled = torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
-        ctx.save_for_backward(planes, corners, pooled, keep_scaled)
+        ctx.save_for_backward(planes, corners, pooled, keep)
         ctx.kernel = k
-        live = pooled.clamp_min(0).mul_(keep_scaled)
+        live = pooled.clamp_min(0)
+        if keep is not None:
+            live.mul_(keep)
         return live.view(channels, batch, -1).transpose(0, 1).reshape(batch, -1)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_out: Tensor) -> tuple[None, Tensor, Tensor, None]:  # type: ignore[override]
-        planes, corners, pooled, keep_scaled = ctx.saved_tensors
+        planes, corners, pooled, keep = ctx.saved_tensors
         k = ctx.kernel
         channels, n = pooled.shape
         batch = grad_out.shape[0]
-        rest = grad_out.view(batch, channels, -1).transpose(0, 1).reshape(channels, n) * keep_scaled
-        rest.mul_(pooled > 0)
+        rest = grad_out.view(batch, channels, -1).transpose(0, 1).reshape(channels, n) * (pooled > 0)
+        if keep is not None:
+            rest.mul_(keep)
         routed = torch.empty_like(corners)
         first = torch.empty_like(pooled, dtype=torch.bool)
         for s in range(3):
@@ -108,8 +117,5 @@ def conv_pool_relu_dropout(x: Tensor, weight: Tensor, bias: Tensor, p: float, tr
     channels = weight.shape[0]
     k = weight.shape[-1]
     n = x.shape[0] * ((x.shape[-2] - k + 1) // 2) * ((x.shape[-1] - k + 1) // 2)
-    if training and p > 0:
-        keep_scaled = keep_mask((channels, n), p, x.device) * (1.0 / (1.0 - p))
-    else:
-        keep_scaled = torch.ones((), dtype=x.dtype, device=x.device).expand(channels, n)
-    return ConvPoolReLUDropout.apply(x, weight, bias, keep_scaled)
+    keep = keep_scaled((channels, n), p, x.device) if training and p > 0 else None
+    return ConvPoolReLUDropout.apply(x, weight, bias, keep)
