@@ -8,16 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from sweeps.objective import SEARCH, WORKER_ATTR
+from sweeps.objective import CONFIG_ATTR, SEARCH, WORKER_ATTR, phase
 from sweeps.spec import SweepConfig
 from sweeps.storage import STORAGE_ENV
 
@@ -58,12 +60,10 @@ def start(slot: Slot, name: str, storage_url: str, logs: Path) -> subprocess.Pop
 def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
     """Trials by state against the budget, the best so far, and what each worker is running."""
     trials = study.get_trials(deepcopy=False)
-    counts = {state: sum(t.state == state for t in trials) for state in TrialState}
+    counts = Counter(t.state for t in trials)
     budget = sweep.study.n_trials
     if budget and sweep.study.per_optimizer:
-        from sweeps.space import searched_optimizers
-
-        budget *= len(searched_optimizers(sweep))
+        budget *= len(sweep.search.optimizers)
     head = Table.grid(padding=(0, 2))
     head.add_row(
         f"[bold]{sweep.study.name}[/]",
@@ -77,8 +77,8 @@ def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
     )
     parts: list = [head]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete and len(study.directions) == 1:
-        best = study.best_trial
+    if complete and len(study.directions) == 1:  # the trials in hand, not another storage read
+        best = (max if study.direction == StudyDirection.MAXIMIZE else min)(complete, key=lambda t: t.value)
         parts.append(f"best: {sweep.study.metric} {best.value:.4f} in trial {best.number}: {_config(best)}")
     running = Table("worker", "trial", "config", box=None)
     for t in trials:
@@ -91,20 +91,17 @@ def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
 
 def _retrains(trials: list[FrozenTrial], sweep: SweepConfig) -> list[str]:
     """``retrained k/n`` once the search is over: n is a default and a tuned trial per optimizer."""
-    from sweeps.space import searched_optimizers
-    from sweeps.study import phase
-
     retrains = [t for t in trials if phase(t) != SEARCH]
     if not sweep.study.retrain_seeds or not retrains:
         return []
     done = sum(t.state == TrialState.COMPLETE for t in retrains)
-    return [f"retrained {done}/{2 * len(searched_optimizers(sweep))}"]
+    return [f"retrained {done}/{2 * len(sweep.search.optimizers)}"]
 
 
 def _config(trial: FrozenTrial) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in trial.user_attrs.get("config", {}).items()
+        for k, v in trial.user_attrs.get(CONFIG_ATTR, {}).items()
     )
 
 

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from optuna_integration import PyTorchLightningPruningCallback
 
+from models.module import Diverged
 from sweeps.config import TrainConfig
 from sweeps.retry import first_line
 from sweeps.space import preset_config, suggest, trial_params
@@ -25,15 +26,13 @@ _logger = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "sweeps.trial"
 STATE_TAG = "sweeps.trial_state"
+STUDY_TAG = "sweeps.study"
 RUN_ATTR = "mlflow_run_id"
+CONFIG_ATTR = "config"
 WORKER_ATTR = "worker"
 SPENT_ATTR = "spent"
 """Set on a trial that failed on its own (diverged, out of memory, an error): it used up its budget slot.
 A FAIL trial without it was stopped from outside (Ctrl-C, a killed worker) and its slot is given back."""
-
-
-class Diverged(RuntimeError):
-    """Training diverged: Optuna records the trial as FAIL with this reason, and the worker goes on."""
 
 
 class OverBudget(RuntimeError):
@@ -46,6 +45,21 @@ SEARCH, DEFAULT, TUNED = "search", "default", "tuned"
 """A trial's phase (a user attr, kept by the heartbeat retry): ``search`` trials are sampled and spend the
 budget; with ``study.retrain_seeds`` each optimizer then gets a ``default`` trial (its preset, untuned) and a
 ``tuned`` trial (its best search config), each trained on that many fresh seeds: the fair table's columns."""
+
+
+def phase(trial: optuna.trial.FrozenTrial | optuna.Trial) -> str:
+    return trial.user_attrs.get(PHASE_ATTR, SEARCH)
+
+
+def trial_optimizer(trial: optuna.trial.FrozenTrial) -> str:
+    return trial.user_attrs.get(OPTIMIZER_ATTR) or trial.user_attrs.get(CONFIG_ATTR, {}).get("optimizer", "")
+
+
+def close_run(client: MlflowClient, run_id: str, state: str, outcome: str, reason: str, status: str) -> None:
+    """End a trial's run with its Optuna state, outcome and reason as tags."""
+    tags = [RunTag(STATE_TAG, state), RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)]
+    client.log_batch(run_id, tags=tags)
+    client.set_terminated(run_id, status)
 
 
 QUEUED = frozenset({"fixed_params", "failed_trial"})
@@ -97,8 +111,8 @@ class Objective:
             trial.storage.get_trial_system_attrs(trial._trial_id)
         ):
             raise OverBudget("another worker took the last queued trial; this one was not run")
-        phase = trial.user_attrs.get(PHASE_ATTR, SEARCH)
-        cfg = self._config(trial, phase)
+        stage = phase(trial)
+        cfg = self._config(trial, stage)
         study = self.sweep.study
         client = MlflowClient(self.tracking_uri)
         trial_run = client.create_run(
@@ -108,28 +122,23 @@ class Objective:
                 PARENT_TAG: self.parent_run_id,
                 TRIAL_TAG: str(trial.number),
                 STATE_TAG: "RUNNING",
-                "sweeps.study": study.name,
-                "sweeps.optimizer": cfg.optimizer.name,
+                STUDY_TAG: study.name,
+                OPTIMIZER_ATTR: cfg.optimizer.name,
                 "sweeps.worker": self.worker,
-                "sweeps.phase": phase,
+                PHASE_ATTR: stage,
             },
         ).info.run_id
         trial.set_user_attr(RUN_ATTR, trial_run)
-        trial.set_user_attr("config", trial_params(cfg))
+        trial.set_user_attr(CONFIG_ATTR, trial_params(cfg))
         try:
-            values, seconds = self._train_repeats(trial, cfg, client, trial_run, phase)
+            values, seconds = self._train_repeats(trial, cfg, client, trial_run, stage)
         except BaseException as exc:
-            if isinstance(exc, Diverged):
-                outcome, status, reason = "diverged", "FAILED", str(exc)
-            else:
-                outcome, status, reason = ended_by(exc)
-            state = "PRUNED" if outcome == "pruned" else "FAIL"
-            tags = [RunTag(STATE_TAG, state), RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)]
+            outcome, status, reason = ended_by(exc)
             if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
                 trial.set_user_attr(SPENT_ATTR, True)
             with _kept_going("closing the trial's run", trial_run):
-                client.log_batch(trial_run, tags=tags)
-                client.set_terminated(trial_run, status)
+                state = "PRUNED" if outcome == "pruned" else "FAIL"
+                close_run(client, trial_run, state, outcome, reason, status)
             raise
         value = statistics.fmean(values)
         with _kept_going("closing the trial's run", trial_run):

@@ -22,8 +22,8 @@ from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from models.optimizers import get_spec  # noqa: E402
+from sweeps.objective import SEARCH, TUNED, phase  # noqa: E402
 from sweeps.results import Entry, Results  # noqa: E402
-from sweeps.study import phase  # noqa: E402
 
 DPI = 110
 
@@ -34,7 +34,7 @@ def curves(results: Results, path: Path) -> Path:
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     colours = plt.get_cmap("tab10")
     for i, (name, entry) in enumerate(results.headline.items()):
-        label = f"{name} (tuned)" if entry.phase == "tuned" else name
+        label = f"{name} (tuned)" if entry.phase == TUNED else name
         _line(acc, loss, entry, colours(i % 10), "-", label)
         if name in results.default:
             _line(acc, loss, results.default[name], colours(i % 10), "--", f"{name} (default)")
@@ -63,7 +63,7 @@ def search_study(study: optuna.Study) -> optuna.Study:
     """The study's finished search trials alone, in memory: what Optuna's plots should describe."""
     copy = optuna.create_study(directions=study.directions)
     copy.add_trials(
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if phase(t) == "search"
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if phase(t) == SEARCH
     )
     return copy
 

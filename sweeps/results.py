@@ -10,9 +10,9 @@ import numpy as np
 import optuna
 from mlflow import MlflowClient
 
-from sweeps.objective import DEFAULT, PARENT_TAG, RUN_ATTR, SEARCH, TUNED
+from sweeps.objective import CONFIG_ATTR, DEFAULT, PARENT_TAG, RUN_ATTR, SEARCH, TUNED
 from sweeps.spec import SweepConfig
-from sweeps.study import best_per_optimizer, phase
+from sweeps.study import EXPERIMENT_ATTR, best_per_optimizer, phase
 
 CURVES = ("val_acc", "val_loss", "train_loss", "epoch_seconds")
 
@@ -84,17 +84,17 @@ class Results:
 
 def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Results:
     client = MlflowClient(tracking_uri)
+    experiment = study.user_attrs[EXPERIMENT_ATTR]
 
     def entries(of_phase: str) -> dict[str, Entry]:
         best = best_per_optimizer(study, sweep, of_phase)
-        return {name: _entry(client, name, t) for name, t in best.items()}
+        return {name: _entry(client, experiment, name, t) for name, t in best.items()}
 
     return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED))
 
 
-def _entry(client: MlflowClient, name: str, trial: optuna.trial.FrozenTrial) -> Entry:
+def _entry(client: MlflowClient, experiment: str, name: str, trial: optuna.trial.FrozenTrial) -> Entry:
     run_id = trial.user_attrs[RUN_ATTR]
-    experiment = client.get_run(run_id).info.experiment_id
     seeds = client.search_runs(
         [experiment], f"tags.`{PARENT_TAG}` = '{run_id}'", order_by=["attributes.start_time ASC"]
     )
@@ -105,7 +105,7 @@ def _entry(client: MlflowClient, name: str, trial: optuna.trial.FrozenTrial) -> 
         m: np.array([h[m] + [float("nan")] * (epochs - len(h[m])) for h in histories], dtype=float)
         for m in CURVES
     }
-    return Entry(name, phase(trial), trial.number, dict(trial.user_attrs.get("config", {})), curves)
+    return Entry(name, phase(trial), trial.number, dict(trial.user_attrs.get(CONFIG_ATTR, {})), curves)
 
 
 def _history(client: MlflowClient, run_id: str, metric: str) -> list[float]:

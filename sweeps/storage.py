@@ -139,7 +139,7 @@ def open_storage(
 
 
 @contextmanager
-def running_trial(study: optuna.Study) -> Iterator[optuna.Trial]:
+def running_trial(study: optuna.Study, fail_stale: bool = True) -> Iterator[optuna.Trial]:
     """``study.ask()`` for an ask-and-tell worker, with what ``Study.optimize`` does around it; tell after.
 
     First stale trials are failed (the retry callback queues each again, so this ask may pick one up); then
@@ -154,7 +154,8 @@ def running_trial(study: optuna.Study) -> Iterator[optuna.Trial]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
-        optuna.storages.fail_stale_trials(study)
+        if fail_stale:  # off for a caller that has just done it
+            optuna.storages.fail_stale_trials(study)
         trial = study.ask()
     if interval is None:
         yield trial

@@ -20,7 +20,17 @@ from mlflow import MlflowClient
 from mlflow.entities import Param
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.objective import DEFAULT, OPTIMIZER_ATTR, PHASE_ATTR, SEARCH, SPENT_ATTR, TUNED
+from sweeps.objective import (
+    DEFAULT,
+    OPTIMIZER_ATTR,
+    PHASE_ATTR,
+    SEARCH,
+    SPENT_ATTR,
+    STUDY_TAG,
+    TUNED,
+    phase,
+    trial_optimizer,
+)
 from sweeps.space import preset_params, searched_optimizers
 from sweeps.spec import SweepConfig
 from sweeps.storage import create_study_once, load_study, open_storage
@@ -155,7 +165,7 @@ def _parent_run(sweep: SweepConfig, tracking_uri: str, storage_url: str) -> tupl
         experiment_id,
         run_name=sweep.study.name,
         tags=environment_tags()
-        | {"sweeps.study": sweep.study.name, "sweeps.storage": mask(storage_url), "sweeps.role": "sweep"},
+        | {STUDY_TAG: sweep.study.name, "sweeps.storage": mask(storage_url), "sweeps.role": "sweep"},
     )
     study_cfg = sweep.study.model_dump()
     client.log_batch(
@@ -197,14 +207,6 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
             have[key] += 1
             added += 1
     return added
-
-
-def phase(trial: FrozenTrial) -> str:
-    return trial.user_attrs.get(PHASE_ATTR, SEARCH)
-
-
-def trial_optimizer(trial: FrozenTrial) -> str:
-    return trial.user_attrs.get(OPTIMIZER_ATTR) or trial.user_attrs.get("config", {}).get("optimizer", "")
 
 
 def best_per_optimizer(
@@ -252,9 +254,10 @@ def finished(study: optuna.Study, sweep: SweepConfig) -> bool:
 
 def open_sweep(name: str, storage_url: str, worker: int = 0) -> tuple[optuna.Study, SweepConfig]:
     """An existing sweep, as a worker sees it: the study with this worker's sampler, and the stored spec."""
-    storage = open_storage(storage_url)
-    spec = SweepConfig.model_validate_json(load_study(storage, name).user_attrs[SPEC_ATTR])
-    return load_study(storage, name, sampler=sampler_for(spec, worker), pruner=pruner_for(spec)), spec
+    study = load_study(open_storage(storage_url), name)
+    spec = SweepConfig.model_validate_json(study.user_attrs[SPEC_ATTR])
+    study.sampler, study.pruner = sampler_for(spec, worker), pruner_for(spec)
+    return study, spec
 
 
 def waiting(study: optuna.Study) -> int:

@@ -44,6 +44,8 @@ def measure(workers: int, trials: int, subset: int) -> dict:
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
+    from sweeps.objective import RUN_ATTR
+
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
         folder = Path(tmp)
         (folder / "spec.yaml").write_text(yaml.safe_dump(_spec("bench", trials, subset)))
@@ -61,7 +63,7 @@ def measure(workers: int, trials: int, subset: int) -> dict:
         shares = []
         for t in done:
             trial_wall = (t.datetime_complete - t.datetime_start).total_seconds()
-            training = client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics["total_seconds"]
+            training = client.get_run(t.user_attrs[RUN_ATTR]).data.metrics["total_seconds"]
             shares.append(1 - training / trial_wall)
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -64,6 +65,7 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+@functools.cache
 def git_sha() -> str | None:
     """The commit of this source tree, when it is a git checkout (an installed wheel has none)."""
     try:
@@ -80,6 +82,7 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
+@functools.cache
 def _version(package: str) -> str:
     try:
         return metadata.version(package)

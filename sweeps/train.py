@@ -18,7 +18,7 @@ from mlflow.entities import Metric, RunTag
 from rich.console import Console
 
 from models.data import MNISTDataModule, check_available
-from models.module import OptimizerModule
+from models.module import Diverged, OptimizerModule
 from sweeps.config import ConfigError, TrainConfig
 from sweeps.tracking import artifact_location, environment_tags, flat_params, tracking_uri
 
@@ -185,6 +185,8 @@ def ended_by(exc: BaseException) -> tuple[str, str, str]:
     KILLED (stopped on purpose), anything else FAILED."""
     import optuna
 
+    if isinstance(exc, Diverged):
+        return "diverged", "FAILED", str(exc)
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         return "interrupted", "KILLED", "interrupted by the user"
     if isinstance(exc, optuna.TrialPruned):

@@ -21,7 +21,7 @@ from mlflow.entities import Metric, RunTag
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.objective import RUN_ATTR, STATE_TAG, Objective
+from sweeps.objective import CONFIG_ATTR, PARENT_TAG, RUN_ATTR, Objective, close_run
 from sweeps.retry import first_line
 from sweeps.storage import running_trial
 from sweeps.study import (
@@ -34,7 +34,6 @@ from sweeps.study import (
     open_sweep,
     waiting,
 )
-from sweeps.train import OUTCOME_TAG, REASON_TAG
 
 TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 """Set when unset. MLflow retries each request with urllib3's backoff, ``factor * 2**(n-1)`` seconds capped
@@ -90,7 +89,7 @@ def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
     """One trial, as ``Study.optimize(n_trials=1, catch=(Exception,))`` runs it, but told while its heartbeat
     still beats: a tell that waits for the database keeps its trial alive, and its value is stored once the
     database is back. An objective's error fails the trial (logged) and the worker goes on."""
-    with running_trial(study) as trial:
+    with running_trial(study, fail_stale=False) as trial:  # the loop failed stale trials just before
         value, state = None, None
         try:
             value = objective(trial)
@@ -142,15 +141,13 @@ def close_lost_runs(study: optuna.Study, objective: Objective) -> None:
     client = MlflowClient(objective.tracking_uri)
     running = client.search_runs(
         [objective.experiment_id],
-        f"tags.mlflow.parentRunId = '{objective.parent_run_id}' and attributes.status = 'RUNNING'",
+        f"tags.`{PARENT_TAG}` = '{objective.parent_run_id}' and attributes.status = 'RUNNING'",
         max_results=1000,
     )
     reason = "worker lost: no heartbeat; the trial is retried with the same params"
     for run in running:
         if run.info.run_id in lost:
-            tags = [RunTag(STATE_TAG, "FAIL"), RunTag(OUTCOME_TAG, "failed"), RunTag(REASON_TAG, reason)]
-            client.log_batch(run.info.run_id, tags=tags)
-            client.set_terminated(run.info.run_id, "FAILED")
+            close_run(client, run.info.run_id, "FAIL", "failed", reason, "FAILED")
 
 
 class ParentBest:
@@ -166,7 +163,7 @@ class ParentBest:
         best = study.best_trial
         client = MlflowClient(self.objective.tracking_uri)
         parent = self.objective.parent_run_id
-        best_values = {"trial": best.number, **best.user_attrs.get("config", {})}
+        best_values = {"trial": best.number, **best.user_attrs.get(CONFIG_ATTR, {})}
         metric = f"best_{self.objective.sweep.study.metric}"
         client.log_batch(
             parent,
