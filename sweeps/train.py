@@ -38,7 +38,8 @@ class EpochReport(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
-        if trainer.sanity_checking or "val_acc" not in metrics:
+        # a diverged epoch logs nothing: callback_metrics still hold the previous epoch's values
+        if trainer.sanity_checking or getattr(pl_module, "diverged", None) or "val_acc" not in metrics:
             return
         row = {"epoch": float(trainer.current_epoch + 1)} | {k: float(metrics[k]) for k in EPOCH_METRICS}
         if self.history and self.history[-1]["epoch"] == row["epoch"]:
