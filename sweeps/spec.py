@@ -289,6 +289,11 @@ class StudyConfig(_Strict):
             raise ValueError(
                 "per_optimizer: the grid sampler already runs every configuration of every optimizer"
             )
+        if self.per_optimizer and self.pruner == "hyperband":
+            raise ValueError(
+                "pruner: hyperband reads its brackets from the whole study, so with per_optimizer it would"
+                " prune one optimizer against another; use median or successive_halving"
+            )
         if self.per_optimizer and self.n_trials is None:
             raise ValueError("per_optimizer: needs study.n_trials, the trials each optimizer gets")
         if self.time_objective and self.pruner != "none":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -67,3 +68,13 @@ def test_a_shootout_prunes_a_trial_among_its_own_optimizer_only() -> None:
 def test_one_shared_budget_keeps_the_plain_pruner() -> None:
     sweep = load_sweep(CONF / "sweep.yaml")
     assert isinstance(pruner_for(sweep), optuna.pruners.MedianPruner)
+
+
+def test_a_shootout_refuses_a_pruner_that_reads_the_whole_study() -> None:
+    from sweeps.config import ConfigError
+
+    with pytest.raises(ConfigError, match="study.pruner: hyperband"):
+        load_sweep(CONF / "shootout.yaml", ["study.pruner=hyperband"])
+    assert isinstance(
+        pruner_for(load_sweep(CONF / "shootout.yaml", ["study.pruner=successive_halving"])), PerOptimizer
+    )
