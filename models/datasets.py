@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from models.registry import lookup
+
 Split = Literal["train", "test"]
 SPLITS: tuple[Split, ...] = ("train", "test")
 IMAGE_SHAPE = (28, 28)
@@ -73,7 +75,4 @@ DATASETS: Mapping[str, DatasetInfo] = {
 
 def dataset_info(name: str) -> DatasetInfo:
     """Look a data set up by name; unknown names raise ValueError listing the choices."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+    return lookup(DATASETS, name, "dataset")

@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from models.registry import lookup
+
 PRESETS = ("torch", "keras")
 
 # Devices on which this registry asks for torch's fused kernels; elsewhere the default implementation runs.
@@ -378,10 +380,7 @@ REGISTRY: Mapping[str, OptimizerSpec] = MappingProxyType({spec.name: spec for sp
 
 def get_spec(name: str) -> OptimizerSpec:
     """The registry entry for ``name``; a ``ValueError`` listing the valid names otherwise."""
-    try:
-        return REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(REGISTRY)}") from None
+    return lookup(REGISTRY, name, "optimizer")
 
 
 def build_optimizer(

@@ -19,6 +19,8 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from models.registry import lookup
+
 Point = tuple[float, float]
 
 
@@ -141,7 +143,4 @@ SURFACES: Mapping[str, Surface] = MappingProxyType({s.name: s for s in _SURFACES
 
 def get_surface(name: str) -> Surface:
     """The surface called ``name``; a ``ValueError`` listing the valid names otherwise."""
-    try:
-        return SURFACES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown surface {name!r}; choose one of: {', '.join(SURFACES)}") from None
+    return lookup(SURFACES, name, "surface")

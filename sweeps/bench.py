@@ -49,14 +49,14 @@ class BenchSpec:
     bf16: bool = False
 
     def __post_init__(self) -> None:
-        from models.datasets import DATASETS
+        from models.datasets import dataset_info
         from models.optimizers import get_spec
 
         get_spec(self.optimizer)
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"--dataset: unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}"
-            )
+        try:
+            dataset_info(self.dataset)
+        except ValueError as exc:
+            raise ValueError(f"--dataset: {exc}") from None
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be cpu, cuda or auto, got {self.device!r}")
 

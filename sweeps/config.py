@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.datasets import DATASETS
+from models.datasets import dataset_info
 from models.optimizers import PRESETS, get_spec
 
 M = TypeVar("M", bound=BaseModel)
@@ -78,8 +78,7 @@ class DataConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, name: str) -> str:
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        dataset_info(name)
         return name
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from models.optimizers import REGISTRY, get_spec
+from models.registry import lookup
 from models.surfaces import SURFACES, Surface, get_surface
 
 EXPERIMENT = "trajectories"
@@ -187,8 +188,7 @@ def checked_names(text: str | None, kind: str) -> list[str]:
     if not names:
         raise ValueError(f"no {kind} named in {text!r}; choose from: {', '.join(valid)}")
     for name in names:
-        if name not in valid:
-            raise ValueError(f"unknown {kind} {name!r}; choose from: {', '.join(valid)}")
+        lookup(dict.fromkeys(valid), name, kind)
     return names
 
 
