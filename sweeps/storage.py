@@ -38,7 +38,6 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -46,7 +45,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat  # no public name; RDB and cached storages implement it
 
 from sweeps.retry import Backoff, first_line, retry
-from sweeps.tracking import mask
+from sweeps.tracking import SQLITE, absolute_sqlite, mask
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 """Embedded store: one SQLite file in the working directory; no server, 8 worker processes on this machine
@@ -74,7 +73,6 @@ hung socket) decides when to try again."""
 
 _POSTGRES = "postgresql+psycopg://"
 _POSTGRES_ALIASES = ("postgresql://", "postgres://")
-_SQLITE = "sqlite:///"
 
 _logger = logging.getLogger(__name__)
 
@@ -114,7 +112,7 @@ def open_storage(
     is beaten or failed. The interval and grace are seconds (Optuna wants integers); tests pass small ones.
     """
     url = _normalise(url)
-    sqlite = url.startswith(_SQLITE)
+    sqlite = url.startswith(SQLITE)
     if sqlite:
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     else:
@@ -230,9 +228,8 @@ def _normalise(url: str) -> str:
             url = _POSTGRES + url.removeprefix(alias)
     if url.startswith(_POSTGRES):
         return url
-    if url.startswith(_SQLITE):
-        path = url.removeprefix(_SQLITE)
-        return url if path.startswith("/") else f"{_SQLITE}{Path(path).expanduser().resolve()}"
+    if url.startswith(SQLITE):
+        return absolute_sqlite(url)
     raise ValueError(
         f"unsupported storage URL {describe(url)!r}: use sqlite:///PATH (embedded) or "
         "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"

@@ -34,7 +34,7 @@ from sweeps.objective import (
 from sweeps.space import preset_params, searched_optimizers
 from sweeps.spec import SweepConfig
 from sweeps.storage import create_study_once, load_study, open_storage
-from sweeps.tracking import artifact_location, environment_tags, flat_params, mask
+from sweeps.tracking import environment_tags, flat_params, get_or_create_experiment, mask
 
 SPEC_ATTR = "sweeps.spec"
 PARENT_ATTR = "sweeps.parent_run_id"
@@ -155,12 +155,7 @@ def end_parent(study: optuna.Study, status: str = "FINISHED", tracking_uri: str 
 
 def _parent_run(sweep: SweepConfig, tracking_uri: str, storage_url: str) -> tuple[str, str]:
     client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(sweep.experiment)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment(sweep.experiment, artifact_location=artifact_location(tracking_uri))
-    )
+    experiment_id = get_or_create_experiment(client, sweep.experiment, tracking_uri)
     run = client.create_run(
         experiment_id,
         run_name=sweep.study.name,

@@ -10,11 +10,15 @@ import subprocess
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """Embedded store: one SQLite file in the working directory, no server (MLflow refuses ./mlruns)."""
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+SQLITE = "sqlite:///"
 _PACKAGES = ("optimizer-sweeps", "torch", "lightning", "optuna", "mlflow", "numpy", "pydantic")
 _SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<secret>[^@\s]+)(?P<tail>@)")
 
@@ -25,18 +29,32 @@ def tracking_uri(flag: str | None = None) -> str:
     A relative SQLite path is made absolute: MLflow caches one store per URI string, so a relative one would
     keep pointing at the first working directory it was used from.
     """
-    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).expanduser().resolve()}"
-    return uri
+    return absolute_sqlite(flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+
+
+def absolute_sqlite(url: str) -> str:
+    """A ``sqlite:///relative`` URL made absolute (any other URL as it is), so that every process and working
+    directory names the same file."""
+    path = url.removeprefix(SQLITE)
+    if not url.startswith(SQLITE) or path.startswith("/"):
+        return url
+    return f"{SQLITE}{Path(path).expanduser().resolve()}"
 
 
 def artifact_location(uri: str) -> str | None:
     """Artifacts of the embedded store live beside its database, not in a ./mlruns that MLflow refuses."""
-    if not uri.startswith("sqlite:///"):
+    if not uri.startswith(SQLITE):
         return None
-    database = Path(uri.removeprefix("sqlite:///"))
+    database = Path(uri.removeprefix(SQLITE))
     return (database.parent / "mlartifacts").as_uri()
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
+    """The experiment called ``name``; created if new, its artifacts where :func:`artifact_location` says."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(uri))
 
 
 def mask(text: str) -> str:

@@ -621,15 +621,10 @@ def log_run(paths: Sequence[Path2D], files: Sequence[Path], settings: Mapping[st
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
-    from sweeps.tracking import artifact_location, environment_tags
+    from sweeps.tracking import environment_tags, flat_params, get_or_create_experiment
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
-    )
+    experiment_id = get_or_create_experiment(client, EXPERIMENT, uri)
     run = client.create_run(
         experiment_id,
         run_name=f"{settings.get('preset', 'torch')}-{settings.get('steps')}-steps",
@@ -637,7 +632,7 @@ def log_run(paths: Sequence[Path2D], files: Sequence[Path], settings: Mapping[st
     )
     run_id = run.info.run_id
     try:
-        params = {k: str(v) for k, v in settings.items()}
+        params = flat_params(settings)
         params |= {f"lr.{p.surface}.{p.optimizer}": f"{p.lr:g}" for p in paths}
         now = int(time.time() * 1000)
         metrics = [

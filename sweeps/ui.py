@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweeps.tracking import artifact_location, mask
+from sweeps.tracking import SQLITE, artifact_location, mask
 
 MLFLOW_SERVER_FLAGS = ("--workers", "1")
 """One uvicorn worker: one person browsing needs no more, and each extra worker costs seconds at start."""
@@ -106,8 +106,7 @@ def experiment_page(base: str, experiment_id: str | None) -> str:
 
 def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:
     """``mlflow server`` on the store; artifacts of experiments it creates go where the sweeps put theirs."""
-    if target.tracking_uri.startswith("sqlite:///"):
-        _require_sqlite_file(target.tracking_uri, "MLflow store")
+    _require_sqlite_file(target.tracking_uri, "MLflow store")
     command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
     command += MLFLOW_SERVER_FLAGS
     artifacts = artifact_location(target.tracking_uri)
@@ -294,7 +293,7 @@ def _signal_group(proc: subprocess.Popen, signum: int) -> None:
 
 def _require_sqlite_file(url: str, what: str) -> None:
     """Opening a missing SQLite file would create an empty store and show nothing: say so instead."""
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    if url.startswith(SQLITE) and not Path(url.removeprefix(SQLITE)).is_file():
         raise UiError(f"no {what} at {mask(url)}; run a sweep there first, or name another store")
 
 
