@@ -69,8 +69,7 @@ def read_idx(path: Path) -> torch.Tensor:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
             raise ValueError(f"{path}: corrupt gzip data ({err})") from err
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise ValueError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'})")
+    _check_magic(path, raw)
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -92,9 +91,14 @@ def idx_length(path: Path) -> int:
         gzipped = file.read(2) == b"\x1f\x8b"
     with (gzip.open if gzipped else open)(path, "rb") as file:
         head = file.read(8)
-    if len(head) < 8 or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or head[3] == 0:
-        raise ValueError(f"{path}: not an IDX file (magic number {head[:4].hex() or 'missing'})")
+    _check_magic(path, head, needed=8)
     return struct.unpack(">I", head[4:8])[0]
+
+
+def _check_magic(path: Path, head: bytes, needed: int = 4) -> None:
+    """Two zero bytes, a known element type and at least one dimension (in at least ``needed`` bytes)."""
+    if len(head) < needed or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or head[3] == 0:
+        raise ValueError(f"{path}: not an IDX file (magic number {head[:4].hex() or 'missing'})")
 
 
 def _root(data_dir: Path | None) -> Path:

@@ -129,8 +129,9 @@ def table(report: BenchReport) -> Table:
         f"{spec.batch_size}, {spec.optimizer}, {report.device}, {report.steps_per_epoch} steps/epoch"
     )
     out = Table("path", "what", "s/epoch (median)", "runs", "vs (a)", title=title)
+    ratios = report.ratios()
     for path, runs in report.seconds.items():
-        speedup = report.median("a") / report.median(path)
+        speedup = ratios.get(f"a/{path}", 1.0)
         out.add_row(
             f"({path})",
             PATHS[path],

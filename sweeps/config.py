@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.cnn import Init
 from models.datasets import dataset_info
 from models.optimizers import PRESETS, get_spec
 
@@ -119,7 +120,7 @@ class OptimizerConfig(BaseModel):
 
 
 class ModelConfig(_Strict):
-    init: Literal["torch", "keras"] = "torch"
+    init: Init = "torch"
     fused: bool = True
 
 
