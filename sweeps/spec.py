@@ -135,14 +135,19 @@ def _check(hp: HyperParam, value: Any) -> None:
         if hp.kind is int and not isinstance(value.step, int | None):
             raise ValueError(f"{hp.name} is an integer; its step must be one too, got {value.step!r}")
     elif isinstance(value, list):
-        if not value or len(set(map(repr, value))) < len(value):
-            raise ValueError(f"a list of choices must be non-empty and without repeats, got {value!r}")
+        _distinct_choices(value)
         for item in value:
             if isinstance(item, Range | list):
                 raise ValueError("a list holds the values to choose from, not ranges or lists")
             hp.check(item)
     else:
         hp.check(value)
+
+
+def _distinct_choices(value: list[Any]) -> None:
+    """A list of choices is non-empty and repeats nothing (by ``repr``: ``1`` and ``True`` differ)."""
+    if not value or len(set(map(repr, value))) < len(value):
+        raise ValueError(f"a list of choices must be non-empty and without repeats, got {value!r}")
 
 
 def _choices(hp: HyperParam, value: Any) -> int | None:
@@ -177,8 +182,8 @@ class SearchConfig(HyperparamSpace):
     @field_validator("optimizer", "batch_size")
     @classmethod
     def _distinct(cls, value: Any) -> Any:
-        if isinstance(value, list) and (not value or len(set(value)) < len(value)):
-            raise ValueError(f"a list of choices must be non-empty and without repeats, got {value!r}")
+        if isinstance(value, list):
+            _distinct_choices(value)
         return value
 
     @field_validator("per_optimizer")
