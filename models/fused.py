@@ -1,8 +1,8 @@
 """Hand-fused CPU kernels for the seed CNN's first block, because it dominates the step on a CPU.
 
 PyTorch's eager CPU kernels spend most of a seed-CNN step outside the matrix multiplies: NCHW max-pooling
-(18 %), Bernoulli dropout (16 %) and ReLU over the full 26×26 map. ``torch.compile`` makes it slower
-(DESIGN.md). This module computes exactly the same function with fewer, cheaper passes:
+(18 %), Bernoulli dropout (16 %) and ReLU over the full 26×26 map. ``torch.compile`` made it slower
+on the 2-core development machine. This module computes exactly the same function with fewer, cheaper passes:
 
 * the 3×3 convolution (bias included) is one matrix multiply over the 16 distinct stride-2 shifts of the
   image, producing the four 2×2 pooling corners as separate contiguous planes, so max-pooling is three

@@ -14,8 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweeps.config import ConfigError, load
-from sweeps.runtime import tune_allocator
+from sweeps.config.files import ConfigError
+from sweeps.config.train import load
+from sweeps.engine.runtime import tune_allocator
 
 app = typer.Typer(
     name="sweeps",
@@ -78,8 +79,8 @@ def train(
     cfg = _checked(load, config, overrides)
     tune_allocator()
     _quiet_libraries()
-    from models.data import DatasetNotFound
-    from sweeps.train import train as run
+    from models.data.files import DatasetNotFound
+    from sweeps.engine.training import train as run
 
     try:
         result = run(cfg, tracking_uri, console=console)
@@ -122,7 +123,7 @@ def bench(
 ) -> None:
     """Seconds per training epoch, side by side: (a) the usual Lightning + DataLoader recipe, (b) a plain
     PyTorch loop on resident tensors, (c) this project's training path."""
-    from sweeps import bench as benchmark
+    from sweeps.tools import bench as benchmark
 
     try:
         spec = benchmark.BenchSpec(
@@ -169,17 +170,18 @@ def run_sweep(
     ] = None,
 ) -> None:
     """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores."""
-    from sweeps.spec import load_sweep
+    from sweeps.config.sweep import load_sweep
 
     sweep = _checked(load_sweep, config, overrides)
     _quiet_libraries()
     import torch
 
-    from models.data import DatasetNotFound
-    from sweeps import launcher, study
-    from sweeps.storage import describe, storage_url
-    from sweeps.tracking import tracking_uri as resolve_tracking
-    from sweeps.train import checked_datamodule
+    from models.data.files import DatasetNotFound
+    from sweeps.engine import launcher, study
+    from sweeps.engine.storage.urls import storage_url
+    from sweeps.engine.training import checked_datamodule
+    from sweeps.tracking.uris import mask
+    from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     try:
         checked_datamodule(sweep)
@@ -187,30 +189,17 @@ def run_sweep(
         created = study.create(sweep, url, uri)
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"study [bold]{sweep.study.name}[/] in {describe(url)}; MLflow {uri}")
+    console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {uri}")
     if workers == 0:
-        console.print(
-            f"created; join with: sweeps worker --study {sweep.study.name} --storage {describe(url)}"
-        )
+        console.print(f"created; join with: sweeps worker --study {sweep.study.name} --storage {mask(url)}")
         return
     slots = launcher.plan(workers, workers_per_gpu, torch.cuda.device_count(), os.cpu_count() or 1, threads)
-    logs = Path("sweeps-logs") / sweep.study.name
-    while True:
-        procs = [launcher.start(s, sweep.study.name, url, logs) for s in slots]
-        try:
-            failed = launcher.supervise(procs, created, sweep, console)
-        except KeyboardInterrupt:
-            study.end_parent(created, "KILLED")
-            raise _fail("interrupted; run the same command again to resume", code=130) from None
-        if failed:
-            raise _fail(f"{failed} worker(s) exited with an error; see {logs}/", code=1)
-        if not study.queue_retrains(created, sweep):
-            study.end_parent(created)
-            break
-        console.print(
-            "search done; retraining each optimizer's default and best config"
-            f" on {sweep.study.retrain_seeds} seeds"
-        )
+    try:
+        outcome = launcher.run(created, sweep, url, slots, console)
+    except KeyboardInterrupt:
+        raise _fail("interrupted; run the same command again to resume", code=130) from None
+    if outcome.failed:
+        raise _fail(f"{outcome.failed} worker(s) exited with an error; see {outcome.logs}/", code=1)
 
 
 @app.command()
@@ -230,8 +219,9 @@ def worker(
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
     tune_allocator()
     _quiet_libraries()
-    from sweeps.storage import StudyNotFoundError, storage_url
-    from sweeps.worker import run_worker
+    from sweeps.engine.storage.rdb import StudyNotFoundError
+    from sweeps.engine.storage.urls import storage_url
+    from sweeps.engine.worker import run_worker
 
     try:
         ran = run_worker(study_name, storage_url(storage), tracking_uri, index, threads)
@@ -247,9 +237,10 @@ def status(
 ) -> None:
     """Progress of a running or finished sweep, read from its storage."""
     _quiet_libraries()
-    from sweeps.launcher import summary
-    from sweeps.storage import StudyNotFoundError, storage_url
-    from sweeps.study import open_sweep
+    from sweeps.engine.progress import summary
+    from sweeps.engine.storage.rdb import StudyNotFoundError
+    from sweeps.engine.storage.urls import storage_url
+    from sweeps.engine.study import open_sweep
 
     try:
         found, sweep = open_sweep(study_name, storage_url(storage))
@@ -274,20 +265,21 @@ def report(
     """Compare the optimizers of a sweep: the seed-shaped table (and the shoot-out after retrains) printed,
     saved as Markdown, CSV and HTML with the plots, and logged on the sweep's parent run."""
     _quiet_libraries()
-    from sweeps import report as reporting
-    from sweeps.storage import StudyNotFoundError, storage_url
-    from sweeps.study import TRACKING_ATTR, open_sweep
+    from sweeps.engine.storage.rdb import StudyNotFoundError
+    from sweeps.engine.storage.urls import storage_url
+    from sweeps.engine.study import open_sweep
+    from sweeps.names import TRACKING_ATTR
+    from sweeps.report.publish import make
+    from sweeps.report.tables import rich_table
 
     try:
         found, sweep = open_sweep(study_name, storage_url(storage))
         folder = out or Path("reports") / study_name
-        written = reporting.make(
-            found, sweep, tracking_uri or found.user_attrs[TRACKING_ATTR], folder, target_acc
-        )
+        written = make(found, sweep, tracking_uri or found.user_attrs[TRACKING_ATTR], folder, target_acc)
     except (StudyNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
     for table in written.tables:
-        console.print(reporting.rich_table(table))
+        console.print(rich_table(table))
     for name, why in written.skipped.items():
         console.print(f"[dim]skipped plot {name}: {why}[/]")
     console.print(
@@ -312,38 +304,16 @@ def ui(
     optuna_port: Annotated[int, typer.Option(min=1, max=65535, help="optuna-dashboard port")] = 8080,
 ) -> None:
     """Browse sweeps: the MLflow UI on the tracking store (optuna-dashboard with --optuna) until Ctrl-C."""
-    from sweeps import ui as uis
-    from sweeps.storage import StudyNotFoundError
-    from sweeps.tracking import mask
+    from sweeps.engine.storage.rdb import StudyNotFoundError
+    from sweeps.tools.servers import ServerFailed
+    from sweeps.tools.ui import serve
 
     try:
-        target = uis.locate(study_name, tracking_uri, storage)
-        logs = Path("sweeps-logs") / "ui"
-        external = uis.is_server(target.tracking_uri)
-        servers = [] if external else [uis.mlflow_server(target, host, port, logs)]
-        if optuna:
-            servers.append(uis.dashboard_server(target, host, optuna_port, logs))
-        uis.check_ports(host, servers)
+        serve(study_name, tracking_uri, storage, host, port, optuna, optuna_port, console, err)
     except (StudyNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    if external:
-        page = uis.experiment_page(mask(target.tracking_uri), target.experiment_id)
-        console.print(f"MLflow UI (the tracking server): {page}", highlight=False, soft_wrap=True)
-    if not servers:
-        return
-    if not uis.is_loopback(host):
-        err.print(f"[yellow]warning:[/] listening on {host}: whoever can reach it can browse, with no login")
-    uis.stop_on_signals()
-    try:
-        with uis.running(servers) as procs:
-            for server in servers:
-                console.print(f"{server.name}: {server.url}", highlight=False, soft_wrap=True)
-            console.print(f"logs in {logs}/; Ctrl-C to stop", highlight=False, soft_wrap=True)
-            uis.watch(servers, procs)
-    except uis.ServerFailed as exc:
+    except ServerFailed as exc:
         raise _fail(str(exc), code=1) from None
-    except KeyboardInterrupt:
-        console.print("stopped")
 
 
 @app.command()
@@ -375,37 +345,29 @@ def trajectories(
     """Run every optimizer (real torch.optim steps) on classic 2-D surfaces — a narrow valley, a saddle, a
     local minimum — and draw their paths on the contours. --tracking-uri implies --log."""
     from models.optimizers import PRESETS
-    from sweeps import trajectories as paths_on_surfaces
-    from sweeps.tracking import mask
-    from sweeps.tracking import tracking_uri as resolve_tracking
+    from sweeps.tools.trajectories.make import EXPERIMENT, Settings, checked_names, make
+    from sweeps.tracking.uris import mask
+    from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     try:
-        opt_names = paths_on_surfaces.checked_names(optimizers, "optimizer")
-        surface_names = paths_on_surfaces.checked_names(surfaces, "surface")
+        settings = Settings(
+            checked_names(optimizers, "optimizer"),
+            checked_names(surfaces, "surface"),
+            steps,
+            preset,
+            surface_lr,
+        )
     except ValueError as exc:
         raise _fail(str(exc)) from None
     if preset not in PRESETS:
         raise _fail(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
-
-    settings = {
-        "steps": steps,
-        "preset": preset,
-        "surface_lr": surface_lr,
-        "surfaces": ",".join(surface_names),
-        "optimizers": ",".join(opt_names),
-    }
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _fail(f"cannot create --out {out}: {exc}") from None
-    paths = paths_on_surfaces.run_all(surface_names, opt_names, steps, preset, surface_lr)
-    files = [paths_on_surfaces.draw_png(paths, out, settings)]
-    if gif:
-        files.append(paths_on_surfaces.draw_gif(paths, out, settings))
-    files += paths_on_surfaces.write_tables(paths, out, settings)
-    console.print(paths_on_surfaces.table(paths))
-    console.print(f"written to {out}/: {', '.join(f.name for f in files)}")
-    if log or tracking_uri:
-        uri = resolve_tracking(tracking_uri)
-        run_id = paths_on_surfaces.log_run(paths, files, settings, uri)
-        console.print(f"logged as run {run_id} in experiment '{paths_on_surfaces.EXPERIMENT}' of {mask(uri)}")
+    uri = resolve_tracking(tracking_uri) if log or tracking_uri else None
+    made = make(settings, out, gif, uri)
+    console.print(made.table)
+    console.print(f"written to {out}/: {', '.join(f.name for f in made.files)}")
+    if uri:
+        console.print(f"logged as run {made.run_id} in experiment '{EXPERIMENT}' of {mask(uri)}")

@@ -46,7 +46,7 @@ def _write_idx_dataset(
 
     Returns {split: (uint8 images [N, 28, 28] as stored in the files, int64 labels [N])}.
     """
-    from models.datasets import DATASETS
+    from models.data.catalogue import DATASETS
 
     info = DATASETS[name]
     folder = directory / info.raw_folder if torchvision_layout else directory
@@ -91,10 +91,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def no_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Hide Debian's Fashion-MNIST, the default data folder and torchvision from the in-process code, so that
     results do not depend on this machine."""
-    from models import data
+    from models.data import files
 
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "no-default")
+    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(files, "DEFAULT_DATA_DIR", tmp_path / "no-default")
     monkeypatch.setitem(sys.modules, "torchvision", None)
 
 

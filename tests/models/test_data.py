@@ -10,19 +10,12 @@ import lightning
 import pytest
 import torch
 
-from models import data
-from models.data import (
-    DatasetNotFound,
-    MNISTDataModule,
-    TensorBatches,
-    check_available,
-    download,
-    find_files,
-    load_split,
-    read_idx,
-)
+from models.data import files, module
+from models.data.files import DatasetNotFound, check_available, download, find_files, load_split
+from models.data.idx import read_idx
+from models.data.module import MNISTDataModule, TensorBatches
 
-DEBIAN_DIR = data.DEBIAN_FASHION_MNIST_DIR
+DEBIAN_DIR = files.DEBIAN_FASHION_MNIST_DIR
 
 
 pytestmark = pytest.mark.usefixtures("no_local_data")
@@ -87,10 +80,10 @@ def test_find_files_in_data_dir_and_torchvision_layout(tmp_path, write_idx_datas
 
 
 def test_find_files_without_data_dir_uses_default(tmp_path, write_idx_dataset):
-    write_idx_dataset(data.DEFAULT_DATA_DIR, "kmnist", torchvision_layout=True)
+    write_idx_dataset(files.DEFAULT_DATA_DIR, "kmnist", torchvision_layout=True)
 
     assert (
-        find_files("kmnist", None)["test"][0] == data.DEFAULT_DATA_DIR / "KMNIST/raw/t10k-images-idx3-ubyte"
+        find_files("kmnist", None)["test"][0] == files.DEFAULT_DATA_DIR / "KMNIST/raw/t10k-images-idx3-ubyte"
     )
 
 
@@ -220,12 +213,12 @@ def test_check_available(tmp_path, monkeypatch, write_idx_dataset):
     reason="Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
 )
 def test_debian_fashion_mnist_is_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", DEBIAN_DIR)
+    monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST_DIR", DEBIAN_DIR)
 
-    files = find_files("fashion_mnist", tmp_path)
+    found = find_files("fashion_mnist", tmp_path)
     images, labels = load_split("fashion_mnist", tmp_path, "test")
 
-    assert files["train"][0] == DEBIAN_DIR / "train-images-idx3-ubyte.gz"
+    assert found["train"][0] == DEBIAN_DIR / "train-images-idx3-ubyte.gz"
     assert images.shape == (10_000, 28, 28)
     assert torch.equal(labels.bincount(), torch.full((10,), 1000))
 
@@ -385,8 +378,8 @@ def test_bad_arguments_fail_in_init_without_io(monkeypatch, kwargs, field):
     def no_io(*args, **kwargs):
         raise AssertionError("file I/O in __init__")
 
-    monkeypatch.setattr(data, "find_files", no_io)
-    monkeypatch.setattr(data, "read_idx", no_io)
+    monkeypatch.setattr(module, "find_files", no_io)
+    monkeypatch.setattr(files, "read_idx", no_io)
     monkeypatch.setattr(Path, "is_dir", no_io)
 
     with pytest.raises(ValueError, match=field):

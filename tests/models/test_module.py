@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 from lightning.pytorch.loggers.logger import Logger
 
-from models.data import MNISTDataModule
+from models.data.module import MNISTDataModule
 from models.module import OptimizerModule
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from models.data import DEBIAN_FASHION_MNIST_DIR
+from models.data.files import DEBIAN_FASHION_MNIST_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from sweeps import bench
+from sweeps.tools import bench
 from tests.sweeps.helpers import HAS_FASHION_MNIST, invoke, squash
 from tests.test_readme import SWEEPS
 

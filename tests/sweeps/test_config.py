@@ -8,7 +8,8 @@ import pydantic
 import pytest
 
 from models.optimizers import REGISTRY
-from sweeps.config import ConfigError, TrainConfig, load, parse_overrides, parse_yaml, read_yaml
+from sweeps.config.files import ConfigError, parse_overrides, parse_yaml, read_yaml
+from sweeps.config.train import TrainConfig, load
 from tests.sweeps.helpers import CONF, TRAIN_YAML
 
 
@@ -153,7 +154,7 @@ def test_config_models_are_frozen():
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path):
     """Run configs load as TrainConfig; sweep specs (a ``study`` block) as SweepConfig, which is one."""
-    from sweeps.spec import load_sweep
+    from sweeps.config.sweep import load_sweep
 
     cfg = load_sweep(path) if "study" in read_yaml(path) else load(path)
 

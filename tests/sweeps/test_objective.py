@@ -11,10 +11,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
-from sweeps.objective import SPENT_ATTR, tracking_unreachable
-from sweeps.spec import load_sweep
-from sweeps.study import create, open_sweep
-from sweeps.worker import run_worker
+from sweeps.config.sweep import load_sweep
+from sweeps.engine.objective import tracking_unreachable
+from sweeps.engine.study import create, open_sweep
+from sweeps.engine.worker import run_worker
+from sweeps.names import SPENT_ATTR
 from tests.sweeps.helpers import CONF
 
 

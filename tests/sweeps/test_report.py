@@ -12,14 +12,24 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweeps.objective import DEFAULT, OPTIMIZER_ATTR, PARENT_TAG, RUN_ATTR, SEARCH, TUNED
-from sweeps.report import PUBLISHED_ACC_10, seed_table, shootout_table, target_accuracy
-from sweeps.results import Entry, Results
-from sweeps.space import preset_params
-from sweeps.spec import load_sweep
-from sweeps.storage import open_storage
-from sweeps.study import PARENT_ATTR, create, phase, queue_retrains, trial_optimizer
-from sweeps.worker import run_worker
+from sweeps.config.sweep import load_sweep
+from sweeps.engine.space import preset_params
+from sweeps.engine.storage.rdb import open_storage
+from sweeps.engine.study import create, queue_retrains
+from sweeps.engine.worker import run_worker
+from sweeps.names import (
+    DEFAULT,
+    OPTIMIZER_ATTR,
+    PARENT_ATTR,
+    PARENT_TAG,
+    RUN_ATTR,
+    SEARCH,
+    TUNED,
+    phase,
+    trial_optimizer,
+)
+from sweeps.report.results import Entry, Results
+from sweeps.report.tables import PUBLISHED_ACC_10, seed_table, shootout_table, target_accuracy
 from tests.sweeps.helpers import CONF, invoke, sweeps_process
 
 TINY = ("data.name=mnist", "data.train_subset=192", "data.holdout_size=64", "trainer.max_epochs=2")
@@ -233,7 +243,7 @@ def test_the_shootout_keeps_an_optimizer_whose_retrain_failed() -> None:
 
 
 def test_retrain_seeds_need_a_single_objective() -> None:
-    from sweeps.config import ConfigError
+    from sweeps.config.files import ConfigError
 
     with pytest.raises(ConfigError, match="study.retrain_seeds"):
         load_sweep(CONF / "shootout.yaml", ["study.time_objective=true", "study.pruner=none"])

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from sweeps.retry import RECONNECT_ENV, Backoff, retry
+from sweeps.engine.retry import RECONNECT_ENV, Backoff, retry
 
 
 class Blip(ConnectionError):
@@ -54,7 +54,7 @@ def test_delays_double_up_to_the_cap() -> None:
 
 def test_a_transient_error_is_retried_until_the_call_succeeds(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    with caplog.at_level(logging.WARNING, logger="sweeps.retry"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.engine.retry"):
         result = attempt(failing(3, Blip("refused")), clock)
     assert result == "done after 4 calls"
     assert clock.slept == [0.5, 1.0, 2.0]
@@ -71,7 +71,7 @@ def test_any_other_error_is_raised_at_once() -> None:
 def test_it_gives_up_rather_than_wait_past_the_give_up_time(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     backoff = Backoff(first=1, factor=2, cap=8, give_up=30)
-    with pytest.raises(Blip), caplog.at_level(logging.ERROR, logger="sweeps.retry"):
+    with pytest.raises(Blip), caplog.at_level(logging.ERROR, logger="sweeps.engine.retry"):
         attempt(failing(100, Blip("down")), clock, "tell", backoff)
     assert clock.slept == [1, 2, 4, 8, 8]  # one more 8 s wait would end past 30 s
     assert "tell failed (down); gave up after 23 s" in caplog.text
@@ -90,7 +90,7 @@ def test_a_logged_error_shows_its_cause_first_line_without_the_password(
     clock = Clock()
     wrapped = Blip("wrapped")  # as Optuna wraps a driver's error
     wrapped.__cause__ = OSError("connection to postgresql://u:hunter2@db:5432/x failed\nDETAIL: refused")
-    with caplog.at_level(logging.WARNING, logger="sweeps.retry"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.engine.retry"):
         attempt(failing(1, wrapped), clock)
     assert "postgresql://u:***@db:5432/x failed); attempt 1" in caplog.text
     assert "hunter2" not in caplog.text and "DETAIL" not in caplog.text

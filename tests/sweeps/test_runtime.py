@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sweeps.runtime import tune_allocator
+from sweeps.engine.runtime import tune_allocator
 
 on_glibc = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
@@ -18,7 +18,7 @@ on_glibc = pytest.mark.skipif(
 PROBE = """
 import resource, sys, torch, torch.nn.functional as F
 from models.cnn import SeedCNN
-from sweeps.runtime import tune_allocator
+from sweeps.engine.runtime import tune_allocator
 tuned = tune_allocator() if sys.argv[1] == "tuned" else False
 model = SeedCNN()
 optimizer = torch.optim.Adam(model.parameters())

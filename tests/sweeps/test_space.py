@@ -10,9 +10,11 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from models.optimizers import get_spec
-from sweeps.config import TrainConfig, validate
-from sweeps.space import _sample, searched_optimizers, suggest, trial_params
-from sweeps.spec import Range, SweepConfig, load_sweep
+from sweeps.config.files import validate
+from sweeps.config.search import Range
+from sweeps.config.sweep import SweepConfig, load_sweep
+from sweeps.config.train import TrainConfig
+from sweeps.engine.space import _sample, searched_optimizers, suggest, trial_params
 from tests.sweeps.helpers import CONF
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

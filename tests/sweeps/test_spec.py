@@ -10,9 +10,12 @@ import pytest
 import yaml
 
 from models.optimizers import HyperParam
-from sweeps.config import ConfigError, TrainConfig
-from sweeps.spec import METRIC_DIRECTIONS, Range, SweepConfig, _check, load_sweep
-from sweeps.train import EPOCH_METRICS, RunResult
+from sweeps.config.files import ConfigError
+from sweeps.config.search import Range, _check
+from sweeps.config.sweep import METRIC_DIRECTIONS, SweepConfig, load_sweep
+from sweeps.config.train import TrainConfig
+from sweeps.engine.training import RunResult
+from sweeps.names import EPOCH_METRICS
 from tests.sweeps.helpers import CONF
 
 SWEEP_YAML = CONF / "sweep.yaml"

@@ -21,8 +21,8 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.storage import load_study, open_storage
-from sweeps.ui import MLFLOW_SERVER_FLAGS
+from sweeps.engine.storage.rdb import load_study, open_storage
+from sweeps.tools.ui import MLFLOW_SERVER_FLAGS
 from tests.sweeps.helpers import (
     check_recorded_once,
     database_url,

@@ -20,19 +20,12 @@ import psycopg
 import pytest
 from optuna.trial import TrialState
 
-from sweeps import storage_bench
-from sweeps.retry import RECONNECT_ENV
-from sweeps.storage import (
-    DEFAULT_STORAGE,
-    STORAGE_ENV,
-    StudyNotFoundError,
-    create_study_once,
-    describe,
-    load_study,
-    open_storage,
-    running_trial,
-    storage_url,
-)
+from sweeps.engine.retry import RECONNECT_ENV
+from sweeps.engine.storage.heartbeat import running_trial
+from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
+from sweeps.engine.storage.urls import DEFAULT_STORAGE, STORAGE_ENV, storage_url
+from sweeps.tools import storage_bench
+from sweeps.tracking.uris import mask
 from tests.sweeps.helpers import POSTGRES_ADMIN, database_url, fresh_database, take_down
 
 POSTGRES_URL = database_url("test")
@@ -44,7 +37,8 @@ BEAT, GRACE = 1, 3
 
 KILLED_WORKER = f"""
 import sys, time
-from sweeps.storage import load_study, open_storage, running_trial
+from sweeps.engine.storage.heartbeat import running_trial
+from sweeps.engine.storage.rdb import load_study, open_storage
 study = load_study(open_storage(sys.argv[1], heartbeat_interval={BEAT}, grace_period={GRACE}), sys.argv[2])
 with running_trial(study) as trial:
     x = trial.suggest_float("x", 0.0, 1.0)
@@ -117,9 +111,9 @@ def test_unknown_schemes_are_refused_without_the_password(url: str) -> None:
         open_storage(url)
 
 
-def test_describe_masks_the_password() -> None:
-    assert describe("postgresql+psycopg://u:hunter2@db:5432/x") == "postgresql+psycopg://u:***@db:5432/x"
-    assert describe("sqlite:////abs/optuna.db") == "sqlite:////abs/optuna.db"
+def test_mask_hides_the_password() -> None:
+    assert mask("postgresql+psycopg://u:hunter2@db:5432/x") == "postgresql+psycopg://u:***@db:5432/x"
+    assert mask("sqlite:////abs/optuna.db") == "sqlite:////abs/optuna.db"
 
 
 # --- creating and loading studies ---------------------------------------------------------------------------
@@ -303,7 +297,7 @@ def test_a_storage_call_waits_for_its_database_to_come_back(caplog: pytest.LogCa
             x = trial.suggest_float("x", 0.0, 1.0)
             started = time.monotonic()
             back = take_down(database, 3)
-            with caplog.at_level(logging.WARNING, logger="sweeps.retry"):
+            with caplog.at_level(logging.WARNING, logger="sweeps.engine.retry"):
                 study.tell(trial, x)
         back.join()
         assert time.monotonic() - started > 2.5
@@ -353,7 +347,10 @@ def test_a_failed_heartbeat_is_logged_and_beating_goes_on(
         with sqlite3.connect(database) as connection:
             return connection.execute("SELECT heartbeat FROM trial_heartbeats").fetchone()[0]
 
-    with caplog.at_level(logging.WARNING, logger="sweeps.storage"), running_trial(study) as trial:
+    with (
+        caplog.at_level(logging.WARNING, logger="sweeps.engine.storage.heartbeat"),
+        running_trial(study) as trial,
+    ):
         first = last_beat()
         with sqlite3.connect(database) as connection:  # the heartbeat table goes away for a while
             connection.execute("ALTER TABLE trial_heartbeats RENAME TO away")

@@ -7,9 +7,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.space import preset_params
-from sweeps.spec import load_sweep
-from sweeps.study import PerOptimizer, create, pruner_for
+from sweeps.config.sweep import load_sweep
+from sweeps.engine.sampling import PerOptimizer, pruner_for
+from sweeps.engine.space import preset_params
+from sweeps.engine.study import create
 from tests.sweeps.helpers import CONF
 
 
@@ -71,7 +72,7 @@ def test_one_shared_budget_keeps_the_plain_pruner() -> None:
 
 
 def test_a_shootout_refuses_a_pruner_that_reads_the_whole_study() -> None:
-    from sweeps.config import ConfigError
+    from sweeps.config.files import ConfigError
 
     with pytest.raises(ConfigError, match="study.pruner: hyperband"):
         load_sweep(CONF / "shootout.yaml", ["study.pruner=hyperband"])

@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweeps.storage import open_storage
+from sweeps.engine.storage.rdb import open_storage
 from tests.sweeps.helpers import (
     REPO,
     check_recorded_once,
@@ -113,9 +113,9 @@ def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> No
 
 def test_a_pruned_trial_is_a_killed_child_run(tmp_path: Path, write_idx_dataset) -> None:
     """A pruner that prunes at the first report: the trial ends PRUNED, its run KILLED with the epoch."""
-    from sweeps import study as sweep_study
-    from sweeps.objective import Objective
-    from sweeps.spec import load_sweep
+    from sweeps.config.sweep import load_sweep
+    from sweeps.engine import study as sweep_study
+    from sweeps.engine.objective import Objective
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
     sweep = load_sweep(
@@ -232,7 +232,7 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     ],
 )
 def test_workers_are_pinned_to_gpus_or_split_the_cores(workers, per_gpu, gpus, cores, expected) -> None:
-    from sweeps.launcher import plan
+    from sweeps.engine.launcher import plan
 
     slots = plan(workers, per_gpu, gpus, cores)
     assert [s.threads for s in plan(workers, per_gpu, gpus, cores, threads=1)] == [1] * len(expected)
@@ -243,9 +243,9 @@ def test_workers_are_pinned_to_gpus_or_split_the_cores(workers, per_gpu, gpus, c
 def test_a_diverged_trial_fails_with_its_reason_and_uses_its_budget(
     tmp_path: Path, write_idx_dataset
 ) -> None:
-    from sweeps import study as sweep_study
-    from sweeps.objective import Objective
-    from sweeps.spec import load_sweep
+    from sweeps.config.sweep import load_sweep
+    from sweeps.engine import study as sweep_study
+    from sweeps.engine.objective import Objective
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
     spec = small_sweep_spec(tmp_path, tmp_path / "data", name="boom", n_trials=1)
@@ -273,7 +273,7 @@ def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "sweeps.sweep_bench",
+            "sweeps.tools.sweep_bench",
             "--workers",
             "1",
             "--trials",
@@ -294,9 +294,9 @@ def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
 
 def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_dataset) -> None:
     """Two workers race for the last queued trial: the loser's fresh trial fails unrun, outside the budget."""
-    from sweeps import study as sweep_study
-    from sweeps.objective import Objective, OverBudget
-    from sweeps.spec import load_sweep
+    from sweeps.config.sweep import load_sweep
+    from sweeps.engine import study as sweep_study
+    from sweeps.engine.objective import Objective, OverBudget
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from models.optimizers import REGISTRY
-from sweeps.config import TrainConfig, load
-from sweeps.tracking import DEFAULT_TRACKING_URI, mask
+from sweeps.config.train import TrainConfig, load
+from sweeps.tracking.uris import DEFAULT_TRACKING_URI, mask
 from tests.sweeps.helpers import (
     TRAIN_YAML,
     needs_fashion_mnist,
@@ -406,7 +406,8 @@ def test_mask_hides_passwords_only(text, masked):
 def test_a_diverged_epoch_adds_no_row_of_the_previous_epochs_values():
     from types import SimpleNamespace
 
-    from sweeps.train import EPOCH_METRICS, EpochReport
+    from sweeps.engine.training import EpochReport
+    from sweeps.names import EPOCH_METRICS
 
     report = EpochReport()
     metrics = dict.fromkeys(EPOCH_METRICS, 0.5)

@@ -16,8 +16,9 @@ from PIL import Image
 
 from models.optimizers import REGISTRY
 from models.surfaces import SURFACES, Surface, get_surface
-from sweeps import trajectories
-from sweeps.trajectories import FILES, Path2D, run_all, run_path
+from sweeps.tools.trajectories import draw, gif, record, simulate, tables
+from sweeps.tools.trajectories.simulate import Path2D, run_all, run_path
+from sweeps.tools.trajectories.tables import FILES
 from tests.sweeps.helpers import Store, invoke, squash
 
 DEFAULT_STEPS = 300  # the CLI's default: what a user's figure shows
@@ -60,17 +61,16 @@ def test_paths_differ_between_optimizers(default_paths: list[Path2D]) -> None:
 
 def test_every_optimizer_has_its_own_look() -> None:
     looks = {
-        name: (trajectories.COLOURS[i], trajectories.MARKERS[i], trajectories.LINESTYLES[i % 3])
-        for i, name in enumerate(REGISTRY)
+        name: (draw.COLOURS[i], draw.MARKERS[i], draw.LINESTYLES[i % 3]) for i, name in enumerate(REGISTRY)
     }
     assert len(set(looks.values())) == len(REGISTRY)
-    assert len(set(trajectories.COLOURS[: len(REGISTRY)])) == len(REGISTRY)
+    assert len(set(draw.COLOURS[: len(REGISTRY)])) == len(REGISTRY)
 
 
 def test_the_surfaces_show_what_they_are_for(default_paths: list[Path2D]) -> None:
     ended = {
         (p.surface, p.optimizer): r["ended_at"]
-        for p, r in zip(default_paths, trajectories.rows(default_paths), strict=True)
+        for p, r in zip(default_paths, tables.rows(default_paths), strict=True)
     }
     # the double well: plain SGD settles in the nearer, local minimum; heavy-ball momentum rolls on through
     assert ended["double_well", "sgd"] == "local minimum"
@@ -96,14 +96,14 @@ def test_steps_are_real_torch_optim_steps() -> None:
 
 
 def test_per_surface_lr_replaces_the_preset_lr() -> None:
-    assert trajectories.lr_for("rosenbrock", "adam") == 0.05
-    assert trajectories.lr_for("rosenbrock", "sgd") == REGISTRY["sgd"].presets["torch"]["lr"]
-    assert trajectories.lr_for("rosenbrock", "adam", surface_lr=False) == 1e-3
-    assert trajectories.lr_for("rosenbrock", "sgd", preset="keras") == 1e-3
-    assert trajectories.lr_for("rosenbrock", "sgd", preset="keras", surface_lr=False) == 1e-2
+    assert simulate.lr_for("rosenbrock", "adam") == 0.05
+    assert simulate.lr_for("rosenbrock", "sgd") == REGISTRY["sgd"].presets["torch"]["lr"]
+    assert simulate.lr_for("rosenbrock", "adam", surface_lr=False) == 1e-3
+    assert simulate.lr_for("rosenbrock", "sgd", preset="keras") == 1e-3
+    assert simulate.lr_for("rosenbrock", "sgd", preset="keras", surface_lr=False) == 1e-2
     # every optimizer has one on every surface, so that --preset keras changes only the other hyperparameters
-    assert set(trajectories.SURFACE_LRS) == set(SURFACES)
-    for table in trajectories.SURFACE_LRS.values():
+    assert set(simulate.SURFACE_LRS) == set(SURFACES)
+    for table in simulate.SURFACE_LRS.values():
         assert table.why and "\n" not in table.why
         assert set(table.lrs) == set(REGISTRY)
 
@@ -127,10 +127,10 @@ def test_a_diverging_path_is_cut_at_its_last_finite_point_and_drawn(tmp_path: Pa
     assert np.isfinite(blown.points).all() and np.isfinite(blown.losses).all()
     fine = run_path(surface, "adam", 100, lr=0.05)
     settings = {"steps": 100, "preset": "torch", "surface_lr": False}
-    png = trajectories.draw_png([blown, fine], tmp_path, settings)
-    gif = trajectories.draw_gif([blown, fine], tmp_path, settings, frames=10)
-    assert Image.open(png).format == "PNG" and Image.open(gif).format == "GIF"
-    csv_path, _ = trajectories.write_tables([blown, fine], tmp_path, settings)
+    png = draw.draw_png([blown, fine], tmp_path, settings)
+    animated = gif.draw_gif([blown, fine], tmp_path, settings, frames=10)
+    assert Image.open(png).format == "PNG" and Image.open(animated).format == "GIF"
+    csv_path, _ = tables.write_tables([blown, fine], tmp_path, settings)
     rows = list(csv.DictReader(csv_path.open()))
     assert rows[0]["ended_at"] == "diverged" and rows[0]["diverged_at"] == str(blown.diverged_at)
     assert rows[1]["ended_at"] != "diverged" and rows[1]["diverged_at"] == ""
@@ -205,7 +205,7 @@ def test_log_puts_the_files_in_an_mlflow_run(store: Store, tmp_path: Path) -> No
         "--log", "--tracking-uri", store.uri,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    (run,) = store.runs(trajectories.EXPERIMENT)
+    (run,) = store.runs(record.EXPERIMENT)
     assert run.info.status == "FINISHED"
     artifacts = {a.path for a in store.client.list_artifacts(run.info.run_id)}
     assert artifacts == set(FILES.values())
@@ -222,7 +222,7 @@ def test_tracking_uri_alone_implies_log(store: Store) -> None:
         "trajectories", "--steps", "3", "--surfaces", "saddle", "--no-gif", "--tracking-uri", store.uri
     )
     assert result.exit_code == 0, result.output
-    assert len(store.runs(trajectories.EXPERIMENT)) == 1
+    assert len(store.runs(record.EXPERIMENT)) == 1
 
 
 def test_without_log_nothing_goes_to_mlflow() -> None:

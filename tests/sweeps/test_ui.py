@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps.storage import open_storage
+from sweeps.engine.storage.rdb import open_storage
 from tests.sweeps.helpers import REPO, Store, free_ports, invoke, small_sweep_spec, squash, sweeps_process
 
 STUDY = "ui-e2e"

@@ -12,8 +12,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.storage import create_study_once, open_storage
-from sweeps.worker import ParentBest, _not_fatal, _tell, run_trial
+from sweeps.engine.storage.rdb import create_study_once, open_storage
+from sweeps.engine.worker import ParentBest, _not_fatal, _tell, run_trial
 from tests.sweeps.helpers import database_url, free_ports, fresh_database, take_down
 
 
@@ -54,7 +54,7 @@ def test_an_objective_error_fails_only_its_trial(tmp_path: Path, caplog: pytest.
         trial.report(0.1, step=1)
         raise optuna.TrialPruned("pruned at epoch 1")
 
-    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.engine.worker"):
         states = [run_trial(study, objective).state for objective in (broken, pruned, lambda trial: 0.5)]
     assert states == [TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE]
     assert "trial 0 failed: RuntimeError('out of luck')" in caplog.text
@@ -82,7 +82,7 @@ def test_a_tell_that_finds_its_trial_finished_keeps_what_is_stored(
         mine, lost = study.ask(), study.ask()
     study.tell(mine, 0.5)
     study._storage.set_trial_state_values(lost._trial_id, TrialState.FAIL)
-    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.engine.worker"):
         assert _tell(study, mine, 0.5, None).state == TrialState.COMPLETE
         assert "another worker" not in caplog.text
         assert _tell(study, lost, 0.7, None).state == TrialState.FAIL
@@ -103,7 +103,7 @@ def test_mlflow_bookkeeping_that_fails_is_logged_not_raised(
         sweep=SimpleNamespace(study=SimpleNamespace(metric="best_val_acc")),
     )
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.engine.worker"):
         _not_fatal("the parent run's best trial", ParentBest(objective), study, trial)
     assert time.monotonic() - started < 30
     assert "the parent run's best trial skipped" in caplog.text

@@ -1,0 +1,117 @@
+"""Reading configs: YAML files (the YAML 1.2 floats people mean), ``key.sub=value`` overrides merged in, and
+pydantic validation whose errors name each bad field by its dotted path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``1e-3`` is a string; configs mean a float, as YAML 1.2 says."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+        r"|[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names each offending field."""
+
+
+class Strict(BaseModel):
+    """Unknown keys are refused (naming them) and a validated config cannot change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """``["optimizer.lr=0.1", "data.batch_size=full"]`` → nested dict; values are parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        try:
+            value = parse_yaml(text) if text else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[leaf] = value
+    return tree
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """Deep-merge ``update`` into ``base``; a mapping may not replace a scalar or the other way round."""
+    merged = dict(base)
+    for key, value in update.items():
+        where = f"{path}{key}"
+        if isinstance(value, Mapping):
+            current = merged.get(key, {})
+            if not isinstance(current, Mapping):
+                raise ConfigError(f"{where}: is a value, not a section; cannot set {where}.<key>")
+            merged[key] = merge(current, value, f"{where}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        loaded = parse_yaml(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem, each starting with the dotted name of the field."""
+    lines = []
+    for err in error.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "config"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "value_error":
+            field, sep, rest = message.partition(": ")
+            if sep and field.isidentifier():
+                where, message = f"{where}.{field}", rest
+        else:
+            message = f"{message} (got {err['input']!r})"
+        lines.append(f"{where}: {message}")
+    return "\n".join(lines)
+
+
+def validate(model: type[M], raw: Mapping[str, Any]) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None

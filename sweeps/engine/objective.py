@@ -1,0 +1,162 @@
+"""The Optuna objective: a trial samples a config, trains it (once per seed), is recorded as a child run."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import optuna
+import requests
+from mlflow import MlflowClient
+from optuna_integration import PyTorchLightningPruningCallback
+
+from models.module import Diverged
+from sweeps.config.sweep import SweepConfig
+from sweeps.config.train import TrainConfig
+from sweeps.engine.retry import first_line
+from sweeps.engine.space import preset_config, suggest, trial_params
+from sweeps.engine.training import RunResult, ended_by, train
+from sweeps.names import (
+    CONFIG_ATTR,
+    OPTIMIZER_ATTR,
+    QUEUED,
+    RUN_ATTR,
+    SEARCH,
+    SPENT_ATTR,
+    TUNED,
+    WORKER_ATTR,
+    phase,
+)
+from sweeps.tracking import runs
+
+_logger = logging.getLogger(__name__)
+
+
+class OverBudget(RuntimeError):
+    """Two workers saw one queued trial; the loser's ``ask`` made a fresh trial, which ends FAIL unrun."""
+
+
+def metric_value(result: RunResult, metric: str) -> float:
+    """The trial's value: ``best_val_acc`` over the epochs, or the last epoch's value of another metric."""
+    if metric == "best_val_acc":
+        return result.best_val_acc
+    return result.history[-1][metric]
+
+
+def tracking_unreachable(error: BaseException) -> bool:
+    """Whether the MLflow server could not be reached, once MLflow's own retries were spent (MLflow re-raises
+    the HTTP error inside its handler, so it is the context): an outage, not the trial's fault, so the trial's
+    budget slot is given back."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.RequestException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextmanager
+def _kept_going(what: str, run_id: str) -> Iterator[None]:
+    """The trial's result lives in Optuna; an MLflow call that fails after training (its retries spent) is
+    logged, and the result still told."""
+    try:
+        yield
+    except Exception as error:
+        _logger.warning("%s %s failed (%s); the trial's result is kept", what, run_id, first_line(error))
+
+
+@dataclass
+class Objective:
+    """Callable Optuna objective; holds where the trial runs go (the sweep's parent run in MLflow)."""
+
+    sweep: SweepConfig
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    worker: str
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        trial.set_user_attr(WORKER_ATTR, self.worker)
+        if self.sweep.study.n_trials is not None and not _queued(trial):
+            raise OverBudget("another worker took the last queued trial; this one was not run")
+        stage = phase(trial)
+        cfg = self._config(trial, stage)
+        study = self.sweep.study
+        client = MlflowClient(self.tracking_uri)
+        trial_run = runs.start_trial(
+            client,
+            self.experiment_id,
+            self.parent_run_id,
+            trial.number,
+            study.name,
+            cfg.optimizer.name,
+            self.worker,
+            stage,
+        )
+        trial.set_user_attr(RUN_ATTR, trial_run)
+        trial.set_user_attr(CONFIG_ATTR, trial_params(cfg))
+        try:
+            values, seconds = self._train_repeats(trial, cfg, client, trial_run, stage)
+        except BaseException as exc:
+            outcome, status, reason = ended_by(exc)
+            if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
+                trial.set_user_attr(SPENT_ATTR, True)
+            with _kept_going("closing the trial's run", trial_run):
+                state = "PRUNED" if outcome == "pruned" else "FAIL"
+                runs.close_run(client, trial_run, state, outcome, reason, status)
+            raise
+        value = statistics.fmean(values)
+        with _kept_going("closing the trial's run", trial_run):
+            runs.complete_trial(client, trial_run, study.metric, values, seconds)
+        return (value, seconds) if study.time_objective else value
+
+    def _config(self, trial: optuna.Trial, phase: str) -> TrainConfig:
+        """The trial's config: sampled (a tuned trial's params are all fixed, so sampling returns them), or
+        for a default trial the spec's starting point with the optimizer's preset and nothing searched.
+        Retrains are scored on the test split, which the search never selected on."""
+        if phase == SEARCH:
+            return suggest(trial, self.sweep)
+        cfg = (
+            suggest(trial, self.sweep)
+            if phase == TUNED
+            else preset_config(self.sweep, trial.user_attrs[OPTIMIZER_ATTR])
+        )
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"val_split": "test"})})
+
+    def _train_repeats(
+        self, trial: optuna.Trial, cfg: TrainConfig, client: MlflowClient, trial_run: str, phase: str
+    ) -> tuple[list[float], float]:
+        """Train the config once per seed; with one seed the trial run itself holds the curves. Retrained
+        configs get fresh seeds (after the one the search selected on), and are never pruned."""
+        study = self.sweep.study
+        seeds = study.repeats if phase == SEARCH else study.retrain_seeds
+        first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
+        values, seconds = [], 0.0
+        for repeat in range(seeds):
+            seeded = cfg.model_copy(
+                update={"trainer": cfg.trainer.model_copy(update={"seed": first + repeat})}
+            )
+            run_id = trial_run
+            if seeds > 1:
+                run_id = runs.start_seed(
+                    client, self.experiment_id, trial_run, trial.number, seeded.trainer.seed
+                )
+            callbacks = []
+            if study.pruner != "none" and repeat == 0 and phase == SEARCH:
+                monitor = "val_acc" if study.direction == "maximize" else "val_loss"
+                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
+            result = train(seeded, self.tracking_uri, callbacks=callbacks, run_id=run_id)
+            if result.outcome == "diverged":
+                raise Diverged(result.reason)
+            values.append(metric_value(result, study.metric))
+            seconds += result.total_seconds
+        return values, seconds
+
+
+def _queued(trial: optuna.Trial) -> bool:
+    """Whether the trial was popped from the budget queue (its stored system attrs say so)."""
+    stored = trial.study.get_trials(deepcopy=False)[trial.number]
+    return bool(QUEUED.intersection(stored.system_attrs))

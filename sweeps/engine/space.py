@@ -1,0 +1,110 @@
+"""The conditional search space of a sweep, sampled on an Optuna trial into a ready-to-train config.
+
+Parameter names: ``optimizer`` and ``batch_size`` when searched, then ``<optimizer>.<hp>`` for each
+hyperparameter the chosen optimizer takes and the spec searches (``<optimizer>.<hp>.<i>`` for the elements
+of a tuple such as ``betas``). Prefixing the optimizer keeps conditional parameters apart: ``adam.lr`` and
+``sgd.lr`` live on different scales, and TPE models each on its own history; a hyperparameter the chosen
+optimizer does not take is never suggested. Fixed values are applied without a suggestion.
+
+A ``grid`` study enumerates this tree with :class:`optuna.samplers.BruteForceSampler`, which visits each
+distinct configuration once (``SearchConfig.grid_size`` of them): a ``GridSampler`` takes the product of
+every parameter name, so the conditional ones would multiply across optimizers and repeat configurations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from models.optimizers import get_spec
+from sweeps.config.files import validate
+from sweeps.config.search import Range
+from sweeps.config.sweep import SweepConfig, start_from
+from sweeps.config.train import TrainConfig
+
+
+def searched_optimizers(cfg: SweepConfig) -> list[str]:
+    """The optimizers a sweep compares, in the spec's order (what ``per_optimizer`` mode enqueues)."""
+    return cfg.search.optimizers
+
+
+def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
+    """Sample one configuration: the sweep's train config with the trial's optimizer, batch size and
+    hyperparameters, validated through the train config's models.
+
+    An ``optimizer`` fixed on the trial beforehand (``study.enqueue_trial({"optimizer": name})``) is honoured,
+    since ``suggest_categorical`` returns the enqueued value.
+    """
+    search = cfg.search
+    name = search.optimizer
+    if isinstance(name, list):
+        name = trial.suggest_categorical("optimizer", name)
+    batch_size = search.batch_size
+    if isinstance(batch_size, list):
+        batch_size = trial.suggest_categorical("batch_size", batch_size)
+    takes = get_spec(name).hyperparams
+    hparams = {
+        key: _sample(trial, f"{name}.{key}", takes[key].kind, value)
+        for key, value in search.space(name).items()
+    }
+    return _configured(cfg, start_from(cfg.optimizer, name, hparams) | hparams, batch_size)
+
+
+def preset_config(cfg: SweepConfig, name: str) -> TrainConfig:
+    """Optimizer ``name`` untuned: the sweep's starting point (its preset, the spec's fixed values) with
+    nothing sampled; what a tuned result is compared with."""
+    batch_size = None if isinstance(cfg.search.batch_size, list) else cfg.search.batch_size
+    return _configured(cfg, start_from(cfg.optimizer, name), batch_size)
+
+
+def preset_params(cfg: SweepConfig, name: str) -> dict[str, Any]:
+    """Trial params that give optimizer ``name`` its untuned values, where the search space admits them:
+    queued as each optimizer's first trial in ``per_optimizer`` mode, so tuning starts from the default and
+    the tuned best does no worse than it on the search's data."""
+    default = preset_config(cfg, name)
+    spec = get_spec(name)
+    resolved = spec.resolve(default.optimizer.preset, **default.optimizer.overrides())
+    params: dict[str, Any] = {"optimizer": name}
+    if isinstance(cfg.search.batch_size, list) and default.data.batch_size in cfg.search.batch_size:
+        params["batch_size"] = default.data.batch_size
+    for key, value in cfg.search.space(name).items():
+        if spec.hyperparams[key].kind is not tuple and _admits(value, resolved[key]):
+            params[f"{name}.{key}"] = resolved[key]
+    return params
+
+
+def _admits(value: Any, x: Any) -> bool:
+    if isinstance(value, Range):
+        return value.step is None and value.low <= x <= value.high
+    return isinstance(value, list) and x in value
+
+
+def _configured(cfg: SweepConfig, optimizer: dict[str, Any], batch_size: int | str | None) -> TrainConfig:
+    raw = cfg.model_dump(exclude={"study", "search"})
+    raw["optimizer"] = optimizer
+    if batch_size is not None:
+        raw["data"]["batch_size"] = batch_size
+    return validate(TrainConfig, raw)
+
+
+def _sample(trial: optuna.Trial, name: str, kind: type, value: Any) -> Any:
+    if kind is tuple:
+        return tuple(_sample(trial, f"{name}.{i}", float, element) for i, element in enumerate(value))
+    if isinstance(value, Range):
+        if kind is int:
+            return trial.suggest_int(name, value.low, value.high, step=value.step or 1, log=value.log)
+        return trial.suggest_float(name, value.low, value.high, step=value.step, log=value.log)
+    if isinstance(value, list):
+        return trial.suggest_categorical(name, value)
+    return value
+
+
+def trial_params(config: TrainConfig) -> dict[str, Any]:
+    """What sets a trial's config apart from the registry's preset, as a plain dict: optimizer, batch size
+    and each hyperparameter given (sampled, fixed by the spec or set in its ``optimizer`` section)."""
+    return {
+        "optimizer": config.optimizer.name,
+        "batch_size": config.data.batch_size,
+        **config.optimizer.overrides(),
+    }

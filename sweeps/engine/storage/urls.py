@@ -1,0 +1,41 @@
+"""Storage URLs: ``--storage``, ``$SWEEPS_STORAGE`` or the embedded SQLite default, normalised so that every
+process names the same database, and printed with the password masked."""
+
+from __future__ import annotations
+
+import os
+
+from sweeps.tracking.uris import SQLITE, absolute_sqlite, mask
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+"""Embedded store: one SQLite file in the working directory; no server, 8 worker processes on this machine
+(not over a network filesystem: SQLite's locks and WAL need the workers on the machine with the disk)."""
+
+STORAGE_ENV = "SWEEPS_STORAGE"
+
+_POSTGRES = "postgresql+psycopg://"
+_POSTGRES_ALIASES = ("postgresql://", "postgres://")
+
+
+def storage_url(flag: str | None = None) -> str:
+    """``--storage`` beats ``SWEEPS_STORAGE``, which beats the embedded default; returned normalised.
+
+    A relative SQLite path is made absolute, so that every worker (whatever its working directory) opens the
+    same file. ``postgresql://`` and ``postgres://`` get psycopg 3's driver name (SQLAlchemy would otherwise
+    look for psycopg2). Any other scheme is refused with a ``ValueError`` naming the URL, password masked.
+    """
+    return normalise(flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+
+
+def normalise(url: str) -> str:
+    for alias in _POSTGRES_ALIASES:
+        if url.startswith(alias):
+            url = _POSTGRES + url.removeprefix(alias)
+    if url.startswith(_POSTGRES):
+        return url
+    if url.startswith(SQLITE):
+        return absolute_sqlite(url)
+    raise ValueError(
+        f"unsupported storage URL {mask(url)!r}: use sqlite:///PATH (embedded) or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    )

@@ -1,0 +1,174 @@
+"""A sweep's Optuna study: created with its parent run in MLflow, its trial budget, and its retrains.
+
+The study is created once, by ``sweeps run``, before any worker starts. Everything a worker needs is kept in
+the study's user attrs (the validated spec, the MLflow experiment and parent run), so ``sweeps worker`` on
+another machine needs only the study's name and storage URL.
+
+The budget is a queue: the creator enqueues exactly ``n_trials`` waiting trials (per optimizer in
+``per_optimizer`` mode, each with its optimizer fixed), workers run trials only while one is waiting, and a
+retried trial (its worker was killed) comes back as a new waiting trial with the same params. So the budget
+holds across any number of workers and machines without a coordinator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.config.sweep import SweepConfig
+from sweeps.engine.sampling import pruner_for, sampler_for
+from sweeps.engine.space import preset_params, searched_optimizers
+from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
+from sweeps.names import (
+    DEFAULT,
+    EXPERIMENT_ATTR,
+    OPTIMIZER_ATTR,
+    PARENT_ATTR,
+    PHASE_ATTR,
+    SEARCH,
+    SPEC_ATTR,
+    SPENT_ATTR,
+    STARTED_ATTR,
+    TRACKING_ATTR,
+    TUNED,
+    phase,
+    trial_optimizer,
+)
+from sweeps.tracking import runs
+from sweeps.tracking.uris import mask
+
+
+def directions(sweep: SweepConfig) -> list[str]:
+    return [sweep.study.direction, *(["minimize"] if sweep.study.time_objective else [])]
+
+
+def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.Study:
+    """Create the study and its parent run, or resume the existing one (same spec required); top up the
+    budget queue either way."""
+    storage = open_storage(storage_url)
+    spec = sweep.model_dump_json()
+    study, new = create_study_once(
+        storage,
+        sweep.study.name,
+        directions(sweep),
+        sampler=sampler_for(sweep),
+        pruner=pruner_for(sweep),
+        user_attrs={SPEC_ATTR: spec, STARTED_ATTR: time.time()},
+    )
+    if new:
+        experiment_id, parent = runs.start_parent(
+            tracking_uri,
+            sweep.experiment,
+            sweep.study.name,
+            storage_url,
+            sweep.study.model_dump(),
+            sweep.model_dump(mode="json"),
+        )
+        study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
+        study.set_user_attr(PARENT_ATTR, parent)
+        study.set_user_attr(TRACKING_ATTR, tracking_uri)
+    elif study.user_attrs.get(SPEC_ATTR) != spec:
+        raise ValueError(
+            f"study {sweep.study.name!r} already exists in {mask(storage_url)} with a different spec; "
+            "use another study.name, or the same spec to resume it"
+        )
+    else:
+        end_parent(study, "RUNNING")
+    top_up(study, sweep)
+    return study
+
+
+def end_parent(study: optuna.Study, status: str = "FINISHED", tracking_uri: str | None = None) -> None:
+    """The sweep's parent run ends with it (``KILLED`` when interrupted); ``RUNNING`` again on a resume."""
+    runs.end_parent(tracking_uri or study.user_attrs[TRACKING_ATTR], study.user_attrs[PARENT_ATTR], status)
+
+
+def budget_key(trial: FrozenTrial, per_optimizer: bool) -> str:
+    fixed = trial.system_attrs.get("fixed_params", {}) or trial.params
+    return str(fixed.get("optimizer", "")) if per_optimizer else ""
+
+
+def spent(trial: FrozenTrial) -> bool:
+    """Whether a trial uses up budget: all but FAIL trials stopped from outside (see ``SPENT_ATTR``); a killed
+    worker's trial is replaced by its retry, which counts instead."""
+    return trial.state != TrialState.FAIL or bool(trial.user_attrs.get(SPENT_ATTR))
+
+
+def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
+    """Enqueue waiting trials until the budget is covered; returns how many were added."""
+    n_trials = sweep.study.n_trials
+    if n_trials is None:
+        return 0
+    per = sweep.study.per_optimizer
+    have = Counter(
+        budget_key(t, per) for t in study.get_trials(deepcopy=False) if spent(t) and phase(t) == SEARCH
+    )
+    slots = searched_optimizers(sweep) if per else [""]
+    added = 0
+    for round_ in range(n_trials):
+        for key in slots:
+            if have[key] > round_:
+                continue
+            fixed = (preset_params(sweep, key) if round_ == 0 else {"optimizer": key}) if per else {}
+            study.enqueue_trial(fixed, skip_if_exists=False)
+            have[key] += 1
+            added += 1
+    return added
+
+
+def best_per_optimizer(
+    study: optuna.Study, sweep: SweepConfig, of_phase: str = SEARCH
+) -> dict[str, FrozenTrial]:
+    """Each optimizer's best complete trial of one phase, in the spec's optimizer order."""
+    better = max if sweep.study.direction == "maximize" else min
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if phase(t) == of_phase
+    ]
+    found = {}
+    for name in searched_optimizers(sweep):
+        mine = [t for t in done if trial_optimizer(t) == name]
+        if mine:
+            found[name] = better(mine, key=lambda t: t.values[0])
+    return found
+
+
+def queue_retrains(study: optuna.Study, sweep: SweepConfig) -> int:
+    """Once the search is over: per optimizer, one ``default`` trial and one ``tuned`` trial (its best search
+    params, all fixed), unless queued before; returns how many were added. Run by the launcher only, so two
+    processes never queue the same retrain."""
+    if not sweep.study.retrain_seeds:
+        return 0
+    queued = {(phase(t), trial_optimizer(t)) for t in study.get_trials(deepcopy=False) if spent(t)}
+    best = best_per_optimizer(study, sweep)
+    added = 0
+    for name in searched_optimizers(sweep):
+        for kind, params in ((DEFAULT, {}), (TUNED, best[name].params if name in best else None)):
+            if params is None or (kind, name) in queued:
+                continue
+            attrs = {PHASE_ATTR: kind, OPTIMIZER_ATTR: name}
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+            added += 1
+    return added
+
+
+def finished(study: optuna.Study, sweep: SweepConfig) -> bool:
+    """Nothing waiting or running, and the retrains (if asked for) were queued: what a worker that joined
+    from elsewhere can tell without the launcher."""
+    trials = study.get_trials(deepcopy=False)
+    busy = any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials)
+    return not busy and (not sweep.study.retrain_seeds or any(phase(t) != SEARCH for t in trials))
+
+
+def open_sweep(name: str, storage_url: str, worker: int = 0) -> tuple[optuna.Study, SweepConfig]:
+    """An existing sweep, as a worker sees it: the study with this worker's sampler, and the stored spec."""
+    study = load_study(open_storage(storage_url), name)
+    spec = SweepConfig.model_validate_json(study.user_attrs[SPEC_ATTR])
+    study.sampler, study.pruner = sampler_for(spec, worker), pruner_for(spec)
+    return study, spec
+
+
+def waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))

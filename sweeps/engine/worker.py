@@ -1,0 +1,153 @@
+"""A worker: joins a sweep's study and runs trials until the budget queue is empty (or the timeout).
+
+It outlives a blip of either server. The study storage waits for its database to come back
+(``sweeps.engine.storage.reconnect``), and a trial is told inside its heartbeat, so a finished trial's
+value waits for the database too rather than being lost. MLflow's own HTTP retries (``TRACKING_RETRIES``)
+wait out a tracking-server restart; MLflow bookkeeping outside a trial (closing lost runs, the parent's best)
+that still fails is logged and left for the next trial, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import optuna
+from mlflow import MlflowClient
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.engine.objective import Objective
+from sweeps.engine.retry import first_line
+from sweeps.engine.storage.heartbeat import running_trial
+from sweeps.engine.study import end_parent, finished, open_sweep, waiting
+from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, PARENT_ATTR, RUN_ATTR, STARTED_ATTR, TRACKING_ATTR
+from sweeps.tracking import runs
+
+TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+"""Set when unset. MLflow retries each request with urllib3's backoff, ``factor * 2**(n-1)`` seconds capped
+at 120: its defaults (7 retries, factor 2) wait 4, 8, 16, 32, 64 s, so a server back after 30 s is noticed
+only after 60; these wait 1, 2, 4, ... (noticed within twice the outage) and give up after about 6 minutes,
+like the study storage."""
+
+_logger = logging.getLogger(__name__)
+
+
+def run_worker(
+    name: str, storage_url: str, tracking_uri: str | None = None, index: int = 0, threads: int | None = None
+) -> int:
+    """Run trials of study ``name`` one at a time, each as soon as the previous ends; returns how many ran.
+
+    Optuna's heartbeat marks a killed worker's trial FAIL and its retry callback re-queues the trial with the
+    same params, which any worker then picks up here."""
+    import torch
+
+    for variable, value in TRACKING_RETRIES.items():
+        os.environ.setdefault(variable, value)
+    if threads:
+        torch.set_num_threads(threads)
+    study, sweep = open_sweep(name, storage_url, worker=index)
+    attrs = study.user_attrs
+    label = f"{platform.node()}:{os.getpid()}" + (
+        f":gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else ""
+    )
+    objective = Objective(
+        sweep,
+        tracking_uri or attrs[TRACKING_ATTR],
+        attrs[EXPERIMENT_ATTR],
+        attrs[PARENT_ATTR],
+        label,
+    )
+    deadline = attrs[STARTED_ATTR] + sweep.study.timeout if sweep.study.timeout else float("inf")
+    parent_best = ParentBest(objective)
+    ran = 0
+    while time.time() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective)
+        if sweep.study.n_trials is not None and not waiting(study):
+            break
+        trial = run_trial(study, objective)
+        _not_fatal("the parent run's best trial", parent_best, study, trial)
+        ran += 1
+    if finished(study, sweep):
+        _not_fatal("ending the parent run", end_parent, study, "FINISHED", objective.tracking_uri)
+    return ran
+
+
+def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
+    """One trial, as ``Study.optimize(n_trials=1, catch=(Exception,))`` runs it, but told while its heartbeat
+    still beats: a tell that waits for the database keeps its trial alive, and its value is stored once the
+    database is back. An objective's error fails the trial (logged) and the worker goes on."""
+    with running_trial(study, fail_stale=False) as trial:  # the loop failed stale trials just before
+        value, state = None, None
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned as pruned:
+            state = TrialState.PRUNED
+            _logger.info("trial %d pruned: %s", trial.number, pruned)
+        except Exception as error:
+            state = TrialState.FAIL
+            _logger.warning("trial %d failed: %r", trial.number, error, exc_info=True)
+        except KeyboardInterrupt:
+            _tell(study, trial, None, TrialState.FAIL)
+            raise
+        return _tell(study, trial, value, state)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, value: object, state: TrialState | None) -> FrozenTrial:
+    """``study.tell``, where a trial found already finished is no error: either this tell's own write
+    committed before its connection dropped (so the storage tried again), or another worker failed the
+    trial during an outage longer than the heartbeat grace. The stored trial is the truth either way; the
+    second case is logged, its params being queued again by the heartbeat retry."""
+    try:
+        return study.tell(trial, value, state)
+    except (UpdateFinishedTrialError, ValueError):  # Optuna: "Cannot tell a FAIL trial", or a lost race
+        stored = study.tell(trial, value, state, skip_if_finished=True)  # raises again if not finished
+    if stored.state == TrialState.FAIL and state != TrialState.FAIL:
+        _logger.warning("trial %d was failed by another worker while the database was away", trial.number)
+    return stored
+
+
+def _not_fatal(what: str, step: Callable[..., None], *args: object) -> None:
+    """MLflow bookkeeping that a later trial does again (idempotent): an error, once MLflow's own retries
+    are spent, is logged instead of stopping the worker."""
+    try:
+        step(*args)
+    except Exception as error:
+        _logger.warning("%s skipped (%s); done again after the next trial", what, first_line(error))
+
+
+def close_lost_runs(study: optuna.Study, objective: Objective) -> None:
+    """A killed worker cannot end its trial's MLflow run: once Optuna has failed the trial (no heartbeat),
+    end the run FAILED too, so nothing stays RUNNING in MLflow."""
+    lost = {
+        t.user_attrs[RUN_ATTR]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if RUN_ATTR in t.user_attrs
+    }
+    if lost:
+        client = MlflowClient(objective.tracking_uri)
+        runs.close_lost(client, objective.experiment_id, objective.parent_run_id, lost)
+
+
+class ParentBest:
+    """After each trial, write the study's best trial so far onto the parent run."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE or len(study.directions) > 1:
+            return
+        best = study.best_trial
+        runs.record_best(
+            MlflowClient(self.objective.tracking_uri),
+            self.objective.parent_run_id,
+            self.objective.sweep.study.metric,
+            best.value,
+            best.number,
+            best.user_attrs.get(CONFIG_ATTR, {}),
+        )

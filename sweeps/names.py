@@ -1,0 +1,60 @@
+"""Names that several layers read and write: the keys a sweep keeps in Optuna's study and trial user attrs,
+the MLflow tags of its runs, and the phases of a trial. Defined once so that the engine, tracking, the report
+and the tools agree on them without importing one another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# --- a study's user attrs: everything a worker on another machine needs besides the study's name ------------
+SPEC_ATTR = "sweeps.spec"
+"""The validated sweep spec, as JSON."""
+PARENT_ATTR = "sweeps.parent_run_id"
+EXPERIMENT_ATTR = "sweeps.experiment_id"
+TRACKING_ATTR = "sweeps.tracking_uri"
+STARTED_ATTR = "sweeps.started_at"
+
+# --- a trial's user attrs -----------------------------------------------------------------------------------
+RUN_ATTR = "mlflow_run_id"
+CONFIG_ATTR = "config"
+"""What sets the trial's config apart from the registry's preset (optimizer, batch size, hyperparameters)."""
+WORKER_ATTR = "worker"
+SPENT_ATTR = "spent"
+"""Set on a trial that failed on its own (diverged, out of memory, an error): it used up its budget slot.
+A FAIL trial without it was stopped from outside (Ctrl-C, a killed worker) and its slot is given back."""
+PHASE_ATTR = "sweeps.phase"
+OPTIMIZER_ATTR = "sweeps.optimizer"
+
+SEARCH, DEFAULT, TUNED = "search", "default", "tuned"
+"""A trial's phase (a user attr, kept by the heartbeat retry): ``search`` trials are sampled and spend the
+budget; with ``study.retrain_seeds`` each optimizer then gets a ``default`` trial (its preset, untuned) and a
+``tuned`` trial (its best search config), each trained on that many fresh seeds: the fair table's columns."""
+
+QUEUED = frozenset({"fixed_params", "failed_trial"})
+"""System attrs of a trial popped from the budget queue: enqueued, or re-queued by the heartbeat retry."""
+
+# --- MLflow tags --------------------------------------------------------------------------------------------
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "sweeps.trial"
+STATE_TAG = "sweeps.trial_state"
+STUDY_TAG = "sweeps.study"
+OPTIMIZER_TAG = OPTIMIZER_ATTR
+PHASE_TAG = PHASE_ATTR
+WORKER_TAG = "sweeps.worker"
+ROLE_TAG = "sweeps.role"
+STORAGE_TAG = "sweeps.storage"
+OUTCOME_TAG = "sweeps.outcome"
+REASON_TAG = "sweeps.reason"
+
+# --- the metrics every training run logs per epoch (step = the 1-based epoch) -------------------------------
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
+
+
+def phase(trial: Any) -> str:
+    """The phase of an Optuna trial (live or frozen): ``search`` unless a retrain was queued."""
+    return trial.user_attrs.get(PHASE_ATTR, SEARCH)
+
+
+def trial_optimizer(trial: Any) -> str:
+    """The optimizer a trial trains: fixed when it was queued for one, else the one its config holds."""
+    return trial.user_attrs.get(OPTIMIZER_ATTR) or trial.user_attrs.get(CONFIG_ATTR, {}).get("optimizer", "")

@@ -1,0 +1,84 @@
+"""The MLflow record of one training run: Lightning's MLflow logger writes the per-epoch curves during the fit
+(it is the run's only writer meanwhile); the params and config before, and the outcome after, go through
+:class:`FitRecord`."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+
+from sweeps.names import OUTCOME_TAG, REASON_TAG
+from sweeps.tracking.environment import environment_tags
+from sweeps.tracking.runs import flat_params
+from sweeps.tracking.uris import artifact_location
+
+
+class FitRecord:
+    """One training run in MLflow: a new run in ``experiment``, or the run ``run_id`` created beforehand (a
+    sweep's trial or seed run)."""
+
+    def __init__(
+        self,
+        experiment: str,
+        run_name: str | None,
+        uri: str,
+        tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        run_tags = environment_tags() | dict(tags or {})
+        self.logger = MLFlowLogger(
+            experiment_name=experiment,
+            run_name=run_name,
+            tracking_uri=uri,
+            tags=run_tags,
+            artifact_location=artifact_location(uri),
+            run_id=run_id,
+        )
+        self.client, self.run_id = self.logger.experiment, self.logger.run_id
+        if run_id is not None:  # the logger tags only the runs it creates
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in run_tags.items()])
+
+    def start(self, params: Mapping[str, Any], config: dict) -> None:
+        """The run's params (the contract's) and its resolved config as ``config.yaml``."""
+        self.logger.log_hyperparams(flat_params(params))
+        self.client.log_dict(self.run_id, config, "config.yaml")
+
+    def ended(self, outcome: str, status: str, reason: str) -> None:
+        """A fit that ended with an exception: its outcome and reason as tags, and its MLflow status."""
+        self.client.log_batch(self.run_id, tags=[RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)])
+        self.client.set_terminated(self.run_id, status)
+
+    def finished(self, finals: Mapping[str, float], epochs: int, diverged: str | None) -> None:
+        """A fit that ran to its end (or stopped diverged): final metrics at step = the epochs done and the
+        outcome in one write, since each MLflow write to SQLite is a transaction of its own. Lightning's
+        logger has ended a finished run; a diverged one ends ``FAILED``."""
+        now = int(time.time() * 1000)
+        tags = {OUTCOME_TAG: "diverged", REASON_TAG: diverged} if diverged else {OUTCOME_TAG: "finished"}
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, v, now, epochs) for k, v in finals.items() if math.isfinite(v)],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        if diverged:
+            self.client.set_terminated(self.run_id, "FAILED")
+
+
+@contextmanager
+def kept_tracking_env() -> Iterator[None]:
+    """Lightning's MLflow logger exports its URI to ``MLFLOW_TRACKING_URI``; the next run must not see it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before

@@ -1,0 +1,200 @@
+"""The lifecycle of a sweep's MLflow runs: the parent run of a sweep, one child per trial, a grandchild per
+seed, and how each ends. Every run is created, written outside training and closed here, so the tags and
+states the UI and the report read are set in one place.
+
+MLflow's states: a finished trial is ``FINISHED``; a pruned or interrupted one ``KILLED``; a diverged or
+failed one ``FAILED``, each with the Optuna state, an outcome and a reason as tags.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from sweeps.names import (
+    OPTIMIZER_TAG,
+    OUTCOME_TAG,
+    PARENT_TAG,
+    PHASE_TAG,
+    REASON_TAG,
+    ROLE_TAG,
+    STATE_TAG,
+    STORAGE_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+    WORKER_TAG,
+)
+from sweeps.tracking.environment import environment_tags
+from sweeps.tracking.uris import artifact_location, mask
+
+
+def flat_params(values: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params are strings; tuples (betas) and None get a stable, readable form."""
+    return {key: "none" if value is None else str(value) for key, value in values.items()}
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
+    """The experiment called ``name``; created if new, its artifacts where :func:`artifact_location` says."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(uri))
+
+
+def start_parent(
+    uri: str, experiment: str, study: str, storage_url: str, study_params: Mapping[str, Any], spec: dict
+) -> tuple[str, str]:
+    """A sweep's parent run: its study settings as params and the whole spec as ``sweep.yaml``; returns
+    ``(experiment id, run id)``."""
+    client = MlflowClient(uri)
+    experiment_id = get_or_create_experiment(client, experiment, uri)
+    run = client.create_run(
+        experiment_id,
+        run_name=study,
+        tags=environment_tags() | {STUDY_TAG: study, STORAGE_TAG: mask(storage_url), ROLE_TAG: "sweep"},
+    )
+    params = flat_params({f"study.{k}": v for k, v in study_params.items()})
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    client.log_dict(run.info.run_id, spec, "sweep.yaml")
+    return experiment_id, run.info.run_id
+
+
+def end_parent(uri: str, run_id: str, status: str = "FINISHED") -> None:
+    """The parent run ends with its sweep (``KILLED`` when interrupted), so the MLflow UI does not show a
+    finished sweep as running; ``RUNNING`` again on a resume."""
+    client = MlflowClient(uri)
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    else:
+        client.set_terminated(run_id, status)
+
+
+def start_trial(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    trial: int,
+    study: str,
+    optimizer: str,
+    worker: str,
+    phase: str,
+) -> str:
+    """A trial's child run under the sweep's parent; returns its id."""
+    return client.create_run(
+        experiment_id,
+        run_name=f"trial-{trial}",
+        tags={
+            PARENT_TAG: parent_run_id,
+            TRIAL_TAG: str(trial),
+            STATE_TAG: "RUNNING",
+            STUDY_TAG: study,
+            OPTIMIZER_TAG: optimizer,
+            WORKER_TAG: worker,
+            PHASE_TAG: phase,
+        },
+    ).info.run_id
+
+
+def start_seed(client: MlflowClient, experiment_id: str, trial_run: str, trial: int, seed: int) -> str:
+    """One seed of a trial trained on several, as a run under the trial's; it holds that seed's curves."""
+    return client.create_run(
+        experiment_id,
+        run_name=f"trial-{trial}-seed-{seed}",
+        tags={PARENT_TAG: trial_run, TRIAL_TAG: str(trial)},
+    ).info.run_id
+
+
+def close_run(client: MlflowClient, run_id: str, state: str, outcome: str, reason: str, status: str) -> None:
+    """End a trial's run with its Optuna state, outcome and reason as tags."""
+    tags = [RunTag(STATE_TAG, state), RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)]
+    client.log_batch(run_id, tags=tags)
+    client.set_terminated(run_id, status)
+
+
+def complete_trial(
+    client: MlflowClient, run_id: str, metric: str, values: list[float], seconds: float
+) -> None:
+    """A completed trial: over several seeds, the metric's mean and std and the training time on the trial's
+    own run (ended here; a one-seed trial's run was ended by its training); its state tag either way."""
+    import statistics
+
+    if len(values) > 1:
+        now = int(time.time() * 1000)
+        summary = {
+            f"{metric}_mean": statistics.fmean(values),
+            f"{metric}_std": statistics.pstdev(values),
+            "total_seconds": seconds,
+        }
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in summary.items()])
+        client.set_terminated(run_id, "FINISHED")
+    client.set_tag(run_id, STATE_TAG, "COMPLETE")
+
+
+def close_lost(client: MlflowClient, experiment_id: str, parent_run_id: str, lost: set[str]) -> None:
+    """Runs of trials whose worker was killed (Optuna failed them for want of a heartbeat) still RUNNING in
+    MLflow end FAILED, so nothing stays RUNNING for ever."""
+    running = client.search_runs(
+        [experiment_id],
+        f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    reason = "worker lost: no heartbeat; the trial is retried with the same params"
+    for run in running:
+        if run.info.run_id in lost:
+            close_run(client, run.info.run_id, "FAIL", "failed", reason, "FAILED")
+
+
+def record_best(
+    client: MlflowClient, parent_run_id: str, metric: str, value: float, trial: int, config: Mapping[str, Any]
+) -> None:
+    """The sweep's best trial so far on its parent run (tags ``best.*`` and the metric, step = the trial), so
+    the MLflow UI shows the answer while the sweep runs. Idempotent: every worker writes the same best."""
+    tags = {"trial": trial, **config}
+    client.log_batch(
+        parent_run_id,
+        metrics=[Metric(f"best_{metric}", value, int(time.time() * 1000), trial)],
+        tags=[RunTag(f"best.{k}", str(v)) for k, v in tags.items()],
+    )
+
+
+def log_folder(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
+    """Every file of ``folder`` as artifacts of the run, under ``artifact_path``."""
+    MlflowClient(uri).log_artifacts(run_id, str(folder), artifact_path)
+
+
+def files_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    role: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    files: Iterable[Path],
+) -> str:
+    """A run of its own holding some files and the settings and numbers that made them, for tools whose output
+    is files, not training curves; ``FAILED`` if logging breaks off. Returns its id."""
+    client = MlflowClient(uri)
+    experiment_id = get_or_create_experiment(client, experiment, uri)
+    run_id = client.create_run(
+        experiment_id, run_name=run_name, tags=environment_tags() | {ROLE_TAG: role}
+    ).info.run_id
+    try:
+        now = int(time.time() * 1000)
+        items = [Param(k, v) for k, v in flat_params(params).items()]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run_id, params=items[i : i + 100])
+        values = [Metric(k, v, now, 0) for k, v in metrics.items()]
+        for i in range(0, len(values), 1000):
+            client.log_batch(run_id, metrics=values[i : i + 1000])
+        for file in files:
+            client.log_artifact(run_id, str(file))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id

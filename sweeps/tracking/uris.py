@@ -1,0 +1,45 @@
+"""Where MLflow runs go (``--tracking-uri``, ``$MLFLOW_TRACKING_URI``, the embedded default) and how URLs are
+printed: with any password masked."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+"""Embedded store: one SQLite file in the working directory, no server (MLflow refuses ./mlruns)."""
+
+SQLITE = "sqlite:///"
+_SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<secret>[^@\s]+)(?P<tail>@)")
+
+
+def tracking_uri(flag: str | None = None) -> str:
+    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI``, which beats the embedded default.
+
+    A relative SQLite path is made absolute: MLflow caches one store per URI string, so a relative one would
+    keep pointing at the first working directory it was used from.
+    """
+    return absolute_sqlite(flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+
+
+def absolute_sqlite(url: str) -> str:
+    """A ``sqlite:///relative`` URL made absolute (any other URL as it is), so that every process and working
+    directory names the same file."""
+    path = url.removeprefix(SQLITE)
+    if not url.startswith(SQLITE) or path.startswith("/"):
+        return url
+    return f"{SQLITE}{Path(path).expanduser().resolve()}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of the embedded store live beside its database, not in a ./mlruns that MLflow refuses."""
+    if not uri.startswith(SQLITE):
+        return None
+    database = Path(uri.removeprefix(SQLITE))
+    return (database.parent / "mlartifacts").as_uri()
+
+
+def mask(text: str) -> str:
+    """Hide the password of any ``scheme://user:password@host`` URL in ``text``."""
+    return _SECRET.sub(r"\g<head>***\g<tail>", text)
