@@ -46,8 +46,8 @@ def test_every_readme_sweeps_command_is_known_to_the_cli() -> None:
 
 ELSEWHERE = {
     "sweeps run conf/quickstart.yaml": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
-    "sweeps ui quickstart --optuna": "tests/sweeps/test_ui.py (a server until Ctrl-C)",
-    "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/test_bench.py (on a subset)",
+    "sweeps ui quickstart --optuna": "tests/sweeps/tools/test_ui.py (a server until Ctrl-C)",
+    "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/tools/test_bench.py (on a subset)",
 }
 
 

@@ -1,5 +1,5 @@
-"""``sweeps trajectories``: run the chosen optimizers on the chosen surfaces, write the figure, the GIF and the
-tables, and optionally log them as one MLflow run."""
+"""``sweeps trajectories``: run the chosen optimizers on the chosen surfaces, write the figure, the GIF and
+the tables, and optionally log them as one MLflow run."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ class Made:
 def make(settings: Settings, out: Path, gif: bool, tracking_uri: str | None) -> Made:
     """Everything into ``out`` (which exists); logged to ``tracking_uri`` when one is given."""
     recorded = settings.recorded()
-    paths = run_all(settings.surfaces, settings.optimizers, settings.steps, settings.preset, settings.surface_lr)
+    paths = run_all(
+        settings.surfaces, settings.optimizers, settings.steps, settings.preset, settings.surface_lr
+    )
     files = [draw_png(paths, out, recorded)]
     if gif:
         files.append(draw_gif(paths, out, recorded))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from sweeps.stats import (
+from sweeps.report.stats import (
     compare,
     gain,
     holm,
