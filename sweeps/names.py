@@ -13,12 +13,17 @@ PARENT_ATTR = "sweeps.parent_run_id"
 EXPERIMENT_ATTR = "sweeps.experiment_id"
 TRACKING_ATTR = "sweeps.tracking_uri"
 STARTED_ATTR = "sweeps.started_at"
+"""When the sweep's current run started (``sweeps run`` creating or resuming it)."""
+ELAPSED_ATTR = "sweeps.elapsed_seconds"
+"""How long its earlier runs ran: with ``STARTED_ATTR``, what is left of ``study.timeout``."""
 
 # --- a trial's user attrs -----------------------------------------------------------------------------------
 RUN_ATTR = "mlflow_run_id"
 CONFIG_ATTR = "config"
 """What sets the trial's config apart from the registry's preset (optimizer, batch size, hyperparameters)."""
 WORKER_ATTR = "worker"
+FAIL_REASON_ATTR = "sweeps.fail_reason"
+"""The first line of the error that failed a trial, password masked: the live view counts trials by it."""
 SPENT_ATTR = "spent"
 """Set on a trial that failed on its own (diverged, out of memory, an error): it used up its budget slot.
 A FAIL trial without it was stopped from outside (Ctrl-C, a killed worker) and its slot is given back."""

@@ -79,17 +79,43 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any], path: str = "") ->
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    """The mapping a YAML file holds; every way a file can be unreadable is a ``ConfigError`` naming it."""
+    if not path.exists():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} is not a file")
     try:
-        loaded = parse_yaml(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r});"
+            " is it the right file?"
+        ) from None
+    if "\0" in text:
+        raise ConfigError(f"{path}: holds NUL bytes, so it is not a YAML text file; is it the right file?")
+    try:
+        loaded = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}{_where(exc)}: not valid YAML: {_problem(exc)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(loaded).__name__}")
     return loaded
+
+
+def _where(error: yaml.YAMLError) -> str:
+    """``:line:column`` (1-based) of a YAML error, where PyYAML knows it."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+
+
+def _problem(error: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, without its quote of the whole line (the file and line are named already)."""
+    parts = [getattr(error, "context", None), getattr(error, "problem", None)]
+    return "; ".join(p for p in parts if p) or str(error).splitlines()[0]
 
 
 def describe(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,39 +22,55 @@ from sweeps.engine import study as sweep_study
 from sweeps.engine.progress import summary
 from sweeps.engine.storage.urls import STORAGE_ENV
 from sweeps.names import WORKER_ATTR
+from sweeps.tracking.uris import TRACKING_ENV
 
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one worker runs: its GPU (``CUDA_VISIBLE_DEVICES``) or none, and its share of the CPU threads."""
+    """Where one worker runs: its GPU (a ``CUDA_VISIBLE_DEVICES`` entry) or none, and its share of the CPU
+    threads."""
 
     index: int
     gpu: str
     threads: int
 
 
-def plan(workers: int | None, per_gpu: int, gpus: int, cores: int, threads: int | None = None) -> list[Slot]:
-    """``per_gpu`` workers on each visible GPU (``workers`` caps the total); on CPU, ``workers`` (default 1)
+def visible_gpus(environ: Mapping[str, str], count: int) -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them: the user's own list (indices or
+    UUIDs) when set, so that ``CUDA_VISIBLE_DEVICES=2,3`` puts workers on GPUs 2 and 3, else 0..count-1."""
+    chosen = environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is None:
+        return [str(g) for g in range(count)]
+    return [g.strip() for g in chosen.split(",") if g.strip()][:count]
+
+
+def plan(
+    workers: int | None, per_gpu: int, gpus: Sequence[str], cores: int, threads: int | None = None
+) -> list[Slot]:
+    """``per_gpu`` workers on each of ``gpus`` (``workers`` caps the total); on CPU, ``workers`` (default 1)
     processes splitting the cores."""
-    if gpus:
-        devices = [str(g) for g in range(gpus) for _ in range(per_gpu)][: workers or None]
-    else:
-        devices = [""] * (workers or 1)
+    devices = [g for g in gpus for _ in range(per_gpu)][: workers or None] if gpus else [""] * (workers or 1)
     threads = threads or max(1, cores // len(devices))
     return [Slot(i, gpu, threads) for i, gpu in enumerate(devices)]
 
 
-def start(slot: Slot, name: str, storage_url: str, logs: Path) -> subprocess.Popen:
-    """One ``sweeps worker`` process. The storage URL goes by environment, not argv, where ``ps`` would show
-    its password; the worker reads the MLflow URI from the study."""
+def start(slot: Slot, name: str, storage_url: str, tracking_uri: str, logs: Path) -> subprocess.Popen:
+    """One ``sweeps worker`` process. The storage URL and the sweep's MLflow store go by environment, not
+    argv, where ``ps`` would show a password; the MLflow store replaces any ``MLFLOW_TRACKING_URI`` the user
+    exported, which would otherwise send the trials' runs elsewhere."""
     logs.mkdir(parents=True, exist_ok=True)
-    log = (logs / f"worker-{slot.index}.log").open("ab")
     command = [sys.executable, "-m", "sweeps", "worker", "--study", name]
     command += ["--index", str(slot.index), "--threads", str(slot.threads)]
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": slot.gpu, STORAGE_ENV: storage_url}
-    # A session of its own: a terminal's Ctrl-C reaches the launcher only, which sends each worker exactly one
-    # SIGINT (a second one would interrupt the worker while it records the stopped trial).
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = os.environ | {
+        "CUDA_VISIBLE_DEVICES": slot.gpu,
+        STORAGE_ENV: storage_url,
+        TRACKING_ENV: tracking_uri,
+    }
+    with (logs / f"worker-{slot.index}.log").open("ab") as log:  # the child keeps its own copy
+        # A session of its own: a terminal's Ctrl-C reaches the launcher only, which sends each worker
+        # exactly one SIGINT (a second one would interrupt the worker while it records the stopped trial).
+        out = {"stdout": log, "stderr": subprocess.STDOUT}
+        return subprocess.Popen(command, env=env, start_new_session=True, **out)
 
 
 def supervise(
@@ -96,9 +113,12 @@ def fail_running(study: optuna.Study, pids: set[str]) -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a launched sweep ended: ``failed`` workers exited with an error (their logs are in ``logs``)."""
+    """How a launched sweep ended: ``failed`` workers exited with an error, or every search trial failed
+    (``all_failed``, the commonest reason in ``reason``); the workers' logs are in ``logs``."""
 
     failed: int
+    all_failed: bool
+    reason: str
     logs: Path
 
 
@@ -106,26 +126,33 @@ def run(
     created: optuna.Study,
     sweep: SweepConfig,
     storage_url: str,
+    tracking_uri: str,
     slots: list[Slot],
     console: Console,
 ) -> Outcome:
     """Run the sweep with local workers until its budget is spent, then (with ``study.retrain_seeds``) queue
-    the retrains and run them too; the parent run ends with the sweep. Ctrl-C stops every worker cleanly
-    and ends the parent ``KILLED`` (``KeyboardInterrupt`` is raised again for the caller)."""
+    the retrains and run them too. The parent run ends with the sweep: ``FINISHED``, ``FAILED`` when a worker
+    exited with an error or every search trial failed, ``KILLED`` on Ctrl-C (``KeyboardInterrupt`` is raised
+    again for the caller). The time it ran counts against ``study.timeout``."""
     logs = Path("sweeps-logs") / sweep.study.name
-    while True:
-        procs = [start(s, sweep.study.name, storage_url, logs) for s in slots]
-        try:
-            failed = supervise(procs, created, sweep, console)
-        except KeyboardInterrupt:
-            sweep_study.end_parent(created, "KILLED")
-            raise
-        if failed:
-            return Outcome(failed, logs)
-        if not sweep_study.queue_retrains(created, sweep):
-            sweep_study.end_parent(created)
-            return Outcome(0, logs)
-        console.print(
-            "search done; retraining each optimizer's default and best config"
-            f" on {sweep.study.retrain_seeds} seeds"
-        )
+    try:
+        while True:
+            procs = [start(s, sweep.study.name, storage_url, tracking_uri, logs) for s in slots]
+            try:
+                failed = supervise(procs, created, sweep, console)
+            except KeyboardInterrupt:
+                sweep_study.end_parent(created, tracking_uri, "KILLED")
+                raise
+            all_failed, reason = sweep_study.search_failed(created)
+            if failed or all_failed:
+                sweep_study.end_parent(created, tracking_uri, "FAILED")
+                return Outcome(failed, all_failed, reason, logs)
+            if not sweep_study.queue_retrains(created, sweep):
+                sweep_study.end_parent(created, tracking_uri)
+                return Outcome(0, False, "", logs)
+            console.print(
+                "search done; retraining each optimizer's default and best config"
+                f" on {sweep.study.retrain_seeds} seeds"
+            )
+    finally:
+        sweep_study.count_running_time(created)

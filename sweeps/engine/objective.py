@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import optuna
 import requests
+from lightning.pytorch.callbacks import Callback
 from mlflow import MlflowClient
 from optuna_integration import PyTorchLightningPruningCallback
 
@@ -18,7 +20,7 @@ from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
 from sweeps.engine.retry import first_line
 from sweeps.engine.space import preset_config, suggest, trial_params
-from sweeps.engine.training import RunResult, ended_by, train
+from sweeps.engine.training import Deadline, RunResult, ended_by, train
 from sweeps.names import (
     CONFIG_ATTR,
     OPTIMIZER_ATTR,
@@ -77,6 +79,8 @@ class Objective:
     experiment_id: str
     parent_run_id: str
     worker: str
+    deadline: float = math.inf
+    """When ``study.timeout`` runs out (seconds since the epoch): a trial still training then is stopped."""
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr(WORKER_ATTR, self.worker)
@@ -144,7 +148,7 @@ class Objective:
                 run_id = runs.start_seed(
                     client, self.experiment_id, trial_run, trial.number, seeded.trainer.seed
                 )
-            callbacks = []
+            callbacks: list[Callback] = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
             if study.pruner != "none" and repeat == 0 and phase == SEARCH:
                 monitor = "val_acc" if study.direction == "maximize" else "val_loss"
                 callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))

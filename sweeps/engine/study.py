@@ -24,7 +24,9 @@ from sweeps.engine.space import preset_params, searched_optimizers
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
 from sweeps.names import (
     DEFAULT,
+    ELAPSED_ATTR,
     EXPERIMENT_ATTR,
+    FAIL_REASON_ATTR,
     OPTIMIZER_ATTR,
     PARENT_ATTR,
     PHASE_ATTR,
@@ -38,7 +40,7 @@ from sweeps.names import (
     trial_optimizer,
 )
 from sweeps.tracking import runs
-from sweeps.tracking.uris import mask
+from sweeps.tracking.uris import absolute_sqlite, is_masked, mask
 
 
 def directions(sweep: SweepConfig) -> list[str]:
@@ -56,34 +58,95 @@ def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.St
         directions(sweep),
         sampler=sampler_for(sweep),
         pruner=pruner_for(sweep),
-        user_attrs={SPEC_ATTR: spec, STARTED_ATTR: time.time()},
+        user_attrs={SPEC_ATTR: spec, STARTED_ATTR: time.time(), ELAPSED_ATTR: 0.0},
     )
     if new:
-        experiment_id, parent = runs.start_parent(
-            tracking_uri,
-            sweep.experiment,
-            sweep.study.name,
-            storage_url,
-            sweep.study.model_dump(),
-            sweep.model_dump(mode="json"),
-        )
+        try:
+            experiment_id, parent = runs.start_parent(
+                tracking_uri,
+                sweep.experiment,
+                sweep.study.name,
+                storage_url,
+                sweep.study.model_dump(),
+                sweep.model_dump(mode="json"),
+            )
+        except BaseException:
+            optuna.delete_study(study_name=sweep.study.name, storage=storage)  # no study without its parent
+            raise
         study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
         study.set_user_attr(PARENT_ATTR, parent)
-        study.set_user_attr(TRACKING_ATTR, tracking_uri)
+        study.set_user_attr(TRACKING_ATTR, mask(tracking_uri))  # user attrs are shown by optuna-dashboard
     elif study.user_attrs.get(SPEC_ATTR) != spec:
         raise ValueError(
             f"study {sweep.study.name!r} already exists in {mask(storage_url)} with a different spec; "
             "use another study.name, or the same spec to resume it"
         )
     else:
-        end_parent(study, "RUNNING")
+        tracking_store(study, tracking_uri)
+        study.set_user_attr(STARTED_ATTR, time.time())
+        end_parent(study, tracking_uri, "RUNNING")
     top_up(study, sweep)
     return study
 
 
-def end_parent(study: optuna.Study, status: str = "FINISHED", tracking_uri: str | None = None) -> None:
+def end_parent(study: optuna.Study, tracking_uri: str, status: str = "FINISHED") -> None:
     """The sweep's parent run ends with it (``KILLED`` when interrupted); ``RUNNING`` again on a resume."""
-    runs.end_parent(tracking_uri or study.user_attrs[TRACKING_ATTR], study.user_attrs[PARENT_ATTR], status)
+    runs.end_parent(tracking_uri, study.user_attrs[PARENT_ATTR], status)
+
+
+def count_running_time(study: optuna.Study) -> None:
+    """Add the run that is ending to the sweep's running time, so a resumed sweep gets what is left of
+    ``study.timeout``, not what is left since it was first created."""
+    attrs = study.user_attrs
+    study.set_user_attr(ELAPSED_ATTR, attrs.get(ELAPSED_ATTR, 0.0) + time.time() - attrs[STARTED_ATTR])
+    study.set_user_attr(STARTED_ATTR, time.time())
+
+
+def deadline(study: optuna.Study, sweep: SweepConfig) -> float:
+    """When the sweep's ``study.timeout`` runs out (wall-clock seconds since the epoch; inf without one)."""
+    if sweep.study.timeout is None:
+        return float("inf")
+    attrs = study.user_attrs
+    return attrs[STARTED_ATTR] + sweep.study.timeout - attrs.get(ELAPSED_ATTR, 0.0)
+
+
+def search_failed(study: optuna.Study) -> tuple[bool, str]:
+    """Whether every search trial that ended failed (none completed or was pruned), and the commonest
+    reason: a sweep that learned nothing must not end as if it had."""
+    ended = [
+        t
+        for t in study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        )
+        if phase(t) == SEARCH
+    ]
+    if not ended or any(t.state != TrialState.FAIL for t in ended):
+        return False, ""
+    return True, Counter(fail_reason(t) for t in ended).most_common(1)[0][0]
+
+
+def fail_reason(trial: FrozenTrial) -> str:
+    """Why a FAIL trial failed: its recorded error, or (none recorded) its worker was lost or stopped."""
+    return trial.user_attrs.get(FAIL_REASON_ATTR) or "its worker was lost or stopped (see the worker logs)"
+
+
+def recorded(study: optuna.Study) -> str:
+    """The MLflow store the sweep was created with, as recorded (a password in it masked)."""
+    return study.user_attrs[TRACKING_ATTR]
+
+
+def tracking_store(study: optuna.Study, given: str | None) -> str:
+    """The MLflow store a process of this sweep uses: ``given`` (its flag or environment, as this machine
+    reaches the server), else the recorded one; a recorded store whose password was masked must be given.
+    Checked to hold the sweep's parent run, so no trial is written to the wrong store."""
+    uri = absolute_sqlite(given) if given else recorded(study)
+    if not given and is_masked(uri):
+        raise ValueError(
+            f"the sweep's MLflow store {uri} needs a password, which is not stored with the study: pass"
+            " --tracking-uri or set $MLFLOW_TRACKING_URI"
+        )
+    runs.check_parent(uri, study.user_attrs[EXPERIMENT_ATTR], study.user_attrs[PARENT_ATTR], recorded(study))
+    return uri
 
 
 def budget_key(trial: FrozenTrial, per_optimizer: bool) -> str:
@@ -117,6 +180,20 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
             have[key] += 1
             added += 1
     return added
+
+
+def best_search(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> FrozenTrial | None:
+    """The best complete search trial (of ``trials``, else of the study): retrains are scored on another
+    split and never compete with the search's values."""
+    done = [
+        t
+        for t in (trials if trials is not None else study.get_trials(deepcopy=False))
+        if t.state == TrialState.COMPLETE and phase(t) == SEARCH
+    ]
+    if not done or len(study.directions) > 1:
+        return None
+    better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return better(done, key=lambda t: t.value)
 
 
 def best_per_optimizer(

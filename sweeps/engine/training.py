@@ -20,7 +20,7 @@ from sweeps.config.files import ConfigError
 from sweeps.config.train import TrainConfig
 from sweeps.names import EPOCH_METRICS
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
-from sweeps.tracking.uris import tracking_uri
+from sweeps.tracking.uris import mask, tracking_uri
 
 Outcome = Literal["finished", "diverged"]
 
@@ -163,8 +163,9 @@ def train(
 
 
 def ended_by(exc: BaseException) -> tuple[str, str, str]:
-    """(outcome tag, MLflow status, reason) for a run that ended with ``exc``: pruned and interrupted runs are
-    KILLED (stopped on purpose), anything else FAILED."""
+    """(outcome tag, MLflow status, reason) for a run that ended with ``exc``: pruned, interrupted and
+    timed-out runs are KILLED (stopped on purpose), anything else FAILED. The reason is masked: an error's
+    text may hold a URL with its password."""
     import optuna
 
     if isinstance(exc, Diverged):
@@ -173,9 +174,27 @@ def ended_by(exc: BaseException) -> tuple[str, str, str]:
         return "interrupted", "KILLED", "interrupted by the user"
     if isinstance(exc, optuna.TrialPruned):
         return "pruned", "KILLED", str(exc) or "pruned"
+    if isinstance(exc, TimedOut):
+        return "stopped", "KILLED", str(exc)
     if isinstance(exc, torch.OutOfMemoryError):
-        return "failed", "FAILED", f"out of memory: {exc}"[:4000]
-    return "failed", "FAILED", f"{exc!r}"[:4000]
+        return "failed", "FAILED", mask(f"out of memory: {exc}")[:4000]
+    return "failed", "FAILED", mask(f"{exc!r}")[:4000]
+
+
+class TimedOut(RuntimeError):
+    """The sweep's ``study.timeout`` ran out during this run: it is stopped, not failed."""
+
+
+@dataclass
+class Deadline(Callback):
+    """Stops training once wall-clock time passes ``at`` (seconds since the epoch), checked every batch:
+    one clock read per step."""
+
+    at: float
+
+    def on_train_batch_end(self, *args: object) -> None:
+        if time.time() > self.at:
+            raise TimedOut("stopped at the sweep's timeout")
 
 
 def _tracked_fit(

@@ -23,8 +23,17 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.engine.objective import Objective
 from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import running_trial
-from sweeps.engine.study import end_parent, finished, open_sweep, waiting
-from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, PARENT_ATTR, RUN_ATTR, STARTED_ATTR, TRACKING_ATTR
+from sweeps.engine.study import (
+    best_search,
+    deadline,
+    end_parent,
+    finished,
+    open_sweep,
+    search_failed,
+    tracking_store,
+    waiting,
+)
+from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, FAIL_REASON_ATTR, PARENT_ATTR, RUN_ATTR
 from sweeps.tracking import runs
 
 TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -54,17 +63,18 @@ def run_worker(
     label = f"{platform.node()}:{os.getpid()}" + (
         f":gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else ""
     )
+    ends = deadline(study, sweep)
     objective = Objective(
         sweep,
-        tracking_uri or attrs[TRACKING_ATTR],
+        tracking_store(study, tracking_uri),
         attrs[EXPERIMENT_ATTR],
         attrs[PARENT_ATTR],
         label,
+        ends,
     )
-    deadline = attrs[STARTED_ATTR] + sweep.study.timeout if sweep.study.timeout else float("inf")
     parent_best = ParentBest(objective)
     ran = 0
-    while time.time() < deadline:
+    while time.time() < ends:
         optuna.storages.fail_stale_trials(study)
         _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective)
         if sweep.study.n_trials is not None and not waiting(study):
@@ -73,7 +83,8 @@ def run_worker(
         _not_fatal("the parent run's best trial", parent_best, study, trial)
         ran += 1
     if finished(study, sweep):
-        _not_fatal("ending the parent run", end_parent, study, "FINISHED", objective.tracking_uri)
+        status = "FAILED" if search_failed(study)[0] else "FINISHED"
+        _not_fatal("ending the parent run", end_parent, study, objective.tracking_uri, status)
     return ran
 
 
@@ -90,8 +101,10 @@ def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
             _logger.info("trial %d pruned: %s", trial.number, pruned)
         except Exception as error:
             state = TrialState.FAIL
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {first_line(error)}"[:500])
             _logger.warning("trial %d failed: %r", trial.number, error, exc_info=True)
         except KeyboardInterrupt:
+            trial.set_user_attr(FAIL_REASON_ATTR, "interrupted")
             _tell(study, trial, None, TrialState.FAIL)
             raise
         return _tell(study, trial, value, state)
@@ -142,7 +155,9 @@ class ParentBest:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE or len(study.directions) > 1:
             return
-        best = study.best_trial
+        best = best_search(study)
+        if best is None:
+            return
         runs.record_best(
             MlflowClient(self.objective.tracking_uri),
             self.objective.parent_run_id,

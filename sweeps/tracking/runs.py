@@ -64,6 +64,27 @@ def start_parent(
     return experiment_id, run.info.run_id
 
 
+class WrongStore(ValueError):
+    """A process's MLflow store is not the one its sweep records its runs in."""
+
+
+def check_parent(uri: str, experiment_id: str, parent_run_id: str, recorded: str) -> None:
+    """Refuse a store that does not hold the sweep's parent run in its experiment: a worker writing there
+    would fail every trial (or scatter them). ``recorded`` is the store the sweep was created with."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient(uri).get_run(parent_run_id).info.experiment_id
+    except MlflowException:
+        found = None
+    if found != experiment_id:
+        raise WrongStore(
+            f"MLflow at {mask(uri)} does not hold this sweep's runs (parent run {parent_run_id} of experiment"
+            f" {experiment_id}); the sweep was created with MLflow at {mask(recorded)}: point --tracking-uri"
+            " or $MLFLOW_TRACKING_URI at that store, as this machine reaches it"
+        )
+
+
 def end_parent(uri: str, run_id: str, status: str = "FINISHED") -> None:
     """The parent run ends with its sweep (``KILLED`` when interrupted), so the MLflow UI does not show a
     finished sweep as running; ``RUNNING`` again on a resume."""

@@ -11,7 +11,14 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """Embedded store: one SQLite file in the working directory, no server (MLflow refuses ./mlruns)."""
 
 SQLITE = "sqlite:///"
-_SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<secret>[^@\s]+)(?P<tail>@)")
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+_USERINFO = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^\s/?#]+)(?P<tail>@)")
+"""``scheme://user:password@`` and ``scheme://:password@``; the password runs to the last ``@`` before the
+host, so one that holds an ``@`` is hidden whole."""
+_QUERY = re.compile(
+    r"(?P<head>[?&;][\w.-]*(?:password|passwd|pwd|token|secret)[\w.-]*=)(?P<secret>[^&;#\s]+)", re.I
+)
+"""Query parameters that carry a secret (``?password=``, ``&access_token=``, ``sslpassword=``, ...)."""
 
 
 def tracking_uri(flag: str | None = None) -> str:
@@ -20,7 +27,7 @@ def tracking_uri(flag: str | None = None) -> str:
     A relative SQLite path is made absolute: MLflow caches one store per URI string, so a relative one would
     keep pointing at the first working directory it was used from.
     """
-    return absolute_sqlite(flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+    return absolute_sqlite(flag or os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING_URI)
 
 
 def absolute_sqlite(url: str) -> str:
@@ -41,5 +48,15 @@ def artifact_location(uri: str) -> str | None:
 
 
 def mask(text: str) -> str:
-    """Hide the password of any ``scheme://user:password@host`` URL in ``text``."""
-    return _SECRET.sub(r"\g<head>***\g<tail>", text)
+    """``text`` with the password of every URL in it, and every secret query parameter, shown as ``***``."""
+    return _QUERY.sub(r"\g<head>***", _USERINFO.sub(r"\g<head>***\g<tail>", text))
+
+
+def has_secret(url: str) -> bool:
+    """Whether printing ``url`` in full would show a password or token."""
+    return mask(url) != url
+
+
+def is_masked(url: str) -> bool:
+    """Whether ``url`` was masked: its password left out, ``***`` in its place."""
+    return "***" in url and mask(url) == url

@@ -8,10 +8,12 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.trial import TrialState
 
 from sweeps.engine.retry import Backoff, retry
 
@@ -77,7 +79,30 @@ class ReconnectingStorage(RDBStorage):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         if time.monotonic() - self.outage_at < (self.grace_period or 0):
             return []
-        return super()._get_stale_trial_ids(study_id)
+        return super()._get_stale_trial_ids(study_id) + self._never_beaten(study_id)
+
+    def _never_beaten(self, study_id: int) -> list[int]:
+        """RUNNING trials that never got a heartbeat, started longer than the grace ago. Optuna skips
+        them, but a worker beats its trial at once after taking it, so such a trial was lost: its worker
+        died in between, or the reply to the write that took it was lost and the write, tried again, found
+        it taken and moved on to another. Either way it would stay RUNNING for ever."""
+        from optuna.storages._rdb import models  # the heartbeat table has no public query
+
+        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
+        session = self.scoped_session()
+        try:
+            started = (
+                session.query(models.TrialModel.trial_id, models.TrialModel.datetime_start)
+                .outerjoin(models.TrialHeartbeatModel)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .filter(models.TrialHeartbeatModel.trial_id.is_(None))
+                .all()
+            )
+        finally:
+            session.close()
+        now = datetime.now()  # how Optuna stamps datetime_start
+        return [trial_id for trial_id, start in started if start is not None and now - start > grace]
 
     def _disconnected(self, error: BaseException) -> bool:
         lost = _lost_connection(error)
