@@ -17,6 +17,7 @@ from rich.table import Table
 from sweeps.config.files import ConfigError
 from sweeps.config.train import load
 from sweeps.engine.runtime import tune_allocator
+from sweeps.tracking.uris import mask_output
 
 app = typer.Typer(
     name="sweeps",
@@ -27,6 +28,13 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _every_command() -> None:
+    """Passwords in URLs never reach the terminal or a log, whichever command runs."""
+    mask_output()
+
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -80,11 +88,15 @@ def train(
     tune_allocator()
     _quiet_libraries()
     from models.data.files import DatasetNotFound
+    from sweeps.engine.preflight import Unreachable, check_tracking
     from sweeps.engine.training import train as run
+    from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     try:
-        result = run(cfg, tracking_uri, console=console)
-    except (ConfigError, DatasetNotFound) as exc:
+        uri = resolve_tracking(tracking_uri)
+        check_tracking(uri)
+        result = run(cfg, uri, console=console)
+    except (ConfigError, DatasetNotFound, Unreachable) as exc:
         raise _fail(str(exc)) from None
     if result.outcome == "diverged":
         console.print(f"[bold red]diverged:[/] {result.reason} (run {result.run_id} marked FAILED)")
@@ -178,6 +190,7 @@ def run_sweep(
 
     from models.data.files import DatasetNotFound
     from sweeps.engine import launcher, study
+    from sweeps.engine.preflight import check_storage, check_tracking
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.training import checked_datamodule
     from sweeps.tracking.uris import mask
@@ -186,20 +199,42 @@ def run_sweep(
     try:
         checked_datamodule(sweep)
         url, uri = storage_url(storage), resolve_tracking(tracking_uri)
+        check_storage(url)
+        check_tracking(uri)
         created = study.create(sweep, url, uri)
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {uri}")
+    console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {mask(uri)}", soft_wrap=True)
     if workers == 0:
-        console.print(f"created; join with: sweeps worker --study {sweep.study.name} --storage {mask(url)}")
+        console.print(f"created; join with: {_join_command(sweep.study.name, url, uri)}", soft_wrap=True)
         return
-    slots = launcher.plan(workers, workers_per_gpu, torch.cuda.device_count(), os.cpu_count() or 1, threads)
+    gpus = launcher.visible_gpus(os.environ, torch.cuda.device_count())
+    slots = launcher.plan(workers, workers_per_gpu, gpus, os.cpu_count() or 1, threads)
     try:
-        outcome = launcher.run(created, sweep, url, slots, console)
+        outcome = launcher.run(created, sweep, url, uri, slots, console)
     except KeyboardInterrupt:
         raise _fail("interrupted; run the same command again to resume", code=130) from None
+    if outcome.all_failed:
+        raise _fail(
+            f"every search trial failed, most with: {outcome.reason}; the tracebacks are in {outcome.logs}/",
+            code=1,
+        )
     if outcome.failed:
         raise _fail(f"{outcome.failed} worker(s) exited with an error; see {outcome.logs}/", code=1)
+
+
+def _join_command(name: str, storage_url: str, tracking_uri: str) -> str:
+    """A command that joins the sweep when pasted: a URL with a password is not printed, the variable that
+    must hold it is named instead."""
+    from sweeps.tracking.uris import has_secret
+
+    urls = {"SWEEPS_STORAGE": storage_url, "MLFLOW_TRACKING_URI": tracking_uri}
+    hidden = [variable for variable, url in urls.items() if has_secret(url)]
+    shown = "" if has_secret(storage_url) else f"SWEEPS_STORAGE='{storage_url}' "
+    command = f"{shown}sweeps worker --study {name}"
+    if hidden:
+        command += f"   (with ${' and $'.join(hidden)} set: they hold a password, which is not printed)"
+    return command
 
 
 @app.command()
@@ -219,13 +254,16 @@ def worker(
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
     tune_allocator()
     _quiet_libraries()
+    from sweeps.engine.preflight import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker
 
     try:
-        ran = run_worker(study_name, storage_url(storage), tracking_uri, index, threads)
-    except StudyNotFoundError as exc:
+        url = storage_url(storage)
+        check_storage(url)
+        ran = run_worker(study_name, url, tracking_uri, index, threads)
+    except (StudyNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"worker {index}: {ran} trial(s) run; no budget left")
 
@@ -237,14 +275,17 @@ def status(
 ) -> None:
     """Progress of a running or finished sweep, read from its storage."""
     _quiet_libraries()
+    from sweeps.engine.preflight import check_storage
     from sweeps.engine.progress import summary
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep
 
     try:
-        found, sweep = open_sweep(study_name, storage_url(storage))
-    except StudyNotFoundError as exc:
+        url = storage_url(storage)
+        check_storage(url)
+        found, sweep = open_sweep(study_name, url)
+    except (StudyNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(summary(found, sweep))
 
@@ -265,17 +306,19 @@ def report(
     """Compare the optimizers of a sweep: the seed-shaped table (and the shoot-out after retrains) printed,
     saved as Markdown, CSV and HTML with the plots, and logged on the sweep's parent run."""
     _quiet_libraries()
+    from sweeps.engine.preflight import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
-    from sweeps.engine.study import open_sweep
-    from sweeps.names import TRACKING_ATTR
+    from sweeps.engine.study import open_sweep, tracking_store
     from sweeps.report.publish import make
     from sweeps.report.tables import rich_table
 
     try:
-        found, sweep = open_sweep(study_name, storage_url(storage))
+        url = storage_url(storage)
+        check_storage(url)
+        found, sweep = open_sweep(study_name, url)
         folder = out or Path("reports") / study_name
-        written = make(found, sweep, tracking_uri or found.user_attrs[TRACKING_ATTR], folder, target_acc)
+        written = make(found, sweep, tracking_store(found, tracking_uri), folder, target_acc)
     except (StudyNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
     for table in written.tables:

@@ -4,26 +4,29 @@ the budget, the best so far, and what each worker is running, read from the stor
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 import optuna
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from sweeps.config.sweep import SweepConfig
-from sweeps.names import CONFIG_ATTR, SEARCH, WORKER_ATTR, phase
+from sweeps.engine.study import best_search, fail_reason
+from sweeps.names import CONFIG_ATTR, SEARCH, WORKER_ATTR, phase, trial_optimizer
 
 
 def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
-    """Trials by state against the budget, the best so far, and what each worker is running."""
+    """Trials by state against the budget, why trials failed, the best search trial so far, and what each
+    worker is running. Read from the trials in hand (one storage read per refresh). Lines wrap at spaces in a
+    narrow terminal, and optimizer names are never cut."""
     trials = study.get_trials(deepcopy=False)
     counts = Counter(t.state for t in trials)
     budget = sweep.study.n_trials
     if budget and sweep.study.per_optimizer:
         budget *= len(sweep.search.optimizers)
-    head = Table.grid(padding=(0, 2))
-    head.add_row(
+    head = [
         f"[bold]{sweep.study.name}[/]",
         f"done {counts[TrialState.COMPLETE]}",
         f"pruned {counts[TrialState.PRUNED]}",
@@ -32,19 +35,41 @@ def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
         f"waiting {counts[TrialState.WAITING]}",
         f"budget {budget if budget else '—'}",
         *_retrains(trials, sweep),
-    )
-    parts: list = [head]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete and len(study.directions) == 1:  # the trials in hand, not another storage read
-        best = (max if study.direction == StudyDirection.MAXIMIZE else min)(complete, key=lambda t: t.value)
-        parts.append(f"best: {sweep.study.metric} {best.value:.4f} in trial {best.number}: {_config(best)}")
-    running = Table("worker", "trial", "config", box=None)
+    ]
+    parts: list = [Text.from_markup("  ".join(head))]
+    parts += _failures(trials)
+    best = best_search(study, trials)
+    if best is not None:
+        where = f"search, {_split(sweep)}"
+        found = f"{sweep.study.metric} {best.value:.4f} in trial {best.number}: {_config(best)}"
+        parts.append(Text(f"best ({where}): {found}"))
+    running = Table("worker", "trial", "optimizer", "config", box=None)
+    running.columns[2].no_wrap = True
+    running.columns[2].min_width = max((len(n) for n in sweep.search.optimizers), default=9)
     for t in trials:
         if t.state == TrialState.RUNNING:
-            running.add_row(str(t.user_attrs.get(WORKER_ATTR, "?")), str(t.number), _config(t))
+            worker = str(t.user_attrs.get(WORKER_ATTR, "?"))
+            running.add_row(worker, str(t.number), trial_optimizer(t), _config(t, skip="optimizer"))
     if running.row_count:
         parts.append(running)
     return Group(*parts)
+
+
+def _failures(trials: list[FrozenTrial]) -> list[Text]:
+    """Why trials failed: the last failure's reason, then each reason with its count (most common first)."""
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if not failed:
+        return []
+    last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start or datetime.min)
+    lines = [Text(f"last failure (trial {last.number}): {fail_reason(last)}")]
+    for reason, n in Counter(fail_reason(t) for t in failed).most_common(5):
+        lines.append(Text(f"  {n}× {reason}"))
+    return lines
+
+
+def _split(sweep: SweepConfig) -> str:
+    """Where the search's values were measured."""
+    return "test split" if sweep.data.val_split == "test" else "hold-out of the train split"
 
 
 def _retrains(trials: list[FrozenTrial], sweep: SweepConfig) -> list[str]:
@@ -56,8 +81,9 @@ def _retrains(trials: list[FrozenTrial], sweep: SweepConfig) -> list[str]:
     return [f"retrained {done}/{2 * len(sweep.search.optimizers)}"]
 
 
-def _config(trial: FrozenTrial) -> str:
+def _config(trial: FrozenTrial, skip: str = "") -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in trial.user_attrs.get(CONFIG_ATTR, {}).items()
+        if k != skip
     )

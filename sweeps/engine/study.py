@@ -12,6 +12,7 @@ holds across any number of workers and machines without a coordinator.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -19,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.config.sweep import SweepConfig
+from sweeps.engine.preflight import check_tracking
 from sweeps.engine.sampling import pruner_for, sampler_for
 from sweeps.engine.space import preset_params, searched_optimizers
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
@@ -40,7 +42,7 @@ from sweeps.names import (
     trial_optimizer,
 )
 from sweeps.tracking import runs
-from sweeps.tracking.uris import absolute_sqlite, is_masked, mask
+from sweeps.tracking.uris import TRACKING_ENV, absolute_sqlite, is_masked, mask
 
 
 def directions(sweep: SweepConfig) -> list[str]:
@@ -137,15 +139,19 @@ def recorded(study: optuna.Study) -> str:
 
 def tracking_store(study: optuna.Study, given: str | None) -> str:
     """The MLflow store a process of this sweep uses: ``given`` (its flag or environment, as this machine
-    reaches the server), else the recorded one; a recorded store whose password was masked must be given.
-    Checked to hold the sweep's parent run, so no trial is written to the wrong store."""
-    uri = absolute_sqlite(given) if given else recorded(study)
-    if not given and is_masked(uri):
-        raise ValueError(
-            f"the sweep's MLflow store {uri} needs a password, which is not stored with the study: pass"
-            " --tracking-uri or set $MLFLOW_TRACKING_URI"
+    reaches the server), else the recorded one; a recorded store whose password was masked comes from
+    ``$MLFLOW_TRACKING_URI``. Checked to answer and to hold the sweep's parent run, so that no trial is
+    written to the wrong store."""
+    stored = recorded(study)
+    given = given or (os.environ.get(TRACKING_ENV) if is_masked(stored) else None)
+    if not given and is_masked(stored):
+        raise runs.WrongStore(
+            f"the sweep's MLflow store {stored} needs a password, which is not stored with the study:"
+            " pass --tracking-uri or set $MLFLOW_TRACKING_URI"
         )
-    runs.check_parent(uri, study.user_attrs[EXPERIMENT_ATTR], study.user_attrs[PARENT_ATTR], recorded(study))
+    uri = absolute_sqlite(given) if given else stored
+    check_tracking(uri)
+    runs.check_parent(uri, study.user_attrs[EXPERIMENT_ATTR], study.user_attrs[PARENT_ATTR], stored)
     return uri
 
 

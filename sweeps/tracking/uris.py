@@ -3,9 +3,14 @@ printed: with any password masked."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sys
+import traceback
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """Embedded store: one SQLite file in the working directory, no server (MLflow refuses ./mlruns)."""
@@ -60,3 +65,23 @@ def has_secret(url: str) -> bool:
 def is_masked(url: str) -> bool:
     """Whether ``url`` was masked: its password left out, ``***`` in its place."""
     return "***" in url and mask(url) == url
+
+
+def mask_output() -> None:
+    """From now on, every log record of this process (MLflow's and the libraries' included: the record
+    factory is shared) and every uncaught traceback shows URLs with their passwords masked: an error's text
+    often quotes the URL it failed on."""
+    make_record = logging.getLogRecordFactory()
+
+    def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.msg, record.args = mask(record.getMessage()), ()
+        if record.exc_info:
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    def excepthook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        sys.stderr.write(mask("".join(traceback.format_exception(kind, error, trace))))
+
+    logging.setLogRecordFactory(masked_record)
+    sys.excepthook = excepthook
