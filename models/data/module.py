@@ -85,7 +85,7 @@ class MNISTDataModule(lightning.LightningDataModule):
         batch_size: int | Literal["full"] = 64,
         train_subset: int | None = None,
         val_split: Literal["test", "holdout"] = "test",
-        holdout_size: int = 10_000,
+        holdout_size: int | None = None,
         seed: int = 0,
         download: bool = True,
         eval_batch_size: int = 2000,
@@ -96,7 +96,8 @@ class MNISTDataModule(lightning.LightningDataModule):
             _positive("batch_size", batch_size, " or 'full'")
         if val_split not in ("test", "holdout"):
             raise ValueError(f"val_split must be 'test' or 'holdout', got {val_split!r}")
-        _positive("holdout_size", holdout_size)
+        if holdout_size is not None:
+            _positive("holdout_size", holdout_size)
         _positive("eval_batch_size", eval_batch_size)
         if train_subset is not None:
             _positive("train_subset", train_subset)
@@ -116,20 +117,24 @@ class MNISTDataModule(lightning.LightningDataModule):
 
     def _check_sizes(self, train_images: int) -> None:
         """Reject a hold-out or subset the train split (of `train_images` images) cannot provide."""
-        available = train_images
+        available, held = train_images, self.held_out(train_images)
         if self.val_split == "holdout":
-            if self.holdout_size >= train_images:
+            if held >= train_images:
                 raise ValueError(
-                    f"holdout_size={self.holdout_size} leaves no training images: the {self.name} train "
+                    f"holdout_size={held} leaves no training images: the {self.name} train "
                     f"split has {train_images}"
                 )
-            available -= self.holdout_size
+            available -= held
         if self.train_subset is not None and self.train_subset > available:
             raise ValueError(
                 f"train_subset={self.train_subset} is larger than the {available} training images of "
-                f"{self.name}"
-                + (f" left after a hold-out of {self.holdout_size}" if self.val_split == "holdout" else "")
+                f"{self.name}" + (f" left after a hold-out of {held}" if self.val_split == "holdout" else "")
             )
+
+    def held_out(self, train_images: int) -> int:
+        """Images held out of a train split of ``train_images``: ``holdout_size``, else a sixth of them
+        (MNIST's 10,000 of 60,000), so a small data set gets a hold-out in proportion."""
+        return self.holdout_size or max(1, train_images // 6)
 
     def check_files(self) -> None:
         """Check the subset and hold-out against the train split on disk, from its header alone."""
@@ -166,7 +171,8 @@ class MNISTDataModule(lightning.LightningDataModule):
         self._generator.manual_seed(self.seed)
         if self.val_split == "holdout":
             order = torch.randperm(len(x), generator=self._generator)
-            held, kept = order[: self.holdout_size], order[self.holdout_size :]
+            size = self.held_out(len(x))
+            held, kept = order[:size], order[size:]
             x_val, y_val = x[held], y[held]
             x, y = x[kept], y[kept]
         else:

@@ -128,8 +128,8 @@ def describe(error: ValidationError) -> str:
             message = "unknown key"
         elif err["type"] == "value_error":
             field, sep, rest = message.partition(": ")
-            if sep and field.isidentifier():
-                where, message = f"{where}.{field}", rest
+            if sep and all(part.isidentifier() for part in field.split(".")):
+                where, message = (field if where == "config" else f"{where}.{field}"), rest
         else:
             message = f"{message} (got {err['input']!r})"
         lines.append(f"{where}: {message}")

@@ -215,6 +215,17 @@ class SearchConfig(HyperparamSpace):
             f"{name}.{key}" for name in self.optimizers for key, n in self._sizes(name).items() if n is None
         ]
 
+    def tuned(self) -> list[str]:
+        """What the search tunes, beyond choosing among the optimizers: ``batch_size`` and every
+        ``<optimizer>.<hp>`` with more than one value."""
+        batch = ["batch_size"] if isinstance(self.batch_size, list) and len(self.batch_size) > 1 else []
+        return batch + [
+            f"{name}.{key}"
+            for name in self.optimizers
+            for key, n in self._sizes(name).items()
+            if n is None or n > 1
+        ]
+
     def grid_size(self) -> int:
         """How many distinct configurations a space without ranges holds: per optimizer, the product of
         its choices (conditional hyperparameters do not multiply across optimizers)."""

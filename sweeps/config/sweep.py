@@ -128,6 +128,21 @@ class SweepConfig(TrainConfig):
                 ) from None
         return search
 
+    @model_validator(mode="after")
+    def _selects_off_the_test_split(self) -> SweepConfig:
+        """A sweep that tunes picks its best on the validation split, so that split must not be the one its
+        scores are reported on: tuning runs on the hold-out, the test split scores retrains. Comparing fixed
+        configurations on test (the classic table) stays allowed."""
+        tuned = self.search.tuned()
+        if self.data.val_split == "test" and tuned:
+            what = ", ".join(tuned[:3]) + (", ..." if len(tuned) > 3 else "")
+            raise ValueError(
+                f"data.val_split: a sweep that tunes ({what})"
+                " selects its best on the validation split, so it must be the hold-out of the train split"
+                " (val_split: holdout, the default); the test split scores the retrains (study.retrain_seeds)"
+            )
+        return self
+
     @field_validator("study")
     @classmethod
     def _sampler_fits_space(cls, study: StudyConfig, info: ValidationInfo) -> StudyConfig:
