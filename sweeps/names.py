@@ -48,6 +48,7 @@ PHASE_TAG = PHASE_ATTR
 WORKER_TAG = "sweeps.worker"
 ROLE_TAG = "sweeps.role"
 STORAGE_TAG = "sweeps.storage"
+DEVICE_TAG = "sweeps.device"
 OUTCOME_TAG = "sweeps.outcome"
 REASON_TAG = "sweeps.reason"
 

@@ -19,6 +19,7 @@ from models.module import Diverged, OptimizerModule
 from sweeps.config.files import ConfigError
 from sweeps.config.train import TrainConfig
 from sweeps.names import EPOCH_METRICS
+from sweeps.tracking.environment import device_name
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
 from sweeps.tracking.uris import mask, tracking_uri
 
@@ -210,7 +211,9 @@ def _tracked_fit(
     record = FitRecord(cfg.experiment, cfg.run_name, uri, tags, run_id)
     report = EpochReport(console)
     trainer = build_trainer(cfg, record.logger, [report, *callbacks])
-    record.start(run_params(cfg, module), cfg.model_dump(mode="json"))
+    record.start(
+        run_params(cfg, module), cfg.model_dump(mode="json"), device_name(trainer.strategy.root_device)
+    )
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule)

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlflow.entities import Metric, RunTag
 
-from sweeps.names import OUTCOME_TAG, REASON_TAG
+from sweeps.names import DEVICE_TAG, OUTCOME_TAG, REASON_TAG
 from sweeps.tracking.environment import environment_tags
 from sweeps.tracking.runs import flat_params
 from sweeps.tracking.uris import artifact_location
@@ -46,9 +46,11 @@ class FitRecord:
         if run_id is not None:  # the logger tags only the runs it creates
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in run_tags.items()])
 
-    def start(self, params: Mapping[str, Any], config: dict) -> None:
-        """The run's params (the contract's) and its resolved config as ``config.yaml``."""
+    def start(self, params: Mapping[str, Any], config: dict, device: str) -> None:
+        """The run's params (the contract's), the device it trains on, and its resolved config as
+        ``config.yaml``."""
         self.logger.log_hyperparams(flat_params(params))
+        self.client.set_tag(self.run_id, DEVICE_TAG, device)
         self.client.log_dict(self.run_id, config, "config.yaml")
 
     def ended(self, outcome: str, status: str, reason: str) -> None:
