@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import lightning as L
 import optuna
 import requests
 from lightning.pytorch.callbacks import Callback
 from mlflow import MlflowClient
-from optuna_integration import PyTorchLightningPruningCallback
 
 from models.module import Diverged
 from sweeps.config.sweep import SweepConfig
@@ -151,13 +151,32 @@ class Objective:
             callbacks: list[Callback] = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
             if study.pruner != "none" and repeat == 0 and phase == SEARCH:
                 monitor = "val_acc" if study.direction == "maximize" else "val_loss"
-                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
+                callbacks.append(EpochPruning(trial, monitor))
             result = train(seeded, self.tracking_uri, callbacks=callbacks, run_id=run_id)
             if result.outcome == "diverged":
                 raise Diverged(result.reason)
             values.append(metric_value(result, study.metric))
             seconds += result.total_seconds
         return values, seconds
+
+
+@dataclass
+class EpochPruning(Callback):
+    """Reports ``monitor`` to the trial after each epoch's validation and stops a trial the study's pruner
+    cuts. Not optuna-integration's callback: it numbers epochs from 0, and the runs' curves and the reason
+    a pruned run shows number them from 1, as the report does."""
+
+    trial: optuna.Trial
+    monitor: str
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        epoch = trainer.current_epoch + 1
+        self.trial.report(float(value), step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {self.monitor} {float(value):.4f}")
 
 
 def _queued(trial: optuna.Trial) -> bool:

@@ -91,18 +91,18 @@ class ReconnectingStorage(RDBStorage):
         grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
         session = self.scoped_session()
         try:
-            started = (
-                session.query(models.TrialModel.trial_id, models.TrialModel.datetime_start)
+            unbeaten = (
+                session.query(models.TrialModel)
                 .outerjoin(models.TrialHeartbeatModel)
                 .filter(models.TrialModel.study_id == study_id)
                 .filter(models.TrialModel.state == TrialState.RUNNING)
                 .filter(models.TrialHeartbeatModel.trial_id.is_(None))
                 .all()
             )
+            now = datetime.now()  # datetime_start reads as naive local time
+            return [t.trial_id for t in unbeaten if t.datetime_start and now - t.datetime_start > grace]
         finally:
             session.close()
-        now = datetime.now()  # how Optuna stamps datetime_start
-        return [trial_id for trial_id, start in started if start is not None and now - start > grace]
 
     def _disconnected(self, error: BaseException) -> bool:
         lost = _lost_connection(error)
