@@ -90,7 +90,7 @@ class OptimizerModule(L.LightningModule):
         if not math.isfinite(train_loss):
             self._stop_diverged(f"non-finite training loss in epoch {self.current_epoch + 1}")
             return
-        val_acc = self._val_correct.item() / self._val_seen
+        val_acc = (self._val_correct / self._val_seen).float().item()  # as logged: float32
         self.best_val_acc = max(val_acc, self.best_val_acc) if math.isfinite(self.best_val_acc) else val_acc
         self.log_dict(
             {

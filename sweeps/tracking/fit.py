@@ -50,7 +50,7 @@ class FitRecord:
         """The run's params (the contract's), the device it trains on, and its resolved config as
         ``config.yaml``."""
         self.logger.log_hyperparams(flat_params(params))
-        self.client.set_tag(self.run_id, DEVICE_TAG, device)
+        self.client.log_batch(self.run_id, tags=[RunTag(DEVICE_TAG, device)])
         self.client.log_dict(self.run_id, config, "config.yaml")
 
     def ended(self, outcome: str, status: str, reason: str) -> None:
