@@ -98,7 +98,7 @@ def no_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "torchvision", None)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_idx() -> Callable[[Path, torch.Tensor], Path]:
     """`write_idx(path, tensor)`: one IDX file."""
     return _write_idx
