@@ -234,8 +234,9 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
 def test_workers_are_pinned_to_gpus_or_split_the_cores(workers, per_gpu, gpus, cores, expected) -> None:
     from sweeps.engine.launcher import plan
 
-    slots = plan(workers, per_gpu, gpus, cores)
-    assert [s.threads for s in plan(workers, per_gpu, gpus, cores, threads=1)] == [1] * len(expected)
+    visible = [str(g) for g in range(gpus)]
+    slots = plan(workers, per_gpu, visible, cores)
+    assert [s.threads for s in plan(workers, per_gpu, visible, cores, threads=1)] == [1] * len(expected)
     assert [(s.gpu, s.threads) for s in slots] == expected
     assert [s.index for s in slots] == list(range(len(expected)))
 
