@@ -316,3 +316,76 @@ def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_d
         objective(loser)
     assert "mlflow_run_id" not in created.get_trials(deepcopy=False)[loser.number].user_attrs
     assert winner.number == 0 and sweep_study.top_up(created, sweep) == 0
+
+
+# --- off the happy path -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_exported_tracking_uri_does_not_send_the_workers_elsewhere(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    """A user's ``MLFLOW_TRACKING_URI`` points elsewhere; the sweep's ``--tracking-uri`` is where every
+    trial's run goes, also from the worker processes that inherit the variable."""
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=2)
+    chosen, other = tmp_path / "chosen.db", tmp_path / "other.db"
+    proc = sweeps_process(
+        "run",
+        str(spec),
+        "--tracking-uri",
+        f"sqlite:///{chosen}",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{other}"},
+    )
+    out, _ = proc.communicate(timeout=600)
+
+    assert proc.returncode == 0, out
+    study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    check_recorded_once(study, f"sqlite:///{chosen}", expected=2)
+    assert not other.exists()
+
+
+@pytest.mark.slow
+def test_a_worker_whose_store_is_not_the_sweeps_refuses_naming_both(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=2)
+    created = sweeps_process("run", str(spec), "--workers", "0", cwd=tmp_path)
+    assert created.communicate(timeout=300)[0] and created.returncode == 0
+    wrong = "http://user:hunter2@127.0.0.1:1"
+    worker = sweeps_process("worker", "--study", "e2e", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": wrong})
+    out, _ = worker.communicate(timeout=120)
+
+    assert worker.returncode == 2, out
+    assert "http://user:***@127.0.0.1:1" in out and "hunter2" not in out
+    wrong_file = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    worker = sweeps_process("worker", "--study", "e2e", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": wrong_file})
+    out, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 2, out
+    assert "elsewhere.db" in out and str(tmp_path / "mlflow.db") in out.replace("\n", "")
+    study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    assert {t.state for t in study.get_trials(deepcopy=False)} == {TrialState.WAITING}
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_trial_fails_says_why_and_fails(tmp_path: Path, write_idx_dataset) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", epochs=1, n_trials=2)
+    proc = sweeps_process(
+        "run", str(spec), "search.optimizer=momentum", "search.lr=[1.0e+12]", "search.batch_size=64", cwd=tmp_path
+    )
+    out, _ = proc.communicate(timeout=600)
+
+    assert proc.returncode == 1, out
+    assert "every search trial failed" in out and "non-finite training loss" in out
+    study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    tracking = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert tracking.get_run(study.user_attrs["sweeps.parent_run_id"]).info.status == "FAILED"
+    status = sweeps_process("status", "e2e", cwd=tmp_path)
+    shown, _ = status.communicate(timeout=120)
+    assert status.returncode == 0
+    assert "last failure (trial 1): Diverged: non-finite training loss" in " ".join(shown.split())
+    assert "2× Diverged" in shown
+    assert any("Traceback" in p.read_text() for p in (tmp_path / "sweeps-logs" / "e2e").glob("*.log"))

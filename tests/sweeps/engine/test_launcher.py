@@ -1,0 +1,126 @@
+"""The launcher and the live view: GPUs the user chose, workers that fail, the sweep's running time, what a
+narrow terminal shows."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+from rich.console import Console
+
+from sweeps.config.sweep import load_sweep
+from sweeps.engine import launcher
+from sweeps.engine import study as sweep_study
+from sweeps.engine.progress import summary
+from sweeps.engine.worker import run_worker
+from sweeps.names import FAIL_REASON_ATTR, PHASE_ATTR, TUNED
+from tests.sweeps.helpers import CONF, small_sweep_spec
+
+
+@pytest.mark.parametrize(
+    ("environ", "count", "expected"),
+    [
+        ({}, 2, ["0", "1"]),
+        ({"CUDA_VISIBLE_DEVICES": "2,3"}, 2, ["2", "3"]),
+        ({"CUDA_VISIBLE_DEVICES": "GPU-aa, GPU-bb"}, 2, ["GPU-aa", "GPU-bb"]),
+        ({"CUDA_VISIBLE_DEVICES": ""}, 0, []),
+    ],
+)
+def test_workers_go_on_the_gpus_the_user_chose(environ: dict, count: int, expected: list[str]) -> None:
+    gpus = launcher.visible_gpus(environ, count)
+    assert gpus == expected
+    per_gpu = [g for g in expected for _ in range(2)] or [""]  # no GPU: one worker on the CPU
+    assert [s.gpu for s in launcher.plan(None, 2, gpus, 16)] == per_gpu
+
+
+def _created(tmp_path: Path, data: Path, *overrides: str) -> tuple[optuna.Study, object, str, str]:
+    sweep = load_sweep(small_sweep_spec(tmp_path, data, epochs=1, n_trials=2), list(overrides))
+    url, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return sweep_study.create(sweep, url, tracking), sweep, url, tracking
+
+
+def test_a_worker_that_exits_with_an_error_ends_the_parent_failed(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created, sweep, url, tracking = _created(tmp_path, tiny_data)
+
+    def broken(slot: launcher.Slot, name: str, *args: object) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    monkeypatch.setattr(launcher, "start", broken)
+    outcome = launcher.run(
+        created, sweep, url, tracking, launcher.plan(2, 1, [], 2), Console(file=io.StringIO())
+    )
+
+    assert outcome.failed == 2
+    parent = MlflowClient(tracking).get_run(created.user_attrs["sweeps.parent_run_id"])
+    assert parent.info.status == "FAILED"
+
+
+def test_the_worker_log_files_are_closed_by_the_launcher(tmp_path: Path) -> None:
+    before = _open_files()
+    proc = launcher.start(launcher.Slot(0, "", 1), "none", "sqlite:////x", "sqlite:////y", tmp_path / "logs")
+    proc.wait(timeout=120)
+    assert not [f for f in _open_files() - before if f.endswith("worker-0.log")]
+
+
+def _open_files() -> set[str]:
+    fds = Path("/proc/self/fd")
+    return {str(fd.resolve()) for fd in fds.iterdir() if fd.exists()}
+
+
+def test_a_resumed_sweep_gets_what_is_left_of_its_timeout(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(sweep_study.time, "time", lambda: clock[0])
+    created, sweep, url, tracking = _created(tmp_path, tiny_data, "study.timeout=600")
+    assert sweep_study.deadline(created, sweep) == 1600
+    clock[0] = 1100  # the first run stops after 100 s ...
+    sweep_study.count_running_time(created)
+    clock[0] = 90_000  # ... and is resumed a day later
+    resumed = sweep_study.create(sweep, url, tracking)
+    assert sweep_study.deadline(resumed, sweep) == 90_000 + 500
+
+
+def test_a_trial_running_at_the_timeout_is_stopped_and_its_budget_given_back(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    created, sweep, url, tracking = _created(
+        tmp_path, tiny_data, "study.timeout=10", "study.n_trials=1", "trainer.max_epochs=1000"
+    )
+    assert run_worker("e2e", url) == 1
+
+    (trial,) = created.get_trials(deepcopy=False)
+    assert trial.state == TrialState.FAIL and not trial.user_attrs.get("spent")
+    run = MlflowClient(tracking).get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["sweeps.reason"] == "stopped at the sweep's timeout"
+    assert sweep_study.top_up(created, sweep) == 1  # the slot is queued again when the sweep resumes
+
+
+def test_the_live_view_keeps_optimizer_names_whole_and_says_why_trials_failed(tmp_path: Path) -> None:
+    sweep = load_sweep(CONF / "shootout.yaml", ["study.n_trials=1"])
+    study = optuna.create_study(directions=["maximize"])
+    study.add_trial(_trial(TrialState.COMPLETE, 0.8, {"optimizer": "adadelta", "lr": 0.5}))
+    study.add_trial(_trial(TrialState.COMPLETE, 0.95, {"optimizer": "rmsprop"}, {PHASE_ATTR: TUNED}))
+    for reason in ("CUDA out of memory", "CUDA out of memory", "Diverged: non-finite training loss"):
+        study.add_trial(_trial(TrialState.FAIL, None, {"optimizer": "nadam"}, {FAIL_REASON_ATTR: reason}))
+    study.add_trial(_trial(TrialState.RUNNING, None, {"optimizer": "adamax", "lr": 0.002}, {"worker": "h:1"}))
+    for width in (40, 80):
+        out = io.StringIO()
+        Console(file=out, width=width).print(summary(study, sweep))
+        shown = out.getvalue()
+        assert "adadelta" in shown and "adamax" in shown and "…" not in shown
+        assert "best (search, hold-out of the train split): best_val_acc 0.8000" in " ".join(shown.split())
+        assert "2× CUDA out of memory" in shown and "1× Diverged" in shown
+        assert "last failure (trial 4): Diverged" in " ".join(shown.split())
+
+
+def _trial(state: TrialState, value: float | None, config: dict, attrs: dict | None = None) -> object:
+    return optuna.trial.create_trial(state=state, value=value, user_attrs={"config": config, **(attrs or {})})
