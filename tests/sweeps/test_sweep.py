@@ -374,7 +374,12 @@ def test_a_sweep_whose_every_trial_fails_says_why_and_fails(tmp_path: Path, writ
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
     spec = small_sweep_spec(tmp_path, tmp_path / "data", epochs=1, n_trials=2)
     proc = sweeps_process(
-        "run", str(spec), "search.optimizer=momentum", "search.lr=[1.0e+12]", "search.batch_size=64", cwd=tmp_path
+        "run",
+        str(spec),
+        "search.optimizer=momentum",
+        "search.lr=[1.0e+12]",
+        "search.batch_size=64",
+        cwd=tmp_path,
     )
     out, _ = proc.communicate(timeout=600)
 

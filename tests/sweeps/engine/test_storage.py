@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -372,3 +373,29 @@ def test_storage_bench_counts_every_trial_once(tmp_path: Path, capsys: pytest.Ca
     assert storage_bench.main(argv) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[3:5]]
     assert [(row[0], row[3], row[-1]) for row in rows] == [("journal", "8/8", "ok"), ("sqlite", "8/8", "ok")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_trial_taken_but_never_beaten_is_failed_and_retried(
+    backend: str, tmp_path: Path, study_name: str, request: pytest.FixtureRequest
+) -> None:
+    """A worker took a queued trial but never beat it: the reply to its write was lost, so it took another,
+    or it died at once. Once the grace is over the trial is failed and queued again, not RUNNING for ever."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else sqlite_url(tmp_path)
+    storage = open_storage(url, heartbeat_interval=BEAT, grace_period=GRACE)
+    study, _ = create_study_once(storage, study_name, ["minimize"])
+    study.enqueue_trial({"x": 0.25})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ask() outside optimize(), on purpose: no heartbeat at all
+        lost = study.ask()
+    lost.suggest_float("x", 0.0, 1.0)
+
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[lost.number].state == TrialState.RUNNING  # within the grace: left alone
+    time.sleep(GRACE + 1.5)
+    optuna.storages.fail_stale_trials(study)
+
+    trials = study.trials
+    assert trials[lost.number].state == TrialState.FAIL
+    [retry] = [t for t in trials if t.state == TrialState.WAITING]
+    assert retry.params == {"x": 0.25} and retry.system_attrs["failed_trial"] == lost.number

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from sweeps.engine.storage.rdb import create_study_once, open_storage
 from sweeps.engine.worker import ParentBest, _not_fatal, _tell, run_trial
+from sweeps.names import PHASE_ATTR, TUNED
 from tests.sweeps.helpers import database_url, free_ports, fresh_database, take_down
 
 
@@ -107,3 +108,23 @@ def test_mlflow_bookkeeping_that_fails_is_logged_not_raised(
         _not_fatal("the parent run's best trial", ParentBest(objective), study, trial)
     assert time.monotonic() - started < 30
     assert "the parent run's best trial skipped" in caplog.text
+
+
+def test_the_parent_shows_the_best_search_trial_never_a_retrain(tmp_path: Path, store: object) -> None:
+    """A retrain is scored on the test split: it must not pass for the search's best."""
+    study = sqlite_study(tmp_path)
+    search = run_trial(study, lambda trial: 0.8)
+    study.enqueue_trial({}, user_attrs={PHASE_ATTR: TUNED})
+    retrain = run_trial(study, lambda trial: 0.95)
+    client = store.client  # type: ignore[attr-defined]
+    parent = client.create_run(client.create_experiment("e")).info.run_id
+    objective = SimpleNamespace(
+        tracking_uri=store.uri,  # type: ignore[attr-defined]
+        parent_run_id=parent,
+        sweep=SimpleNamespace(study=SimpleNamespace(metric="best_val_acc")),
+    )
+
+    ParentBest(objective)(study, retrain)
+
+    tags, metrics = client.get_run(parent).data.tags, client.get_run(parent).data.metrics
+    assert tags["best.trial"] == str(search.number) and metrics["best_best_val_acc"] == 0.8
