@@ -50,7 +50,8 @@ class StudyConfig(Strict):
     @classmethod
     def _direction_follows_metric(cls, data: Any) -> Any:
         """Without an explicit direction, the metric's own (``val_loss`` alone means minimize)."""
-        if isinstance(data, dict) and "direction" not in data and data.get("metric") in METRIC_DIRECTIONS:
+        metric = data.get("metric") if isinstance(data, dict) else None
+        if isinstance(metric, str) and "direction" not in data and metric in METRIC_DIRECTIONS:
             return {**data, "direction": METRIC_DIRECTIONS[data["metric"]]}
         return data
 

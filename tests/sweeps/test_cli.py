@@ -1,0 +1,152 @@
+"""Bad input to the commands, whatever its kind (a field of the spec, a flag, a file, a server), is refused
+with exit code 2 and a message naming it, before any study, run or file is written."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from sweeps.config.sweep import SweepConfig
+from tests.sweeps.helpers import invoke, small_sweep_spec
+
+
+def _leaves(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """Every field of the spec, by its dotted name (sections followed into)."""
+    for name, field in model.model_fields.items():
+        options = (field.annotation, *typing.get_args(field.annotation))
+        section = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+        if section is None or name == "per_optimizer":
+            yield f"{prefix}{name}"
+        else:
+            yield from _leaves(section, f"{prefix}{name}.")
+
+
+FIELDS = [*_leaves(SweepConfig), "optimizer.lr", "search.lr"]
+
+
+@pytest.fixture
+def spec(tmp_path: Path, tiny_data: Path) -> Path:
+    return small_sweep_spec(tmp_path, tiny_data)
+
+
+def nothing_written(folder: Path) -> bool:
+    return not [
+        p.name for p in folder.iterdir() if p.suffix == ".db" or p.name in ("mlartifacts", "sweeps-logs")
+    ]
+
+
+def test_every_field_of_the_spec_is_covered() -> None:
+    assert {"data.val_split", "data.split_seed", "study.retrain_seeds", "search.per_optimizer"} <= set(FIELDS)
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_wrong_value_of_any_field_is_refused_naming_it(field: str, spec: Path, tmp_path: Path) -> None:
+    result = invoke("run", str(spec), f"{field}=[[1, 2]]")
+
+    assert result.exit_code == 2, result.output
+    assert field in " ".join(result.stderr.split()), result.stderr
+    assert nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("study.n_trials=0", "study.n_trials"),
+        ("study.timeout=-5", "study.timeout"),
+        ("study.retrain_seeds=-1", "study.retrain_seeds"),
+        ("trainer.max_epochs=0", "trainer.max_epochs"),
+        ("data.holdout_size=0", "data.holdout_size"),
+        ("search.lr={low: 0.1, high: 0.01}", "search.lr"),
+        ("search.nonsense=1", "search.nonsense"),
+        ("study.colour=red", "study.colour"),
+        ("search.optimizer=[adam, sgdd]", "search.optimizer"),
+    ],
+)
+def test_out_of_range_and_unknown_values_are_refused(
+    override: str, named: str, spec: Path, tmp_path: Path
+) -> None:
+    result = invoke("run", str(spec), override)
+
+    assert result.exit_code == 2, result.output
+    assert named in " ".join(result.stderr.split())
+    assert nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--workers", "-1"], "--workers"),
+        (["--workers-per-gpu", "0"], "--workers-per-gpu"),
+        (["--threads", "0"], "--threads"),
+        (["--storage", "mysql://u:hunter2@db/x"], "mysql://u:***@db/x"),
+        (
+            ["--storage", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"],
+            "postgresql+psycopg://u:***@127.0.0.1:1/x",
+        ),
+        (["--tracking-uri", "http://u:hunter2@127.0.0.1:1"], "http://u:***@127.0.0.1:1"),
+        (["--storage", "sqlite:////no/such/folder/optuna.db"], "/no/such/folder"),
+    ],
+)
+def test_bad_flags_of_run_are_refused(args: list[str], named: str, spec: Path, tmp_path: Path) -> None:
+    result = invoke("run", str(spec), *args)
+
+    assert result.exit_code == 2, result.output
+    assert named in " ".join(result.output.split()) and "hunter2" not in result.output
+    assert nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--study", "nope"], "no study 'nope'"),
+        (["--study", "x", "--index", "-1"], "--index"),
+        (["--study", "x", "--threads", "0"], "--threads"),
+        (["--study", "x", "--storage", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"], "u:***@127.0.0.1:1"),
+    ],
+)
+def test_bad_flags_of_worker_are_refused(args: list[str], named: str, tmp_path: Path) -> None:
+    result = invoke("worker", *args)
+
+    assert result.exit_code == 2, result.output
+    assert named in " ".join(result.output.split()) and "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "content", "fragment"),
+    [
+        ("run", b"", "study"),  # an empty spec lacks its study (an empty train config is all defaults)
+        ("run", b"\x00\x01\x02\xff\xfe binary", "not UTF-8"),
+        ("train", b"\x00\x01\x02\xff\xfe binary", "not UTF-8"),
+        ("run", b"study: {name: [x\n", ":1:"),
+        ("train", b"trainer: {max_epochs: [x\n", ":1:"),
+    ],
+    ids=["empty-spec", "binary-spec", "binary-config", "broken-spec", "broken-config"],
+)
+def test_bad_files_are_refused_naming_them(
+    command: str, content: bytes, fragment: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(content)
+
+    result = invoke(command, str(path))
+
+    assert result.exit_code == 2, result.output
+    assert fragment in result.stderr and str(path) in " ".join(result.stderr.split()) + str(path) * (
+        not content
+    )
+    assert nothing_written(tmp_path)
+
+
+def test_train_refuses_an_unreachable_tracking_server(tmp_path: Path, tiny_data: Path) -> None:
+    from tests.sweeps.helpers import TRAIN_YAML, tiny
+
+    result = invoke(
+        "train", str(TRAIN_YAML), *tiny(tiny_data), "--tracking-uri", "http://u:hunter2@127.0.0.1:1"
+    )
+
+    assert result.exit_code == 2 and "http://u:***@127.0.0.1:1" in result.stderr
+    assert nothing_written(tmp_path)
