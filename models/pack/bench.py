@@ -1,0 +1,120 @@
+"""How a pack's step scales with K, against one trial alone: seconds per step and per trial-epoch.
+
+Both paths run through Lightning's Trainer as a sweep runs them (the seed CNN, batch 64, fused CPU kernels,
+one registry optimizer), on a real data set, without validation; each K and the single run are measured in
+turn, ``repeats`` times, in one process, and the median is kept, so a noisy shared machine hits all paths
+alike. A trial-epoch is the time one trial needs for a full epoch: a step's seconds × steps per epoch / K.
+
+    python -c "from sweeps.engine.runtime import tune_allocator; tune_allocator();
+    from models.pack.bench import main; main()"
+
+(``tune_allocator`` keeps glibc from unmapping activation memory every step, as ``sweeps`` does before
+training; ``models`` may not import ``sweeps``, so the calling script does it.)
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from models.data.files import DEBIAN_FASHION_MNIST_DIR
+from models.data.module import MNISTDataModule
+from models.module import OptimizerModule
+from models.pack.data import PackData
+from models.pack.module import Member, PackModule
+
+
+@dataclass(frozen=True)
+class Timing:
+    path: str
+    members: int
+    step_seconds: float
+    trial_epoch_seconds: float
+
+
+class _StepTimer(Callback):
+    """Wall time of each training batch after the first ``warmup``."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.seconds: list[float] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
+        if trainer.fit_loop.epoch_loop.batch_idx >= self.warmup:
+            self.seconds.append(time.perf_counter() - self._started)
+
+
+def _steps(module: L.LightningModule, datamodule: L.LightningDataModule, steps: int, warmup: int) -> float:
+    timer = _StepTimer(warmup)
+    L.Trainer(
+        max_epochs=1,
+        limit_train_batches=warmup + steps,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, datamodule=datamodule)
+    return statistics.median(timer.seconds)
+
+
+def measure(
+    ks: Sequence[int] = (1, 4, 8),
+    optimizer: str = "adam",
+    batch_size: int = 64,
+    steps: int = 20,
+    warmup: int = 3,
+    repeats: int = 3,
+    data_dir: Path = DEBIAN_FASHION_MNIST_DIR,
+) -> list[Timing]:
+    """Median seconds per step of one trial alone and of packs of each K, interleaved ``repeats`` times."""
+
+    def data(seed: int = 0) -> MNISTDataModule:
+        return MNISTDataModule("fashion_mnist", data_dir, batch_size=batch_size, seed=seed, download=False)
+
+    def single() -> float:
+        return _steps(OptimizerModule(optimizer), data(), steps, warmup)
+
+    def pack(k: int) -> Callable[[], float]:
+        def run() -> float:
+            module = PackModule([Member(optimizer, seed=seed) for seed in range(k)])
+            return _steps(module, PackData(data(), module), steps, warmup)
+
+        return run
+
+    runs: dict[tuple[str, int], Callable[[], float]] = {("single", 1): single}
+    runs |= {("pack", k): pack(k) for k in ks}
+    seconds: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            seconds[key].append(run())
+    probe = data()
+    probe.setup()
+    per_epoch = probe.steps_per_epoch
+    return [
+        Timing(path, k, statistics.median(s), statistics.median(s) * per_epoch / k)
+        for (path, k), s in seconds.items()
+    ]
+
+
+def main() -> None:
+    """Print :func:`measure`'s table, each path's trial-epoch also as a ratio to the single trial's."""
+    timings = measure()
+    alone = timings[0].trial_epoch_seconds
+    print("| path | K | s/step | s/trial-epoch | vs one trial alone |")
+    print("| --- | --- | --- | --- | --- |")
+    for t in timings:
+        cells = (t.path, t.members, f"{t.step_seconds:.4f}", f"{t.trial_epoch_seconds:.1f}")
+        print("| " + " | ".join(map(str, cells)) + f" | {alone / t.trial_epoch_seconds:.2f}× |")
