@@ -104,6 +104,10 @@ class PackModule(L.LightningModule):
     def best_val_acc(self) -> list[float]:
         return [record.best_val_acc for record in self.records]
 
+    def optimizer_params(self) -> list[dict[str, Any]]:
+        """What each member's optimizer was built with, as a single run logs them: torch keyword arguments."""
+        return [self.spec.torch_kwargs(hparams) for hparams in self.member_hparams]
+
     def stop(self, member: int, reason: str) -> None:
         """End ``member`` as pruned and free its slot: during fit, at an epoch's end (a callback's
         ``on_validation_end`` or ``on_train_epoch_end``), when no step or validation is under way."""
