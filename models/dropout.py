@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.seeding import fold
+from models.seeding import Key, fold
 
 
 @dataclass
 class _Scope:
-    key: Tensor
+    key: Key
     drawn: int = 0
 
 
@@ -46,8 +46,9 @@ _SCOPE: ContextVar[_Scope | None] = ContextVar("dropout_scope", default=None)
 
 
 @contextmanager
-def keyed(key: Tensor) -> Iterator[None]:
-    """Dropout calls inside draw their masks from ``key`` (int64, one per pack member under vmap)."""
+def keyed(key: Key) -> Iterator[None]:
+    """Dropout calls inside draw their masks from ``key`` (an int, or an int64 tensor: one per pack member
+    under vmap)."""
     token = _SCOPE.set(_Scope(key))
     try:
         yield
@@ -55,11 +56,11 @@ def keyed(key: Tensor) -> Iterator[None]:
         _SCOPE.reset(token)
 
 
-def next_key(device: torch.device) -> Tensor:
+def next_key() -> Key:
     """The key of the next dropout layer: ``fold(scope key, i)`` for the scope's i-th draw."""
     scope = _SCOPE.get()
     if scope is None:
-        return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64).to(device)
+        return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64))
     scope.drawn += 1
     return fold(scope.key, scope.drawn - 1)
 
@@ -79,13 +80,16 @@ def _lowbias32(x: Tensor) -> Tensor:
     return x ^ _shr(x, 16)
 
 
-def words(key: Tensor, index: Tensor) -> Tensor:
+def words(key: Key, index: Tensor) -> Tensor:
     """The int32 words ``index`` of the stream of the 64-bit ``key``."""
-    low, high = key.to(torch.int32), (key >> 32).to(torch.int32)
+    if isinstance(key, Tensor):
+        low, high = key.to(torch.int32), (key >> 32).to(torch.int32)
+    else:
+        low, high = _int32(key), _int32(key >> 32)
     return _lowbias32((index ^ high) * (low | 1))
 
 
-def keep_mask(key: Tensor, rows: Tensor, length: int, p: float) -> Tensor:
+def keep_mask(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
     """Boolean keep-mask [*rows.shape, length], P(keep) = 1 - p, for the logical row numbers ``rows``."""
     threshold = p * 256
     exact = threshold == int(threshold)
@@ -97,7 +101,7 @@ def keep_mask(key: Tensor, rows: Tensor, length: int, p: float) -> Tensor:
     return (stream & 0x7FFFFFFF) >= round(p * 2**31)
 
 
-def keep_scaled(key: Tensor, rows: Tensor, length: int, p: float) -> Tensor:
+def keep_scaled(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
     """Inverted dropout's multiplier: the keep-mask scaled by 1 / (1 - p)."""
     return keep_mask(key, rows, length, p) * (1.0 / (1.0 - p))
 
@@ -107,7 +111,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     if not training or p == 0:
         return x
     rows = torch.arange(x[..., 0].numel(), device=x.device).view(x.shape[:-1])
-    return x * keep_scaled(next_key(x.device), rows, x.shape[-1], p)
+    return x * keep_scaled(next_key(), rows, x.shape[-1], p)
 
 
 class Dropout(nn.Module):

@@ -53,7 +53,7 @@ class OptimizerModule(L.LightningModule):
         self.optimizer_hparams = self.spec.resolve(preset, **dict(hparams or {}))
         with seeded(seed):
             self.model = SeedCNN(num_classes=num_classes, init=init, fused=fused)
-        self.register_buffer("dropout_key", torch.tensor(derive(seed, DROPOUT)), persistent=False)
+        self.dropout_key = derive(seed, DROPOUT)
         self.check_finite_every = check_finite_every
         self.diverged: str | None = None
         self.best_val_acc = float("nan")

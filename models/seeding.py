@@ -15,8 +15,10 @@ The data split (hold-out, subset) is not the trial's: it comes from the data mod
 trial of a sweep validates on the same images.
 
 ``derive`` and :mod:`models.dropout` share SplitMix64 (Steele, Lea & Flood, OOPSLA 2014): its n-th output
-from a state s is ``mix(s + n * GOLDEN)``, an avalanching finaliser, written here in int64 tensor arithmetic
-(which wraps modulo 2^64 on CPU and CUDA alike).
+from a state s is ``mix(s + n * GOLDEN)``, an avalanching finaliser. A key is a Python int (one trial: no
+tensor op, no device transfer per step) or an int64 tensor (a pack: one key per member, on the device);
+the same expressions serve both, Python ints wrapped modulo 2^64 where tensors wrap by themselves (on CPU
+and CUDA alike), so a key's value is the same in either form, up to the sign of its int64 reading.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from torch import Tensor
 INIT = 1
 DROPOUT = 2
 
-_MOD = 2**64
+Key = int | Tensor
+
+_MASK = 2**64 - 1
 GOLDEN = 0x9E3779B97F4A7C15
 _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
@@ -38,30 +42,34 @@ _C2 = 0x94D049BB133111EB
 
 def int64(value: int) -> int:
     """``value`` modulo 2^64 as a signed 64-bit integer, the form torch's int64 tensors hold."""
-    return (value + 2**63) % _MOD - 2**63
+    return (value + 2**63) % 2**64 - 2**63
 
 
-def _shr(x: Tensor, bits: int) -> Tensor:
-    """Logical right shift of int64 bit patterns (torch's ``>>`` is arithmetic, it copies the sign bit)."""
+def _wrap(x: Key) -> Key:
+    return x if isinstance(x, Tensor) else x & _MASK
+
+
+def _shr(x: Key, bits: int) -> Key:
+    """Logical right shift of 64-bit patterns (torch's ``>>`` is arithmetic: it copies the sign bit)."""
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def mix(x: Tensor) -> Tensor:
-    """SplitMix64's finaliser on int64 tensors: every output bit depends on every input bit."""
-    x = (x ^ _shr(x, 30)) * int64(_C1)
-    x = (x ^ _shr(x, 27)) * int64(_C2)
+def mix(x: Key) -> Key:
+    """SplitMix64's finaliser: every output bit depends on every input bit."""
+    x = _wrap((x ^ _shr(x, 30)) * int64(_C1))
+    x = _wrap((x ^ _shr(x, 27)) * int64(_C2))
     return x ^ _shr(x, 31)
 
 
-def fold(key: Tensor, n: int | Tensor) -> Tensor:
+def fold(key: Key, n: int | Tensor) -> Key:
     """The n-th SplitMix64 output of state ``key``: a new, independent key per (key, n)."""
     step = n * int64(GOLDEN) if isinstance(n, Tensor) else int64(n * GOLDEN)
-    return mix(key + step)
+    return mix(_wrap(key + step))
 
 
 def derive(seed: int, purpose: int) -> int:
     """The key of one purpose (``INIT``, ``DROPOUT``) of a trial's ``seed``, as a non-negative int."""
-    return int(fold(torch.tensor(int64(seed)), purpose)) & (2**63 - 1)
+    return fold(seed & _MASK, purpose) & (2**63 - 1)
 
 
 def order_generator(seed: int) -> torch.Generator:

@@ -23,6 +23,7 @@ def splitmix64(state: int, n: int) -> int:
 def test_fold_is_splitmix64_in_wrapping_int64_arithmetic(state: int, n: int) -> None:
     key = torch.tensor(seeding.int64(state))
     assert seeding.fold(key, n).item() % 2**64 == splitmix64(state % 2**64, n)
+    assert seeding.fold(state % 2**64, n) == splitmix64(state % 2**64, n)  # a Python int key, no tensor
     assert seeding.fold(key.expand(3), torch.tensor([n, n, n])).tolist() == [seeding.fold(key, n).item()] * 3
 
 
@@ -66,6 +67,16 @@ def test_keep_mask_has_the_bernoulli_rate_and_depends_on_the_key_alone(p: float)
     assert torch.equal(dropout.keep_mask(torch.tensor(11), rows, 1000, p), mask)
     other = dropout.keep_mask(torch.tensor(12), rows, 1000, p)
     assert abs((other == mask).float().mean().item() - (p * p + (1 - p) ** 2)) < 0.003  # independent
+
+
+def test_a_key_draws_the_same_mask_as_an_int_or_as_a_tensor() -> None:
+    key = next(k for k in (seeding.fold(7, n) for n in range(20)) if k >= 2**63)  # negative as int64
+    as_tensor = torch.tensor(seeding.int64(key))
+    for p in (0.25, 0.3):
+        assert torch.equal(
+            dropout.keep_mask(key, torch.arange(5), 77, p),
+            dropout.keep_mask(as_tensor, torch.arange(5), 77, p),
+        )
 
 
 def test_a_row_is_the_same_whatever_order_the_rows_are_stored_in() -> None:
