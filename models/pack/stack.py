@@ -4,11 +4,12 @@ How: ``torch.func.stack_module_state`` stacks the members' parameters and buffer
 ``vmap`` over ``functional_call`` of one member network. That is generic (any ``nn.Module``), and ``vmap``
 turns each layer into one batched kernel for all K: a Linear into a batched matrix multiply, a Conv2d into
 a grouped convolution; the seed CNN's fused CPU block brings its own ``vmap`` rule (:mod:`models.fused`).
-Measured on the 2-core development VM (seed CNN, batch 64, forward and backward, K = 4): per member,
-hand-batching the layers (bmm, and the fused block batched by hand outside autograd) took 23 ms, vmap over
-the textbook layers 23 ms, vmap over the fused block 17 ms (16 ms with the layouts below), against 10–11 ms
-for one network alone; on a CPU a pack saves no arithmetic, it exists for the GPU, where one trial leaves
-most of the chip idle.
+Measured on the 2-core development VM (seed CNN, batch 64, forward and backward, K = 4, CPU time on one
+thread, best of 9): 17.7 ms for one network alone; per member in a pack, 26.8 ms with vmap over the
+textbook layers, 19.0 ms hand-batched (batched multiplies around the packed fused block), 19.7 ms with vmap
+over the fused block and 16.9 ms once the parameters have their gradients' layouts
+(:meth:`Stack.settle_layouts`). So vmap costs nothing over hand-batching here; on a CPU a pack saves little
+arithmetic, it exists for the GPU, where one trial leaves most of the chip idle.
 
 Randomness: pass one int64 dropout key per member; each member's dropout layers draw from its own key
 (:mod:`models.dropout`), so its masks do not depend on its pack-mates. ``vmap`` runs with
@@ -94,7 +95,7 @@ class Stack(nn.Module):
 
         Why: ``vmap`` of a Linear computes the weight's gradient as a batched transpose, and autograd copies
         a gradient into its parameter's layout when they differ: a full transposing copy of the largest
-        tensor every step (3 ms of 17 per member at K = 4 on CPU). Once the parameter has the gradient's
+        tensor every step (2.8 ms of 19.7 per member at K = 4 on CPU). Once the parameter has the gradient's
         layout, autograd keeps the gradient as it comes, and the optimizer's element-wise passes read both
         in the same order.
         """
