@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from models.optimizers import get_spec
-from models.pack.rules import RULES, Value
+from models.pack.rules import RULES, Rule, Value
 from models.pack.slots import take
 
 
@@ -31,7 +31,7 @@ class PackedOptimizer(torch.optim.Optimizer):
         if any(len(p) != len(hparams) for p in params):
             raise ValueError(f"every parameter must stack {len(hparams)} members along its first dimension")
         kwargs = [spec.torch_kwargs(h) for h in hparams]
-        self.rule: Callable[..., None] = RULES[spec.torch_class]
+        self.rule: Rule = RULES[spec.torch_class]
         flat = [_split_pairs(k) for k in kwargs]
         self.names = list(flat[0])
         defaults = {key: _stacked([f[key] for f in flat], params[0].device) for key in self.names}

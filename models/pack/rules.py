@@ -7,7 +7,11 @@ scalar when every member has the same value (torch's own fast path, and branches
 decided once), else a tensor of K values on the parameters' device, broadcast over each member's slice.
 Per-member scalars (bias corrections, step sizes) are computed in float64 as torch computes them in
 Python floats, then cast to the parameters' dtype. There is no loop over members and no host sync: one
-kernel per torch operation for the whole pack.
+kernel per torch operation for the whole pack. Not one kernel per rule, though: torch's fused kernels take
+one value per hyperparameter, so a packed Adam reads and writes the parameters' size about nine times a
+step where torch's fused Adam does it once (seed CNN, K = 4, 2 CPU threads: 2.8 ms per member and step
+against 0.56 ms). Fusing the rules (``torch.compile`` with the step count as a tensor, or a kernel of our
+own) is the next saving on a GPU, where these passes are bound by memory bandwidth.
 """
 
 from __future__ import annotations
