@@ -81,6 +81,7 @@ def build_module(cfg: TrainConfig, num_classes: int) -> OptimizerModule:
         init=cfg.model.init,
         num_classes=num_classes,
         fused=cfg.model.fused,
+        seed=cfg.trainer.seed,
     )
 
 
