@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models import fused
+from models.dropout import dropout
 
 Init = Literal["torch", "keras"]
 
@@ -17,7 +18,8 @@ class SeedCNN(nn.Module):
     → Linear(256→10): 1,387,594 parameters for 28×28 inputs and 10 classes.
 
     On CPU the first block runs through :mod:`models.fused` (same function, a third of the time); elsewhere,
-    or with ``fused=False``, through the textbook layers. Both read the same parameters.
+    or with ``fused=False``, through the textbook layers. Both read the same parameters and drop the same
+    units: masks come from :mod:`models.dropout`, the conv mask's rows being (image, channel) in both.
     """
 
     def __init__(self, num_classes: int = 10, init: Init = "torch", fused: bool = True) -> None:
@@ -36,11 +38,10 @@ class SeedCNN(nn.Module):
         if self.fused and x.device.type == "cpu":
             h = fused.conv_pool_relu_dropout(x, self.conv.weight, self.conv.bias, self.p_conv, self.training)
             h = F.relu(self.fc1(h))
-            h = fused.dropout(h, self.p_fc) if self.training else h
-            return self.fc2(h)
+            return self.fc2(dropout(h, self.p_fc, self.training))
         h = F.max_pool2d(F.relu(self.conv(x)), 2)
-        h = F.dropout(h, self.p_conv, self.training).flatten(1)
-        h = F.dropout(F.relu(self.fc1(h)), self.p_fc, self.training)
+        h = dropout(h.flatten(2), self.p_conv, self.training).flatten(1)
+        h = dropout(F.relu(self.fc1(h)), self.p_fc, self.training)
         return self.fc2(h)
 
 

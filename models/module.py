@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.cnn import Init, SeedCNN
+from models.dropout import keyed
 from models.optimizers import get_spec
+from models.seeding import DROPOUT, derive, fold, seeded
 
 Batch = tuple[Tensor, Tensor]
 
@@ -29,6 +31,9 @@ class OptimizerModule(L.LightningModule):
     epochs 1, 5 and 10): ``train_loss`` (mean over the epoch's samples), ``val_loss``, ``val_acc`` and
     ``epoch_seconds`` (wall time of the epoch, validation included), all at the end of validation. Losses
     are accumulated on the device and read once per epoch, so the step never waits on a host sync.
+
+    Randomness comes from ``seed`` alone (:mod:`models.seeding`): the network is initialised from its INIT
+    key, and training step t draws its dropout masks from ``fold(DROPOUT key, t)``, as a pack member does.
     """
 
     def __init__(
@@ -40,12 +45,15 @@ class OptimizerModule(L.LightningModule):
         num_classes: int = 10,
         fused: bool = True,
         check_finite_every: int = 50,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the caller logs the contract's params, once
         self.spec = get_spec(optimizer)
         self.optimizer_hparams = self.spec.resolve(preset, **dict(hparams or {}))
-        self.model = SeedCNN(num_classes=num_classes, init=init, fused=fused)
+        with seeded(seed):
+            self.model = SeedCNN(num_classes=num_classes, init=init, fused=fused)
+        self.dropout_key = derive(seed, DROPOUT)
         self.check_finite_every = check_finite_every
         self.diverged: str | None = None
         self.best_val_acc = float("nan")
@@ -60,7 +68,8 @@ class OptimizerModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         x, y = batch
-        loss = F.cross_entropy(self(x), y)
+        with keyed(fold(self.dropout_key, self.global_step)):
+            loss = F.cross_entropy(self(x), y)
         self._train_loss += loss.detach() * y.shape[0]
         self._train_seen += y.shape[0]
         if batch_idx % self.check_finite_every == 0 and not torch.isfinite(self._train_loss):

@@ -19,6 +19,7 @@ import torch
 from models.data.catalogue import dataset_info
 from models.data.files import DatasetNotFound, data_root, download, find_files, read_split
 from models.data.idx import idx_length
+from models.seeding import order_generator
 
 
 class TensorBatches:
@@ -75,6 +76,8 @@ class MNISTDataModule(lightning.LightningDataModule):
 
     Arguments are checked in `__init__` without I/O (against the published split sizes), so that a bad config
     fails before anything is created; sizes are checked again against the files in `setup`.
+    Two seeds: `split_seed` draws the hold-out and the subset, so every trial of a sweep validates on the same
+    images whatever its own `seed`; `seed` (the trial's) draws the epoch orders.
     `save_hyperparameters` is not called: the sweep logs params itself, one writer per run.
     """
 
@@ -89,6 +92,7 @@ class MNISTDataModule(lightning.LightningDataModule):
         seed: int = 0,
         download: bool = True,
         eval_batch_size: int = 2000,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
         self.info = dataset_info(name)
@@ -108,12 +112,13 @@ class MNISTDataModule(lightning.LightningDataModule):
         self.val_split = val_split
         self.holdout_size = holdout_size
         self.seed = seed
+        self.split_seed = split_seed
         self.download = download
         self.eval_batch_size = eval_batch_size
         self._check_sizes(self.info.split_sizes["train"])
         self._train: tuple[torch.Tensor, torch.Tensor] | None = None
         self._val: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._generator = torch.Generator()
+        self._order = order_generator(seed)
 
     def _check_sizes(self, train_images: int) -> None:
         """Reject a hold-out or subset the train split (of `train_images` images) cannot provide."""
@@ -160,7 +165,7 @@ class MNISTDataModule(lightning.LightningDataModule):
             self._val = (self._val[0].to(device), self._val[1].to(device))
 
     def _load(self, device: torch.device) -> None:
-        """Split off the hold-out, then the subset, from one generator seeded once; later epochs continue it.
+        """Split off the hold-out, then the subset, from a generator seeded with `split_seed`.
 
         The normalisation statistics are those of the training images actually used, so nothing of the
         validation images leaks into training.
@@ -168,9 +173,9 @@ class MNISTDataModule(lightning.LightningDataModule):
         files = find_files(self.name, self.data_dir)
         x, y = read_split(self.info, *files["train"])
         self._check_sizes(len(x))
-        self._generator.manual_seed(self.seed)
+        split = torch.Generator().manual_seed(self.split_seed)
         if self.val_split == "holdout":
-            order = torch.randperm(len(x), generator=self._generator)
+            order = torch.randperm(len(x), generator=split)
             size = self.held_out(len(x))
             held, kept = order[:size], order[size:]
             x_val, y_val = x[held], y[held]
@@ -178,7 +183,7 @@ class MNISTDataModule(lightning.LightningDataModule):
         else:
             x_val, y_val = read_split(self.info, *files["test"])
         if self.train_subset is not None:
-            keep = torch.randperm(len(x), generator=self._generator)[: self.train_subset]
+            keep = torch.randperm(len(x), generator=split)[: self.train_subset]
             x, y = x[keep], y[keep]
         x_train = x.to(device).float().div_(255)
         mean, std = x_train.mean(), x_train.std()
@@ -197,9 +202,9 @@ class MNISTDataModule(lightning.LightningDataModule):
         return self.train_size if self.batch_size == "full" else self.batch_size
 
     def train_dataloader(self) -> TensorBatches:
-        """Shuffled each epoch by the generator seeded in setup, so a run's epoch orders are reproducible."""
+        """Shuffled each epoch by the generator seeded with `seed`: a run's epoch orders are reproducible."""
         x, y = self._loaded()[0]
-        return TensorBatches(x, y, self._train_batch_size, shuffle=True, generator=self._generator)
+        return TensorBatches(x, y, self._train_batch_size, shuffle=True, generator=self._order)
 
     def val_dataloader(self) -> TensorBatches:
         x, y = self._loaded()[1]

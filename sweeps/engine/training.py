@@ -70,6 +70,7 @@ def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
         val_split=d.val_split,
         holdout_size=d.holdout_size,
         seed=cfg.trainer.seed,
+        split_seed=d.split_seed,
         download=d.download,
     )
 
@@ -82,6 +83,7 @@ def build_module(cfg: TrainConfig, num_classes: int) -> OptimizerModule:
         init=cfg.model.init,
         num_classes=num_classes,
         fused=cfg.model.fused,
+        seed=cfg.trainer.seed,
     )
 
 

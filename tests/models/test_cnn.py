@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import fused
+from models import dropout, fused
 from models.cnn import SeedCNN, count_parameters
 
 
@@ -79,9 +79,9 @@ def test_fused_block_equals_conv_relu_pool_dropout_with_the_same_mask() -> None:
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(1, 32, 3)
     x = _images(batch=8)
-    keep = fused.keep_mask((32, 8 * 13 * 13), 0.25)
+    keep = torch.rand(32, 8 * 13 * 13) >= 0.25
     scale = 1 / 0.75
-    ours = fused.ConvPoolReLUDropout.apply(x, conv.weight, conv.bias, keep * scale)
+    ours = fused.ConvPoolReLUDropout.apply(x, conv.weight, conv.bias, keep * scale)[0]
     mask_nchw = keep.view(32, 8, 13, 13).transpose(0, 1)
     ref = (F.max_pool2d(F.relu(conv(x)), 2) * mask_nchw * scale).flatten(1)
     torch.testing.assert_close(ours, ref)
@@ -98,28 +98,39 @@ def test_ties_route_the_gradient_to_one_corner_as_max_pool_does() -> None:
     bias = torch.rand(32) + 0.1
     x = torch.zeros(2, 1, 28, 28)
     bias_ = bias.clone().requires_grad_()
-    out = fused.ConvPoolReLUDropout.apply(x, weight.requires_grad_(), bias_, torch.ones(32, 2 * 169))
+    out = fused.ConvPoolReLUDropout.apply(x, weight.requires_grad_(), bias_, torch.ones(32, 2 * 169))[0]
     out.sum().backward()
     assert torch.allclose(bias_.grad, torch.full((32,), 2 * 169.0))
 
 
-@pytest.mark.parametrize("p", [0.25, 0.5, 0.3])
-def test_keep_mask_has_the_bernoulli_rate(p: float) -> None:
-    torch.manual_seed(0)
-    mask = fused.keep_mask((400, 1000), p)
-    assert mask.dtype == torch.bool and mask.shape == (400, 1000)
-    assert abs(mask.float().mean().item() - (1 - p)) < 0.003
-    torch.manual_seed(0)
-    assert torch.equal(fused.keep_mask((400, 1000), p), mask)
+def test_fused_training_step_drops_the_same_units_as_textbook() -> None:
+    """Both paths draw their masks in the same logical layout, so under one key they compute one function."""
+    textbook, fast = _pair()
+    x, y = _images(), torch.arange(16) % 10
+    grads = []
+    for model in (textbook, fast):
+        with dropout.keyed(torch.tensor(12345)):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    torch.testing.assert_close(grads[1][0], grads[0][0])
+    for name, grad in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    with dropout.keyed(torch.tensor(54321)):
+        other = F.cross_entropy(fast(x), y).detach()
+    assert not torch.equal(other, grads[1][0])
 
 
 def test_dropout_preserves_the_mean_and_zeroes_a_fraction() -> None:
     torch.manual_seed(0)
     x = torch.ones(1000, 1000)
-    y = fused.dropout(x, 0.5)
+    y = dropout.dropout(x, 0.5)
     assert abs(y.mean().item() - 1.0) < 0.01
     assert abs((y == 0).float().mean().item() - 0.5) < 0.01
-    assert fused.dropout(x, 0.0) is x
+    assert dropout.dropout(x, 0.0) is x
+    assert dropout.dropout(x, 0.5, training=False) is x
+    torch.manual_seed(0)
+    assert torch.equal(dropout.dropout(x, 0.5), y)  # without a key in scope: the global generator
 
 
 def test_bf16_autocast_trains_through_the_fused_path() -> None:

@@ -325,24 +325,43 @@ def images_of(x: torch.Tensor) -> set[bytes]:
     return {image.numpy().tobytes() for image in x}
 
 
-def test_subset_and_holdout_are_seeded_and_disjoint(tmp_path, write_idx_dataset):
+def test_subset_and_holdout_are_seeded_by_split_seed_and_disjoint(tmp_path, write_idx_dataset):
     written = write_idx_dataset(tmp_path, "mnist", n_train=60, n_test=20)
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"corrupt: a hold-out run must not read the test split")
 
-    def split(seed: int) -> tuple[set[bytes], set[bytes]]:
+    def split(split_seed: int, seed: int = 0) -> tuple[set[bytes], set[bytes]]:
         module = MNISTDataModule(
-            "mnist", data_dir=tmp_path, train_subset=25, val_split="holdout", holdout_size=15, seed=seed
+            "mnist",
+            data_dir=tmp_path,
+            train_subset=25,
+            val_split="holdout",
+            holdout_size=15,
+            seed=seed,
+            split_seed=split_seed,
         )
         module.setup()
         assert (module.train_size, module.val_size) == (25, 15)
         return images_of(module.train_dataloader().x), images_of(module.val_dataloader().x)
 
-    train, held_out = split(seed=3)
+    train, held_out = split(split_seed=3)
 
     assert not train & held_out
-    assert (train, held_out) == split(seed=3)
-    assert split(seed=4) != (train, held_out)
+    assert (train, held_out) == split(split_seed=3)
+    assert split(split_seed=4) != (train, held_out)
+    assert split(split_seed=3, seed=7) == (train, held_out)  # every trial of a sweep validates on the same
     assert len(images_of(written["train"][0].float())) == 60
+
+
+def test_the_trial_seed_draws_the_epoch_orders_of_one_split(tmp_path, write_idx_dataset):
+    write_idx_dataset(tmp_path, "mnist", n_train=50)
+
+    def first_epoch(seed: int) -> list[int]:
+        module = MNISTDataModule("mnist", data_dir=tmp_path, batch_size=8, train_subset=40, seed=seed)
+        module.setup()
+        return torch.cat([yb for _, yb in module.train_dataloader()]).tolist()
+
+    a, b = first_epoch(0), first_epoch(1)
+    assert a != b and sorted(a) == sorted(b)
 
 
 def test_setup_checks_sizes_against_the_files(tmp_path, write_idx_dataset):

@@ -2,7 +2,8 @@
 
 Every optimizer gets the same fixed, different-each-step gradients (set on ``.grad`` directly, float64), and
 the weights it reaches are compared with the textbook recurrences below. Eight steps, because RAdam only
-switches to its rectified update once rho_t > 5, at step 6.
+switches to its rectified update once rho_t > 5, at step 6. The packed optimizer (one update for K stacked
+trials) is held to the same equations, each slice with its own hyperparameters.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from models.optimizers import PRESETS, REGISTRY, HyperParam, build_optimizer, get_spec
+from models.pack.optim import PackedOptimizer
 
 W0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
 GRADS = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -221,24 +223,57 @@ def float64_scalars() -> Iterator[None]:
     torch.set_default_dtype(default)
 
 
+def other_member(name: str, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A pack-mate for a case: half the learning rate, and every flag or choice the other way."""
+    spec = get_spec(name)
+    resolved = spec.resolve(preset, **overrides)
+    changed: dict[str, Any] = {"lr": resolved["lr"] / 2}
+    for key, hp in spec.hyperparams.items():
+        if hp.kind is bool:
+            changed[key] = not resolved[key]
+        elif hp.kind is str:
+            changed[key] = next(c for c in hp.choices or () if c != resolved[key])
+    return {**overrides, **changed}
+
+
+def trained(name: str, preset: str, members: list[dict[str, Any]], packed: bool) -> torch.Tensor:
+    """The weights [K, 3] after the eight steps: one torch optimizer per member, or one packed optimizer."""
+    if not packed:
+        rows = []
+        for overrides in members:
+            w = W0.clone().requires_grad_()
+            optimizer = build_optimizer(name, [w], preset, **overrides)
+            for g in GRADS:
+                w.grad = g.clone()
+                optimizer.step()
+            rows.append(w.detach())
+        return torch.stack(rows)
+    spec = get_spec(name)
+    w = W0.repeat(len(members), 1).requires_grad_()
+    optimizer = PackedOptimizer([w], name, [spec.resolve(preset, **overrides) for overrides in members])
+    for g in GRADS:
+        w.grad = g.repeat(len(members), 1)
+        optimizer.step()
+    return w.detach()
+
+
 @pytest.mark.usefixtures("float64_scalars")
+@pytest.mark.parametrize("packed", [False, True], ids=["torch", "packed"])
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize(
     ("name", "overrides", "reference"),
     [pytest.param(*case, id=f"{case[0]}-{'overrides' if case[1] else 'preset'}") for case in CASES],
 )
 def test_matches_hand_written_update_equations(
-    name: str, overrides: dict[str, Any], reference: Reference, preset: str
+    name: str, overrides: dict[str, Any], reference: Reference, preset: str, packed: bool
 ) -> None:
-    w = W0.clone().requires_grad_()
-    optimizer = build_optimizer(name, [w], preset, **overrides)
-    for g in GRADS:
-        w.grad = g.clone()
-        optimizer.step()
-    want = reference(get_spec(name).resolve(preset, **overrides))
-    moved = w.detach() - W0
-    assert moved.abs().min() > 0
-    torch.testing.assert_close(moved, want - W0, rtol=1e-10, atol=1e-15)
+    members = [overrides, other_member(name, preset, overrides)] if packed else [overrides]
+    weights = trained(name, preset, members, packed)
+    for w, member in zip(weights, members, strict=True):
+        want = reference(get_spec(name).resolve(preset, **member))
+        moved = w - W0
+        assert moved.abs().min() > 0
+        torch.testing.assert_close(moved, want - W0, rtol=1e-10, atol=1e-15)
 
 
 def test_every_optimizer_is_covered_by_the_equation_tests() -> None:
