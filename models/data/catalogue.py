@@ -11,6 +11,9 @@ from typing import Literal
 from models.registry import lookup
 
 Split = Literal["train", "test"]
+Scaling = Literal["unit", "standard"]
+"""How pixels become inputs: ``unit`` divides by 255 (what the classic Keras comparison did); ``standard``
+then subtracts the training images' mean and divides by their std."""
 SPLITS: tuple[Split, ...] = ("train", "test")
 IMAGE_SHAPE = (28, 28)
 

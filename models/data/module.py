@@ -16,7 +16,7 @@ from typing import Literal
 import lightning
 import torch
 
-from models.data.catalogue import dataset_info
+from models.data.catalogue import Scaling, dataset_info
 from models.data.files import DatasetNotFound, data_root, download, find_files, read_split
 from models.data.idx import idx_length
 from models.seeding import order_generator
@@ -93,6 +93,7 @@ class MNISTDataModule(lightning.LightningDataModule):
         download: bool = True,
         eval_batch_size: int = 2000,
         split_seed: int = 0,
+        scaling: Scaling = "standard",
     ) -> None:
         super().__init__()
         self.info = dataset_info(name)
@@ -100,6 +101,8 @@ class MNISTDataModule(lightning.LightningDataModule):
             _positive("batch_size", batch_size, " or 'full'")
         if val_split not in ("test", "holdout"):
             raise ValueError(f"val_split must be 'test' or 'holdout', got {val_split!r}")
+        if scaling not in ("unit", "standard"):
+            raise ValueError(f"scaling must be 'unit' or 'standard', got {scaling!r}")
         if holdout_size is not None:
             _positive("holdout_size", holdout_size)
         _positive("eval_batch_size", eval_batch_size)
@@ -113,6 +116,7 @@ class MNISTDataModule(lightning.LightningDataModule):
         self.holdout_size = holdout_size
         self.seed = seed
         self.split_seed = split_seed
+        self.scaling = scaling
         self.download = download
         self.eval_batch_size = eval_batch_size
         self._check_sizes(self.info.split_sizes["train"])
@@ -167,8 +171,9 @@ class MNISTDataModule(lightning.LightningDataModule):
     def _load(self, device: torch.device) -> None:
         """Split off the hold-out, then the subset, from a generator seeded with `split_seed`.
 
-        The normalisation statistics are those of the training images actually used, so nothing of the
-        validation images leaks into training.
+        Pixels are scaled to [0, 1] (``unit``, what the classic Keras comparison did), then, with
+        ``standard``, standardised by the mean and std of the training images actually used, so nothing of
+        the validation images leaks into training.
         """
         files = find_files(self.name, self.data_dir)
         x, y = read_split(self.info, *files["train"])
@@ -186,9 +191,11 @@ class MNISTDataModule(lightning.LightningDataModule):
             keep = torch.randperm(len(x), generator=split)[: self.train_subset]
             x, y = x[keep], y[keep]
         x_train = x.to(device).float().div_(255)
-        mean, std = x_train.mean(), x_train.std()
-        x_train.sub_(mean).div_(std)
-        x_val_f = x_val.to(device).float().div_(255).sub_(mean).div_(std)
+        x_val_f = x_val.to(device).float().div_(255)
+        if self.scaling == "standard":
+            mean, std = x_train.mean(), x_train.std()
+            x_train.sub_(mean).div_(std)
+            x_val_f.sub_(mean).div_(std)
         self._train = (x_train.unsqueeze(1), y.to(device))
         self._val = (x_val_f.unsqueeze(1), y_val.to(device))
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from models.cnn import Init
-from models.data.catalogue import dataset_info
+from models.data.catalogue import Scaling, dataset_info
 from models.optimizers import PRESETS, get_spec
 from sweeps.config.files import Strict, merge, parse_overrides, read_yaml, validate
 
@@ -34,6 +34,7 @@ class DataConfig(Strict):
     val_split: Literal["test", "holdout"] = "holdout"
     holdout_size: Count | None = None  # default: a sixth of the train split (MNIST: 10,000 of 60,000)
     split_seed: StrictInt = 0  # draws the hold-out and the subset; the same for every trial of a sweep
+    scaling: Scaling = "standard"  # unit: pixels / 255 (the classic comparison); standard: then mean/std
     download: bool = True
 
     @field_validator("batch_size", mode="before")

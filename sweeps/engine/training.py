@@ -71,6 +71,7 @@ def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
         holdout_size=d.holdout_size,
         seed=cfg.trainer.seed,
         split_seed=d.split_seed,
+        scaling=d.scaling,
         download=d.download,
     )
 

@@ -293,6 +293,26 @@ def test_setup_normalises_with_train_statistics(tmp_path, write_idx_dataset):
     assert (module.num_classes, module.train_size, module.val_size, module.steps_per_epoch) == (10, 40, 15, 3)
 
 
+def test_unit_scaling_divides_by_255_and_nothing_else(tmp_path, write_idx_dataset):
+    """What the classic Keras comparison fed its network: pixels in [0, 1]."""
+    written = write_idx_dataset(tmp_path, "mnist", n_train=40, n_test=15)
+    module = MNISTDataModule("mnist", data_dir=tmp_path, val_split="test", scaling="unit")
+
+    module.setup("fit")
+
+    torch.testing.assert_close(module.val_dataloader().x.squeeze(1), written["test"][0].float() / 255)
+    assert module.train_dataloader().x.min() >= 0 and module.train_dataloader().x.max() <= 1
+
+
+def test_the_default_hold_out_is_a_sixth_of_the_train_split(tmp_path, write_idx_dataset):
+    write_idx_dataset(tmp_path, "mnist", n_train=60, n_test=15)
+    module = MNISTDataModule("mnist", data_dir=tmp_path, val_split="holdout")
+
+    module.setup("fit")
+
+    assert (module.train_size, module.val_size) == (50, 10)
+
+
 def test_batch_size_full_and_one(tmp_path, write_idx_dataset):
     write_idx_dataset(tmp_path, "mnist", n_train=30)
     full = MNISTDataModule("mnist", data_dir=tmp_path, batch_size="full")

@@ -322,3 +322,15 @@ def test_integer_hyperparameters_take_integer_ranges_and_steps():
     for bad in (Range(low=0, high=10.5), Range(low=0, high=10, step=0.5), [1.5], Range(low=-1, high=3)):
         with pytest.raises(ValueError, match="warmup"):
             _check(warmup, bad)
+
+
+def test_a_sweep_that_tunes_selects_on_the_hold_out_never_on_the_test_split() -> None:
+    assert load_sweep(SWEEP_YAML).data.val_split == "holdout"
+    message = refused(["data.val_split=test"])
+    assert message.startswith("data.val_split:") and "hold-out of the train split" in message
+
+
+def test_the_seed_table_compares_fixed_configurations_on_the_test_split_as_the_original() -> None:
+    seed_table = load_sweep(CONF / "seed_table.yaml")
+    assert seed_table.search.tuned() == []
+    assert (seed_table.data.val_split, seed_table.data.scaling) == ("test", "unit")
