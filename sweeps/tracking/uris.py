@@ -10,7 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """Embedded store: one SQLite file in the working directory, no server (MLflow refuses ./mlruns)."""
@@ -67,11 +67,30 @@ def is_masked(url: str) -> bool:
     return "***" in url and mask(url) == url
 
 
+class _MaskedStream:
+    """A text stream whose writes are masked on their way to ``stream``; everything else is the stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(mask(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def mask_output() -> None:
-    """From now on, every log record of this process (MLflow's and the libraries' included: the record
-    factory is shared) and every uncaught traceback shows URLs with their passwords masked: an error's text
-    often quotes the URL it failed on."""
+    """From now on, whatever this process prints (libraries included: MLflow prints each run's link, its
+    URL's password and all), every log record and every uncaught traceback shows URLs with their passwords
+    masked: an error's text often quotes the URL it failed on."""
+    if not isinstance(sys.stdout, _MaskedStream):
+        sys.stdout = _MaskedStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _MaskedStream):
+        sys.stderr = _MaskedStream(sys.stderr)  # type: ignore[assignment]
     make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "masks", False):
+        return
 
     def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
@@ -83,5 +102,6 @@ def mask_output() -> None:
     def excepthook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
         sys.stderr.write(mask("".join(traceback.format_exception(kind, error, trace))))
 
+    masked_record.masks = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(masked_record)
     sys.excepthook = excepthook

@@ -234,3 +234,57 @@ def test_a_sweep_outlives_a_tracking_server_restart_and_a_database_outage(
     assert trials_of(study, TrialState.FAIL) == [], sweep.logs()
     assert "is not currently accepting connections" in sweep.logs()  # the workers saw the database go
     check_artifacts_went_through_the_server(study, tracking_server, trials_of(study, TrialState.COMPLETE))
+
+
+def test_passwords_in_the_urls_never_leave_them(
+    tracking_server: TrackingServer, tmp_path: Path, write_idx_dataset
+) -> None:
+    """Storage and tracking URLs with passwords (the servers here accept any): none appears in the terminal,
+    the worker's log, the study's attrs or the MLflow records, and the printed join command works as pasted
+    once the variables it names are set."""
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    with fresh_database("sweeps_secret") as database:
+        storage = database_url(database).replace("postgres@", "postgres:hunter2@")
+        tracking = tracking_server.uri.replace("http://", "http://sweeps:hunter2@")
+        spec = small_sweep_spec(tmp_path, tmp_path / "data", name="secret", n_trials=1, epochs=1)
+        created = subprocess.run(
+            [sys.executable, "-m", "sweeps", "run", str(spec), "--workers", "0"]
+            + ["--storage", storage, "--tracking-uri", tracking],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        printed = " ".join(created.stdout.split())
+        assert "join with: sweeps worker --study secret" in printed
+        assert "$SWEEPS_STORAGE and $MLFLOW_TRACKING_URI set" in printed
+
+        env = os.environ | WORKER_ENV | {"SWEEPS_STORAGE": storage, "MLFLOW_TRACKING_URI": tracking}
+        worker = subprocess.run(
+            [sys.executable, "-m", "sweeps", "worker", "--study", "secret"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        study = load_study(open_storage(database_url(database), heartbeat=False), "secret")
+        assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.COMPLETE]
+
+        client = MlflowClient(tracking_server.uri)
+        runs = client.search_runs([study.user_attrs["sweeps.experiment_id"]])
+        recorded = [created.stdout, created.stderr, worker.stdout, worker.stderr, repr(study.user_attrs)]
+        recorded += [repr(t.user_attrs) + repr(t.system_attrs) for t in study.get_trials(deepcopy=False)]
+        for run in runs:
+            recorded += [repr(run.data.params), repr(run.data.tags)]
+            for artifact in client.list_artifacts(run.info.run_id):
+                if not artifact.is_dir:
+                    recorded.append(
+                        Path(
+                            client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path))
+                        ).read_text()
+                    )
+        assert len(runs) == 2 and not [text for text in recorded if "hunter2" in text]
+        assert "sweeps:***@" in study.user_attrs["sweeps.tracking_uri"]
