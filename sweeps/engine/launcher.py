@@ -141,6 +141,7 @@ def run(
             try:
                 failed = supervise(procs, created, sweep, console)
             except KeyboardInterrupt:
+                sweep_study.close_lost_runs(created, tracking_uri)
                 sweep_study.end_parent(created, tracking_uri, "KILLED")
                 raise
             all_failed, reason = sweep_study.search_failed(created)

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 
 import optuna
+from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.config.sweep import SweepConfig
@@ -94,6 +95,14 @@ def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.St
 def end_parent(study: optuna.Study, tracking_uri: str, status: str = "FINISHED") -> None:
     """The sweep's parent run ends with it (``KILLED`` when interrupted); ``RUNNING`` again on a resume."""
     runs.end_parent(tracking_uri, study.user_attrs[PARENT_ATTR], status)
+
+
+def close_lost_runs(study: optuna.Study, tracking_uri: str) -> None:
+    """End FAILED the MLflow runs that failed trials left RUNNING (a killed worker cannot end its own)."""
+    lost = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    if lost:
+        attrs = study.user_attrs
+        runs.close_lost(MlflowClient(tracking_uri), attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], lost)
 
 
 def count_running_time(study: optuna.Study) -> None:

@@ -25,6 +25,7 @@ from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.study import (
     best_search,
+    close_lost_runs,
     deadline,
     end_parent,
     finished,
@@ -33,7 +34,7 @@ from sweeps.engine.study import (
     tracking_store,
     waiting,
 )
-from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, FAIL_REASON_ATTR, PARENT_ATTR, RUN_ATTR
+from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, FAIL_REASON_ATTR, PARENT_ATTR
 from sweeps.tracking import runs
 
 TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -76,7 +77,7 @@ def run_worker(
     ran = 0
     while time.time() < ends:
         optuna.storages.fail_stale_trials(study)
-        _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective)
+        _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective.tracking_uri)
         if sweep.study.n_trials is not None and not waiting(study):
             break
         trial = run_trial(study, objective)
@@ -131,19 +132,6 @@ def _not_fatal(what: str, step: Callable[..., None], *args: object) -> None:
         step(*args)
     except Exception as error:
         _logger.warning("%s skipped (%s); done again after the next trial", what, first_line(error))
-
-
-def close_lost_runs(study: optuna.Study, objective: Objective) -> None:
-    """A killed worker cannot end its trial's MLflow run: once Optuna has failed the trial (no heartbeat),
-    end the run FAILED too, so nothing stays RUNNING in MLflow."""
-    lost = {
-        t.user_attrs[RUN_ATTR]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if RUN_ATTR in t.user_attrs
-    }
-    if lost:
-        client = MlflowClient(objective.tracking_uri)
-        runs.close_lost(client, objective.experiment_id, objective.parent_run_id, lost)
 
 
 class ParentBest:

@@ -156,17 +156,20 @@ def complete_trial(
     client.set_tag(run_id, STATE_TAG, "COMPLETE")
 
 
-def close_lost(client: MlflowClient, experiment_id: str, parent_run_id: str, lost: set[str]) -> None:
-    """Runs of trials whose worker was killed (Optuna failed them for want of a heartbeat) still RUNNING in
-    MLflow end FAILED, so nothing stays RUNNING for ever."""
-    running = client.search_runs(
-        [experiment_id],
-        f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
-        max_results=1000,
-    )
-    reason = "worker lost: no heartbeat; the trial is retried with the same params"
+def close_lost(client: MlflowClient, experiment_id: str, parent_run_id: str, lost: set[int]) -> None:
+    """Runs of failed trials still RUNNING in MLflow (their worker was killed, or interrupted before the run
+    could be closed) end FAILED, and so do their seeds' runs, so that nothing stays RUNNING for ever. Trial
+    runs are found by their trial number, which is on the run from its creation."""
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    trial_runs = {
+        run.info.run_id
+        for run in running
+        if run.data.tags.get(PARENT_TAG) == parent_run_id
+        and run.data.tags.get(TRIAL_TAG, "") in map(str, lost)
+    }
+    reason = "worker lost or stopped before closing the run; the trial is retried when its budget allows"
     for run in running:
-        if run.info.run_id in lost:
+        if run.info.run_id in trial_runs or run.data.tags.get(PARENT_TAG) in trial_runs:
             close_run(client, run.info.run_id, "FAIL", "failed", reason, "FAILED")
 
 

@@ -136,7 +136,7 @@ def test_a_pruned_trial_is_a_killed_child_run(tmp_path: Path, write_idx_dataset)
     run = MlflowClient(tracking).get_run(trial.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED"
     assert run.data.tags["sweeps.trial_state"] == "PRUNED"
-    assert "epoch 0" in run.data.tags["sweeps.reason"]
+    assert "pruned after epoch 1" in run.data.tags["sweeps.reason"]
     assert run.data.tags["mlflow.parentRunId"] == attrs["sweeps.parent_run_id"]
 
 
