@@ -161,13 +161,13 @@ def close_lost(client: MlflowClient, experiment_id: str, parent_run_id: str, los
     could be closed) end FAILED, and so do their seeds' runs, so that nothing stays RUNNING for ever. Trial
     runs are found by their trial number, which is on the run from its creation."""
     running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    numbers = {str(number) for number in lost}
     trial_runs = {
         run.info.run_id
         for run in running
-        if run.data.tags.get(PARENT_TAG) == parent_run_id
-        and run.data.tags.get(TRIAL_TAG, "") in map(str, lost)
+        if run.data.tags.get(PARENT_TAG) == parent_run_id and run.data.tags.get(TRIAL_TAG) in numbers
     }
-    reason = "worker lost or stopped before closing the run; the trial is retried when its budget allows"
+    reason = "worker lost (no heartbeat) or stopped before it closed the run; retried if the budget allows"
     for run in running:
         if run.info.run_id in trial_runs or run.data.tags.get(PARENT_TAG) in trial_runs:
             close_run(client, run.info.run_id, "FAIL", "failed", reason, "FAILED")
