@@ -32,6 +32,7 @@ LEVEL = 0.95
 INTERVAL_METHOD = "t"
 WITHIN = (0.01, 0.05)
 TARGET_SHARE = 0.95
+TEST_NAMES = {"t": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
 K = TypeVar("K")
 
 
@@ -67,6 +68,10 @@ class Evidence:
     def quantities(self) -> tuple[str, ...]:
         return (*QUANTITIES, seconds_to(self.target))
 
+    @property
+    def test_name(self) -> str:
+        return TEST_NAMES[self.test]
+
 
 QUANTITIES: Mapping[str, Callable[[Entry], np.ndarray]] = {
     "final acc": lambda e: e.column("val_acc", e.epochs),
@@ -93,7 +98,7 @@ def aligned(entries: Mapping[K, Entry], values: Callable[[Entry], np.ndarray]) -
     """Per entry, ``values`` over the union of the entries' seeds in seed order (NaN where missing)."""
     by_seed = {key: entry.by_seed(values(entry)) for key, entry in entries.items()}
     seeds = sorted({seed for row in by_seed.values() for seed in row})
-    return {name: np.array([row.get(s, math.nan) for s in seeds]) for name, row in by_seed.items()}
+    return {key: np.array([row.get(s, math.nan) for s in seeds]) for key, row in by_seed.items()}
 
 
 def band(entry: Entry, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,9 +141,9 @@ def weigh(
     for name in (n for n in results.tuned if n in results.default):
         default, tuned = aligned({0: results.default[name], 1: results.tuned[name]}, ranked).values()
         gains[name] = gain(default, tuned, LEVEL, higher)
-    searched, tuned = _tunability(results)
+    searched, tunable = _tunability(results)
     return Evidence(
-        f"final {results.ranked_curve}", higher, alpha, test, target, phases, gains, tuned, searched
+        f"final {results.ranked_curve}", higher, alpha, test, target, phases, gains, tunable, searched
     )
 
 

@@ -142,29 +142,26 @@ def profile(found: Profile) -> go.Figure:
     return fig
 
 
-def search(study: optuna.Study, results: Results) -> tuple[dict[str, go.Figure], dict[str, str]]:
-    """Optuna's plotly plots of the search; per skipped plot, why."""
-    drawn, skipped = {}, {}
+def search(study: optuna.Study, results: Results) -> dict[str, go.Figure]:
+    """Optuna's plotly plots of the search, those the study can support (the PNGs' ``skipped`` says why
+    the others are missing)."""
+    drawn = {}
     for name, draw in search_plots(study, results, optuna.visualization).items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 figure = draw()
-        except SKIPPED as exc:
-            skipped[name] = str(exc) or type(exc).__name__
+        except SKIPPED:
             continue
-        if not figure.data:
-            skipped[name] = "not enough completed trials with these parameters"
-            continue
-        drawn[name] = figure
-    return drawn, skipped
+        if figure.data:
+            drawn[name] = figure
+    return drawn
 
 
 def for_sweep(study: optuna.Study, results: Results, evidence: Evidence) -> Mapping[str, go.Figure]:
-    """Every figure of one sweep's page, by title (Optuna's plots that the study cannot support are left
-    out; the PNG files' ``skipped`` says why)."""
+    """Every figure of one sweep's page, by title."""
     figures = {"Learning curves": curves(results)}
     if evidence.tunability:
         figures["Tunability"] = tunability(results, evidence)
-    drawn, _ = search(study, results)
+    drawn = search(study, results)
     return figures | {name.replace("_", " ").capitalize(): fig for name, fig in drawn.items()}

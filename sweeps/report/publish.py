@@ -4,11 +4,12 @@ runs; with several sweeps, also their comparison as workloads (performance profi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import plotly.graph_objects as go
 
 from sweeps.config.sweep import SweepConfig
 from sweeps.names import PARENT_ATTR, SEARCH
@@ -48,11 +49,13 @@ def tables_of(results: Results, evidence: Evidence) -> list[Report]:
 
 def intro(results: Results, evidence: Evidence) -> list[str]:
     """What every number shares: the setting, the splits, the statistics."""
-    test = "paired t-test" if evidence.test == "t" else "Wilcoxon signed-rank test"
+    test = evidence.test_name
+    retrained = bool(results.tuned or results.default)
     return [
         setting(results),
-        f"Splits: search trials are scored on the {measured_on(results.sweep, SEARCH)} split (what the search"
-        " selected on); retrains (default, tuned) on the test split, which no selection saw.",
+        f"Splits: search trials are scored on the {measured_on(results.sweep, SEARCH)} split, the one the"
+        " search selected on"
+        + ("; retrains (default, tuned) on the test split, which no selection saw." if retrained else "."),
         f"Statistics: mean ± std [{LEVEL:.0%} Student t interval] over seeds; seeds are paired (seed i is the"
         f" same initialisation and data order for every optimizer); a {test} per pair, Holm-corrected across"
         f" all pairs at α = {evidence.alpha:g}, decides the group ranks on {evidence.ranked_on}.",
@@ -66,8 +69,8 @@ def write(
     conclusions: Sequence[str],
     tables: Sequence[Report],
     pngs: Sequence[Path] = (),
-    interactive: dict | None = None,
-    links: dict[str, str] | None = None,
+    interactive: Mapping[str, go.Figure] | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """One CSV per table, ``report.md`` (every number, the PNGs) and ``report.html`` (the same and the
     interactive figures, self-contained)."""
@@ -111,7 +114,7 @@ def make(
     drawn, skipped = plots.optuna_figures(study, results, out)
     pngs += drawn
     lines = intro(results, evidence)
-    interactive = dict(figures.for_sweep(study, results, evidence))
+    interactive = figures.for_sweep(study, results, evidence)
     files = pngs + write(out, f"Sweep {sweep.study.name}", lines, conclusions, tables, pngs, interactive)
     parent = study.user_attrs[PARENT_ATTR]
     runs.log_folder(tracking_uri, parent, out, "report")

@@ -147,7 +147,7 @@ def _ranks(results: Results, evidence: Evidence) -> tuple[dict[str, str], str]:
 def group_rule(evidence: Evidence, phase: PhaseEvidence) -> str:
     """How a phase's group ranks were decided, in one sentence."""
     pairs = len(phase.comparison.pairs) if phase.comparison else 0
-    test = "paired t-test" if evidence.test == "t" else "Wilcoxon signed-rank test"
+    test = evidence.test_name
     return (
         f"group ranks on {evidence.ranked_on} ({phase.split} split, {len(phase.seeds)} paired seeds): "
         f"{test} per pair, Holm-corrected over {pairs} pairs, α = {evidence.alpha:g}; rank = 1 + the "

@@ -42,11 +42,17 @@ def _phase(evidence: Evidence, phase: PhaseEvidence) -> list[str]:
             " tested; ranks order single values. Train on 3 or more seeds (study.retrain_seeds or"
             " study.repeats) for groups."
         ]
-    test = "paired t-test" if evidence.test == "t" else "Wilcoxon signed-rank test"
+    test = evidence.test_name
     lines = [
         f"{label}: groups on {evidence.ranked_on} ({phase.split} split, {len(phase.seeds)} paired seeds,"
         f" {test}, Holm over {len(comparison.pairs)} pairs, α = {evidence.alpha:g}): {groups(comparison)}."
     ]
+    smallest = 2 / 2 ** len(phase.seeds)
+    if evidence.test == "wilcoxon" and smallest >= evidence.alpha:
+        lines.append(
+            f"{label}: with {len(phase.seeds)} seeds the Wilcoxon test's smallest p is {smallest:.3g}, not"
+            f" below α = {evidence.alpha:g}: it can separate no pair; use the paired t-test or more seeds."
+        )
     first, second = comparison.names[:2]
     pair = comparison.pair(first, second)
     gap = f"{first} − {second} = {pair.test.mean_difference:+.4f}, Holm p = {pair.p_adjusted:.3g}"

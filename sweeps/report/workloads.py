@@ -112,7 +112,7 @@ def profile_table(found: Profile) -> Report:
         f"ρ(τ): the share of the {len(found.workloads)} workloads on which the optimizer reached the target"
         " within τ times the fastest optimizer's time; ρ(1) is how often it was fastest, ρ at large τ how"
         " often it got there at all. × on a workload: its time over the fastest's (never: the median seed"
-        " did not reach the target).",
+        " did not reach the target). Split and seeds of each workload: the Workloads table.",
     ]
     if found.dropped:
         notes.append(f"Left out, no optimizer reached its target: {', '.join(found.dropped)}.")

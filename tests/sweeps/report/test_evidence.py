@@ -174,3 +174,20 @@ def test_the_published_order_is_checked_step_by_step_on_the_defaults() -> None:
         "rmsprop > momentum: confirmed; momentum > sgd: reversed."
     )
     assert list(shootout_table(found, weigh(found)).display["published rank"]) == ["1", "2", "3", "4"]
+
+
+def test_a_seed_table_sweep_with_repeats_ranks_its_trials_in_groups() -> None:
+    """``conf/seed_table.yaml`` with ``study.repeats=5``: nothing is retrained, each optimizer's one trial ran
+    on 5 paired seeds, so the seed table's rank is a group rank and the published order is checked on them."""
+    base = results({"adam": TEN, "rmsprop": TEN}, overrides=["study.retrain_seeds=0", "study.repeats=5"])
+    wobble = 0.004 * np.array([1, -1, 1, -1, 0])
+    finals = {"adam": TEN[:5], "rmsprop": TEN[:5] - 0.0005 + wobble, "sgd": TEN[:5] - 0.05}
+    found = Results(base.sweep, {n: entry(n, v, SEARCH, seeds=range(5)) for n, v in finals.items()})
+    evidence = weigh(found)
+    table = epoch_table(found, evidence)
+    assert table.title == "Seed table" and list(table.display["rank"]) == ["1", "1", "3"]
+    assert list(table.display["published rank"]) == ["1", "2", "4"]
+    assert verdict(found, evidence)[-1] == (
+        "Published order, on these seeds (best search trial): adam > rmsprop: not separated;"
+        " rmsprop > sgd: confirmed."
+    )
