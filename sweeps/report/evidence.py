@@ -89,7 +89,7 @@ def seconds_to(target: float) -> str:
 def target_accuracy(results: Results) -> float:
     """95 % of the best final mean accuracy, floored to 0.01: near enough the best that reaching it means
     something, low enough that the good optimizers all do, so their times compare."""
-    finals = [e.final("val_acc")[0] for e in results.headline.values()]
+    finals = [interval(e.column("val_acc", e.epochs)).mean for e in results.headline.values()]
     finals = [f for f in finals if not math.isnan(f)]
     return math.floor(max(finals) * TARGET_SHARE * 100) / 100 if finals else float("nan")
 

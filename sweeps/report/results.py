@@ -82,30 +82,6 @@ class Entry:
         first = np.argmax(reached, axis=1)
         return np.where(reached.any(axis=1), elapsed[np.arange(self.seeds), first], math.nan)
 
-    def at(self, metric: str, epoch: int) -> tuple[float, float]:
-        """Mean and std over the seeds of ``metric`` at 1-based ``epoch`` (NaN when missing)."""
-        return _mean_std(self.column(metric, epoch))
-
-    def final(self, metric: str) -> tuple[float, float]:
-        return self.at(metric, self.epochs)
-
-    def total_seconds(self) -> tuple[float, float]:
-        return _mean_std(self.seconds_each())
-
-    def seconds_to(self, accuracy: float) -> tuple[float, int]:
-        """Mean training seconds until val_acc first reaches ``accuracy``, over the seeds that reach it, and
-        how many do."""
-        times = self.seconds_to_each(accuracy)
-        reached = times[~np.isnan(times)]
-        return (float(reached.mean()) if len(reached) else math.nan), len(reached)
-
-
-def _mean_std(values: np.ndarray) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return float("nan"), float("nan")
-    return float(values.mean()), float(values.std())
-
 
 @dataclass(frozen=True)
 class SearchTrial:

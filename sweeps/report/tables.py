@@ -19,7 +19,7 @@ import pandas as pd
 from sweeps.names import SEARCH, TUNED
 from sweeps.report.evidence import Evidence, PhaseEvidence, seconds_to
 from sweeps.report.results import Entry, Results
-from sweeps.report.stats import Interval
+from sweeps.report.stats import Interval, interval
 
 PUBLISHED_ACC_10 = {
     "adam": 0.9908,
@@ -111,11 +111,12 @@ def is_seed_setting(results: Results, entries: Mapping[str, Entry]) -> bool:
     )
 
 
-def _pm(mean: float, std: float, seeds: int, digits: int = 4) -> str:
-    """``mean ± std`` over seeds; ``—`` for no value."""
-    if math.isnan(mean):
+def _pm(found: Interval, seeds: int) -> str:
+    """``mean ± std`` over the seeds (the mean alone from one, ``—`` from none, ``(n/k)`` from n of k)."""
+    if not found.n:
         return "—"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
+    text = f"{found.mean:.4f}" + (f" ± {found.std:.4f}" if found.n > 1 else "")
+    return text + (f" ({found.n}/{seeds})" if found.n < seeds else "")
 
 
 def _minutes(seconds: float) -> str:
@@ -135,7 +136,7 @@ def _ranks(results: Results, evidence: Evidence) -> tuple[dict[str, str], str]:
             f"rank: {group_rule(evidence, phase)}",
         )
     sign = 1 if results.higher_is_better else -1
-    values = {n: e.final(results.ranked_curve)[0] for n, e in entries.items()}
+    values = {n: interval(e.column(results.ranked_curve, e.epochs)).mean for n, e in entries.items()}
     order = sorted(entries, key=lambda n: -math.inf if math.isnan(values[n]) else -sign * values[n])
     return (
         {name: str(rank) for rank, name in enumerate(order, start=1)},
@@ -171,12 +172,12 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
         row |= {"split": entry.split, "seeds": entry.seeds}
         for epoch in epochs:
             for metric, short in (("val_acc", "acc"), ("val_loss", "loss")):
-                mean, std = entry.at(metric, epoch)
-                shown[f"{short} @{epoch}"] = _pm(mean, std, entry.seeds)
-                row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = mean, std
-        seconds, seconds_std = entry.total_seconds()
-        shown["time"] = _minutes(seconds)
-        row["total_seconds"], row["total_seconds_std"] = seconds, seconds_std
+                found = interval(entry.column(metric, epoch))
+                shown[f"{short} @{epoch}"] = _pm(found, entry.seeds)
+                row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = found.mean, found.std
+        seconds = interval(entry.seconds_each())
+        shown["time"] = _minutes(seconds.mean)
+        row["total_seconds"], row["total_seconds_std"] = seconds.mean, seconds.std
         shown["rank"] = ranks[name]
         row["rank"] = ranks[name]
         if seed:

@@ -264,15 +264,15 @@ def _entry(acc: list[list[float]], seconds: list[list[float]], name: str = "adam
     return Entry(name, TUNED, 0, {"optimizer": name, "batch_size": 64}, curves)
 
 
-def test_seconds_to_target_counts_the_seeds_that_reach_it() -> None:
+def test_per_seed_values_are_nan_where_a_seed_never_got_there() -> None:
     nan = math.nan
     entry = _entry([[0.5, 0.8, 0.9], [0.6, 0.7, nan]], [[2.0, 2.0, 2.0], [3.0, 3.0, nan]])
-    assert entry.seconds_to(0.8) == (4.0, 1)
-    assert entry.seconds_to(0.5) == (2.5, 2)
-    assert math.isnan(entry.seconds_to(0.95)[0]) and entry.seconds_to(0.95)[1] == 0
-    assert entry.at("val_acc", 3) == (0.9, 0.0)  # the seed that stopped early is left out
-    assert entry.total_seconds() == (6.0, 0.0)
-    assert math.isnan(entry.at("val_acc", 4)[0])
+    np.testing.assert_equal(entry.seconds_to_each(0.8), [4.0, nan])  # the second seed never gets there
+    np.testing.assert_equal(entry.seconds_to_each(0.5), [2.0, 3.0])
+    np.testing.assert_equal(entry.seconds_to_each(0.95), [nan, nan])
+    np.testing.assert_equal(entry.column("val_acc", 3), [0.9, nan])  # the seed that stopped early: NaN
+    np.testing.assert_equal(entry.seconds_each(), [6.0, 6.0])
+    np.testing.assert_equal(entry.column("val_acc", 4), [nan, nan])
 
 
 def test_seed_table_columns_follow_the_epochs_run() -> None:
