@@ -13,6 +13,7 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from models.optimizers import get_spec
 from sweeps.config.sweep import SweepConfig
 from sweeps.engine.study import best_per_optimizer, spent
 from sweeps.names import (
@@ -118,6 +119,18 @@ class Results:
         """The per-epoch metric optimizers are ranked on: the sweep's metric, read at the final epoch
         (``best_val_acc`` ranks on final val_acc: picking the best epoch on the test split would flatter)."""
         return self.sweep.study.metric.removeprefix("best_")
+
+    def kept_default(self, name: str) -> bool:
+        """Whether ``name``'s tuned config trains exactly as its default: the search found nothing better
+        than the preset (its hyperparameters resolved against the preset, and its batch size)."""
+        tuned, default = self.tuned[name].config, self.default[name].config
+        spec, preset = get_spec(name), self.sweep.optimizer.preset
+
+        def settings(config: dict[str, Any]) -> tuple[object, dict[str, Any]]:
+            hparams = {k: v for k, v in config.items() if k not in ("optimizer", "batch_size")}
+            return config.get("batch_size"), spec.resolve(preset, **hparams)
+
+        return settings(tuned) == settings(default)
 
     @property
     def phases(self) -> dict[str, dict[str, Entry]]:

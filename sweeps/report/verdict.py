@@ -20,7 +20,7 @@ def verdict(results: Results, evidence: Evidence) -> list[str]:
     lines = []
     for phase in evidence.phases.values():
         lines += _phase(evidence, phase)
-    lines += _gains(evidence)
+    lines += _gains(results, evidence)
     published = _published_order(results, evidence)
     return lines + ([published] if published else [])
 
@@ -73,16 +73,21 @@ def _phase(evidence: Evidence, phase: PhaseEvidence) -> list[str]:
     return lines
 
 
-def _gains(evidence: Evidence) -> list[str]:
+def _gains(results: Results, evidence: Evidence) -> list[str]:
+    """What tuning bought, by its paired gain's interval; an optimizer whose best search trial was its
+    default kept the default, and its gain is zero by construction, not by test."""
     if not evidence.gains:
         return []
-    helped = [n for n, g in evidence.gains.items() if g.n > 1 and g.low > 0]
-    hurt = [n for n, g in evidence.gains.items() if g.n > 1 and g.high < 0]
-    unclear = [n for n in evidence.gains if n not in helped and n not in hurt]
+    kept = [n for n in evidence.gains if results.kept_default(n)]
+    tested = {n: g for n, g in evidence.gains.items() if n not in kept}
+    helped = [n for n, g in tested.items() if g.n > 1 and g.low > 0]
+    hurt = [n for n, g in tested.items() if g.n > 1 and g.high < 0]
+    unclear = [n for n in tested if n not in helped and n not in hurt]
     parts = [
-        f"helped {', '.join(f'{n} ({evidence.gains[n].mean:+.4f})' for n in helped)}" if helped else "",
+        f"helped {', '.join(f'{n} ({tested[n].mean:+.4f})' for n in helped)}" if helped else "",
         f"hurt {', '.join(hurt)}" if hurt else "",
         f"made no difference the seeds can show for {', '.join(unclear)}" if unclear else "",
+        f"found nothing better than the default for {', '.join(kept)}" if kept else "",
     ]
     return [f"Tuning (gain interval clear of 0): {'; '.join(p for p in parts if p)}."]
 

@@ -48,12 +48,13 @@ def results(
     spec: str = "seed_table.yaml",
     overrides: Sequence[str] = (),
 ) -> Results:
-    """A shoot-out's results: ``tuned`` (and ``default``) finals per optimizer; retrain seeds as given."""
+    """A shoot-out's results: ``tuned`` (with a tuned lr) and ``default`` finals per optimizer; as many
+    retrain seeds as given."""
     names = list(tuned)
     seeds = max(len(v) for v in tuned.values())
     sweep = load_sweep(
         CONF / spec, [f"search.optimizer=[{', '.join(names)}]", f"study.retrain_seeds={seeds}", *overrides]
     )
-    made = {n: entry(n, v) for n, v in tuned.items()}
+    made = {n: entry(n, v, config={"optimizer": n, "batch_size": 64, "lr": 0.0123}) for n, v in tuned.items()}
     defaults = {n: entry(n, v, DEFAULT) for n, v in (default or {}).items()}
     return Results(sweep, made, defaults, made, tuple(trials))

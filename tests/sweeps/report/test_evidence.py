@@ -191,3 +191,12 @@ def test_a_seed_table_sweep_with_repeats_ranks_its_trials_in_groups() -> None:
         "Published order, on these seeds (best search trial): adam > rmsprop: not separated;"
         " rmsprop > sgd: confirmed."
     )
+
+
+def test_an_optimizer_whose_default_was_its_best_trial_kept_the_default() -> None:
+    found = results({"sgd": TEN, "adam": TEN + 0.01}, {"sgd": TEN, "adam": TEN - 0.02})
+    # tuned to Keras' own lr for SGD, 0.01: the same settings as the default, the search found nothing better
+    kept = entry("sgd", TEN, config={"optimizer": "sgd", "batch_size": 64, "lr": 0.01})
+    found = Results(found.sweep, found.search, found.default, {"sgd": kept, "adam": found.tuned["adam"]})
+    said = " ".join(verdict(found, weigh(found)))
+    assert "helped adam (+0.0300); found nothing better than the default for sgd." in said
