@@ -88,8 +88,9 @@ def setting(results: Results) -> str:
     sweep = results.sweep
     subset = sweep.data.train_subset
     images = f"{subset:,} training images" if subset else "all training images"
+    epochs = sweep.trainer.max_epochs
     return (
-        f"{sweep.data.name}, {images}, {sweep.trainer.max_epochs} epochs, preset {sweep.optimizer.preset},"
+        f"{sweep.data.name}, {images}, {epochs} epoch{'s' * (epochs > 1)}, preset {sweep.optimizer.preset},"
         f" init {sweep.model.init}; {scaling(results)}."
     )
 
