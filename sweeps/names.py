@@ -51,6 +51,9 @@ STORAGE_TAG = "sweeps.storage"
 DEVICE_TAG = "sweeps.device"
 OUTCOME_TAG = "sweeps.outcome"
 REASON_TAG = "sweeps.reason"
+EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+"""MLflow's own tag for what an experiment holds: model training runs. MLflow 3 UIs with a per-experiment kind
+open such an experiment on its runs; 3.17's follows a global view instead (see ``sweeps.tools.ui``)."""
 
 # --- the metrics every training run logs per epoch (step = the 1-based epoch) -------------------------------
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")

@@ -134,7 +134,9 @@ class Objective:
         self, trial: optuna.Trial, cfg: TrainConfig, client: MlflowClient, trial_run: str, phase: str
     ) -> tuple[list[float], float]:
         """Train the config once per seed; with one seed the trial run itself holds the curves. Retrained
-        configs get fresh seeds (after the one the search selected on), and are never pruned."""
+        configs get fresh seeds (after those the search selected on), the same list for every optimizer and
+        phase: seed i gives each the same initialisation and data order, so the report pairs them by seed.
+        Retrains are never pruned."""
         study = self.sweep.study
         seeds = study.repeats if phase == SEARCH else study.retrain_seeds
         first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)

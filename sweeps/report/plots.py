@@ -1,14 +1,12 @@
-"""The sweep's figures as PNG files: learning curves per optimizer, and Optuna's own plots of the search.
-
-Optuna's matplotlib backend draws the search plots (history, importances, parallel coordinates, contour,
-Pareto front) so that they are files without a browser; they see the search trials only, not the retrains.
-A plot the study cannot support (too few trials, one parameter) is skipped with the reason.
+"""The sweep's figures as PNG files, for the Markdown report and the MLflow artifact view: learning curves
+per optimizer, and Optuna's own plots of the search (``search_plots``) by its matplotlib backend, so that they
+are files without a browser. A plot the study cannot support (too few trials, one parameter) is skipped with
+the reason. The interactive page draws the same with plotly (``figures``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -18,19 +16,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from models.optimizers import get_spec  # noqa: E402
-from sweeps.names import SEARCH, TUNED, phase  # noqa: E402
+from sweeps.names import TUNED  # noqa: E402
+from sweeps.report.evidence import LEVEL, band  # noqa: E402
 from sweeps.report.results import Entry, Results  # noqa: E402
+from sweeps.report.search_plots import SKIPPED, search_plots  # noqa: E402
 
 DPI = 110
 
 
 def curves(results: Results, path: Path) -> Path:
     """Validation accuracy and loss per epoch, one colour per optimizer: its best (tuned where retrained,
-    solid, with a ±1 std band over seeds) and, where retrained, its untuned default (dashed)."""
+    solid) and, where retrained, its untuned default (dashed), each with the 95 % interval of the mean over
+    its seeds as a band."""
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     colours = plt.get_cmap("tab10")
     for i, (name, entry) in enumerate(results.headline.items()):
@@ -44,55 +43,31 @@ def curves(results: Results, path: Path) -> Path:
         axis.xaxis.get_major_locator().set_params(integer=True)
     loss.set_yscale("log")
     acc.legend(fontsize="small", loc="lower right")
-    fig.suptitle(f"{results.sweep.study.name}: {results.sweep.data.name}")
+    fig.suptitle(
+        f"{results.sweep.study.name}: {results.sweep.data.name}"
+        f" (bands: {LEVEL:.0%} interval of the mean over seeds)"
+    )
     return _save(fig, path)
 
 
 def _line(acc: plt.Axes, loss: plt.Axes, entry: Entry, colour, style: str, label: str) -> None:
     epochs = np.arange(1, entry.epochs + 1)
     for axis, metric in ((acc, "val_acc"), (loss, "val_loss")):
-        values = entry.curves[metric]
-        mean = np.nanmean(values, axis=0)
+        mean, low, high = band(entry, metric)
         axis.plot(epochs, mean, style, color=colour, marker="o", markersize=3, label=label)
         if entry.seeds > 1:
-            std = np.nanstd(values, axis=0)
-            axis.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
-
-
-def search_study(study: optuna.Study) -> optuna.Study:
-    """The study's finished search trials alone, in memory: what Optuna's plots should describe."""
-    copy = optuna.create_study(directions=study.directions)
-    copy.add_trials(
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if phase(t) == SEARCH
-    )
-    return copy
+            axis.fill_between(epochs, low, high, color=colour, alpha=0.15, linewidth=0)
 
 
 def optuna_figures(study: optuna.Study, results: Results, out: Path) -> tuple[list[Path], dict[str, str]]:
-    """Optuna's plots of the search; returns the files written and, per skipped plot, why."""
-    search = search_study(study)
-    names = ["accuracy" if "acc" in results.sweep.study.metric else results.sweep.study.metric]
-    plots: dict[str, Callable[[], object]] = {}
-    if len(search.directions) > 1:
-        plots["pareto_front"] = lambda: optuna_plots.plot_pareto_front(
-            search, target_names=[*names, "training seconds"]
-        )
-    else:
-        plots["optimization_history"] = lambda: optuna_plots.plot_optimization_history(search)
-        plots["param_importances"] = lambda: optuna_plots.plot_param_importances(search)
-        plots["parallel_coordinate"] = lambda: optuna_plots.plot_parallel_coordinate(search)
-        for name in results.sweep.search.optimizers:
-            space = results.sweep.search.space(name)
-            if "lr" in space and "momentum" in space and "momentum" in get_spec(name).hyperparams:
-                params = [f"{name}.lr", f"{name}.momentum"]
-                plots[f"contour_{name}"] = lambda p=params: optuna_plots.plot_contour(search, params=p)
+    """Optuna's plots of the search as PNGs; returns the files written and, per skipped plot, why."""
     written, skipped = [], {}
-    for name, draw in plots.items():
+    for name, draw in search_plots(study, results, optuna_plots).items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 axes = draw()
-        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        except SKIPPED as exc:
             skipped[name] = str(exc) or type(exc).__name__
             plt.close("all")
             continue

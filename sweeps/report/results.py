@@ -1,31 +1,48 @@
-"""What a finished sweep found, per optimizer, read back from Optuna (which trial is whose best) and MLflow
-(the per-epoch curves of each seed): the input of every table and plot."""
+"""What a finished sweep found, per optimizer, read back from Optuna (which trial is whose best, and every
+search trial for tunability) and MLflow (the per-epoch curves of each seed): the input of every table and
+plot."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
 from mlflow import MlflowClient
+from optuna.trial import TrialState
 
+from models.optimizers import get_spec
 from sweeps.config.sweep import SweepConfig
-from sweeps.engine.study import best_per_optimizer
-from sweeps.names import CONFIG_ATTR, DEFAULT, EXPERIMENT_ATTR, PARENT_TAG, RUN_ATTR, SEARCH, TUNED, phase
+from sweeps.engine.study import best_per_optimizer, spent
+from sweeps.names import (
+    CONFIG_ATTR,
+    DEFAULT,
+    EXPERIMENT_ATTR,
+    PARENT_TAG,
+    RUN_ATTR,
+    SEARCH,
+    TUNED,
+    phase,
+    trial_optimizer,
+)
 
 CURVES = ("val_acc", "val_loss", "train_loss", "epoch_seconds")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One optimizer's trial: its config and, per metric, a [seeds × epochs] array (NaN past a seed's end)."""
+    """One optimizer's trial: its config and, per metric, a [seeds × epochs] array (NaN past a seed's end);
+    ``split`` is what its validation numbers were measured on, ``seed_numbers`` the seed of each row."""
 
     optimizer: str
     phase: str
     trial: int
     config: dict[str, Any]
     curves: dict[str, np.ndarray]
+    split: str = "test"
+    seed_numbers: tuple[int, ...] = ()
 
     @property
     def seeds(self) -> int:
@@ -35,51 +52,98 @@ class Entry:
     def epochs(self) -> int:
         return self.curves["val_acc"].shape[1]
 
-    def at(self, metric: str, epoch: int) -> tuple[float, float]:
-        """Mean and std over the seeds of ``metric`` at 1-based ``epoch`` (NaN when missing)."""
+    @property
+    def seed_ids(self) -> tuple[int, ...]:
+        """The seed of each row (rows numbered from 0 when the seeds were not recorded)."""
+        return self.seed_numbers or tuple(range(self.seeds))
+
+    def by_seed(self, values: np.ndarray) -> dict[int, float]:
+        """Per-seed values keyed by seed number."""
+        return dict(zip(self.seed_ids, map(float, values), strict=True))
+
+    def column(self, metric: str, epoch: int) -> np.ndarray:
+        """``metric`` at 1-based ``epoch``, one value per seed (NaN where missing)."""
         if epoch > self.epochs:
-            return float("nan"), float("nan")
-        column = self.curves[metric][:, epoch - 1]
-        return _mean_std(column)
+            return np.full(self.seeds, math.nan)
+        return self.curves[metric][:, epoch - 1]
 
-    def final(self, metric: str) -> tuple[float, float]:
-        return self.at(metric, self.epochs)
+    def best(self, metric: str, higher_is_better: bool) -> np.ndarray:
+        """The best value of ``metric`` over each seed's epochs."""
+        pick = np.nanmax if higher_is_better else np.nanmin
+        return pick(self.curves[metric], axis=1)
 
-    def total_seconds(self) -> tuple[float, float]:
-        return _mean_std(np.nansum(self.curves["epoch_seconds"], axis=1))
+    def seconds_each(self) -> np.ndarray:
+        """Training seconds of each seed."""
+        return np.nansum(self.curves["epoch_seconds"], axis=1)
 
-    def seconds_to(self, accuracy: float) -> tuple[float, int]:
-        """Mean training seconds until val_acc first reaches ``accuracy``, over the seeds that reach it, and
-        how many do."""
+    def seconds_to_each(self, accuracy: float) -> np.ndarray:
+        """Training seconds until val_acc first reaches ``accuracy``, per seed (NaN: never)."""
         elapsed = np.nancumsum(self.curves["epoch_seconds"], axis=1)
-        times = [
-            float(elapsed[s, np.argmax(reached)])
-            for s, reached in enumerate(self.curves["val_acc"] >= accuracy)
-            if reached.any()
-        ]
-        return (float(np.mean(times)) if times else float("nan")), len(times)
+        reached = self.curves["val_acc"] >= accuracy
+        first = np.argmax(reached, axis=1)
+        return np.where(reached.any(axis=1), elapsed[np.arange(self.seeds), first], math.nan)
 
 
-def _mean_std(values: np.ndarray) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return float("nan"), float("nan")
-    return float(values.mean()), float(values.std())
+@dataclass(frozen=True)
+class SearchTrial:
+    """One search trial that spent budget: its value (NaN unless it completed: pruned and failed trials are
+    misses) and its learning rate (None where it was not set)."""
+
+    optimizer: str
+    value: float
+    lr: float | None
 
 
 @dataclass(frozen=True)
 class Results:
-    """Per optimizer (in the spec's order): its best search trial, and with retrains its default and tuned."""
+    """Per optimizer (in the spec's order): its best search trial, and with retrains its default and tuned;
+    ``trials`` are every search trial that spent budget, for tunability."""
 
     sweep: SweepConfig
     search: dict[str, Entry]
     default: dict[str, Entry] = field(default_factory=dict)
     tuned: dict[str, Entry] = field(default_factory=dict)
+    trials: tuple[SearchTrial, ...] = ()
 
     @property
     def headline(self) -> dict[str, Entry]:
         """What a single table should show per optimizer: the retrained best where there is one."""
         return {name: self.tuned.get(name, entry) for name, entry in self.search.items()}
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.sweep.study.direction == "maximize"
+
+    @property
+    def ranked_curve(self) -> str:
+        """The per-epoch metric optimizers are ranked on: the sweep's metric, read at the final epoch
+        (``best_val_acc`` ranks on final val_acc: picking the best epoch on the test split would flatter)."""
+        return self.sweep.study.metric.removeprefix("best_")
+
+    def kept_default(self, name: str) -> bool:
+        """Whether ``name``'s tuned config trains exactly as its default: the search found nothing better
+        than the preset (its hyperparameters resolved against the preset, and its batch size)."""
+        tuned, default = self.tuned[name].config, self.default[name].config
+        spec, preset = get_spec(name), self.sweep.optimizer.preset
+
+        def settings(config: dict[str, Any]) -> tuple[object, dict[str, Any]]:
+            hparams = {k: v for k, v in config.items() if k not in ("optimizer", "batch_size")}
+            return config.get("batch_size"), spec.resolve(preset, **hparams)
+
+        return settings(tuned) == settings(default)
+
+    @property
+    def phases(self) -> dict[str, dict[str, Entry]]:
+        """The sets of entries trained on the same seeds, compared within themselves: the retrains (tuned,
+        default) when there are any, else each optimizer's best search trial."""
+        retrained = {TUNED: self.tuned, DEFAULT: self.default}
+        return {k: v for k, v in retrained.items() if v} or {SEARCH: self.search}
+
+
+def measured_on(sweep: SweepConfig, of_phase: str) -> str:
+    """Where a phase's numbers were measured: retrains on the test split, the search on the split the spec
+    validates on (``holdout``: held-out train images, the search's selection split; or ``test``)."""
+    return sweep.data.val_split if of_phase == SEARCH else "test"
 
 
 def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Results:
@@ -88,24 +152,39 @@ def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Resul
 
     def entries(of_phase: str) -> dict[str, Entry]:
         best = best_per_optimizer(study, sweep, of_phase)
-        return {name: _entry(client, experiment, name, t) for name, t in best.items()}
+        split = measured_on(sweep, of_phase)
+        return {name: _entry(client, experiment, name, t, split) for name, t in best.items()}
 
-    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED))
+    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(study))
 
 
-def _entry(client: MlflowClient, experiment: str, name: str, trial: optuna.trial.FrozenTrial) -> Entry:
+def _search_trials(study: optuna.Study) -> tuple[SearchTrial, ...]:
+    found = []
+    for t in study.get_trials(deepcopy=False):
+        name = trial_optimizer(t)
+        if phase(t) != SEARCH or not t.state.is_finished() or not spent(t) or not name:
+            continue
+        value = t.values[0] if t.state == TrialState.COMPLETE else math.nan
+        lr = t.user_attrs.get(CONFIG_ATTR, {}).get("lr")
+        found.append(SearchTrial(name, value, None if lr is None else float(lr)))
+    return tuple(found)
+
+
+def _entry(
+    client: MlflowClient, experiment: str, name: str, trial: optuna.trial.FrozenTrial, split: str
+) -> Entry:
     run_id = trial.user_attrs[RUN_ATTR]
-    seeds = client.search_runs(
-        [experiment], f"tags.`{PARENT_TAG}` = '{run_id}'", order_by=["attributes.start_time ASC"]
-    )
-    run_ids = [r.info.run_id for r in seeds] or [run_id]
-    histories = [{m: _history(client, r, m) for m in CURVES} for r in run_ids]
+    runs = client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{run_id}'") or [client.get_run(run_id)]
+    runs = sorted(runs, key=lambda r: int(r.data.params["seed"]))
+    histories = [{m: _history(client, r.info.run_id, m) for m in CURVES} for r in runs]
     epochs = max(len(h["val_acc"]) for h in histories)
     curves = {
         m: np.array([h[m] + [float("nan")] * (epochs - len(h[m])) for h in histories], dtype=float)
         for m in CURVES
     }
-    return Entry(name, phase(trial), trial.number, dict(trial.user_attrs.get(CONFIG_ATTR, {})), curves)
+    config = dict(trial.user_attrs.get(CONFIG_ATTR, {}))
+    seeds = tuple(int(r.data.params["seed"]) for r in runs)
+    return Entry(name, phase(trial), trial.number, config, curves, split, seeds)
 
 
 def _history(client: MlflowClient, run_id: str, metric: str) -> list[float]:

@@ -1,20 +1,25 @@
 """The comparison tables of a sweep, each as display cells (the terminal, Markdown, HTML) and numbers (CSV).
 
-Two tables. The *seed table* has the shape of the classic Keras comparison (per optimizer: val accuracy and
-loss at epochs 1, 5 and 10, total time) with the published figures beside ours. The *shoot-out* (a sweep with
-``study.retrain_seeds``) puts each optimizer's untuned default beside its tuned best, both as mean ± std over
-fresh seeds, with the time to a target accuracy and the tuned hyperparameters.
+The *epoch table* gives per optimizer val accuracy and loss at epochs 1, 5 and 10 and the total time; when
+the sweep is the classic Keras comparison's setting (Keras presets and init, batch 64, nothing tuned, the six
+published optimizers) it is the *seed table*, with the published ranks beside ours. The *shoot-out* (a sweep
+with ``study.retrain_seeds``) puts each optimizer's untuned default beside its tuned best, with intervals,
+group ranks, the gain from tuning and the time to a target accuracy. Every row names the split its numbers
+were measured on and how many seeds they come from.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
-from rich.table import Table
 
+from sweeps.names import SEARCH, TUNED
+from sweeps.report.evidence import Evidence, PhaseEvidence, seconds_to
 from sweeps.report.results import Entry, Results
+from sweeps.report.stats import Interval, interval
 
 PUBLISHED_ACC_10 = {
     "adam": 0.9908,
@@ -28,148 +33,247 @@ PUBLISHED_ACC_10 = {
 by 1/255); each run there took 6:42-10:01 min."""
 PUBLISHED_RANK = {name: rank for rank, name in enumerate(PUBLISHED_ACC_10, start=1)}
 SEED_EPOCHS = (1, 5, 10)
+SEED_BATCH_SIZE = 64
+SCALINGS = {
+    "standard": "standardised with the mean and std of the training images used",
+    "unit": "pixels / 255, as in the published comparison",
+}
+SHORT = {"val_acc": "acc", "val_loss": "loss", "train_loss": "train loss"}
 
 
 @dataclass(frozen=True)
 class Report:
-    """One table: display cells (what people read) and numbers (the CSV), with a title and footnotes."""
+    """One table: display cells (what people read) and numbers (the CSV), with a title and footnotes;
+    ``terminal`` tables are also printed (the long pairwise ones only go to the files)."""
 
     name: str
     title: str
     display: pd.DataFrame
     numbers: pd.DataFrame
     notes: tuple[str, ...] = ()
+    terminal: bool = True
 
 
-def _pm(mean: float, std: float, seeds: int, digits: int = 4) -> str:
-    """``mean ± std`` over seeds; ``—`` for no value."""
-    if math.isnan(mean):
+def cell(found: Interval, seeds: int | None = None, digits: int = 4, std: bool = True) -> str:
+    """``mean ± std [low, high]`` (without ``std``: ``mean [low, high]``); the mean alone from one seed,
+    ``—`` from none; ``(n/k)`` when only n of the k seeds have a value."""
+    if not found.n:
         return "—"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
+    text = f"{found.mean:.{digits}f}"
+    if found.n > 1:
+        text += f" ± {found.std:.{digits}f}" if std else ""
+        text += f" [{found.low:.{digits}f}, {found.high:.{digits}f}]"
+    return text + (f" ({found.n}/{seeds})" if seeds and found.n < seeds else "")
+
+
+def numbers(prefix: str, found: Interval) -> dict[str, float | int]:
+    """An interval's columns for the CSV."""
+    return {
+        prefix: found.mean,
+        f"{prefix}_std": found.std,
+        f"{prefix}_ci_low": found.low,
+        f"{prefix}_ci_high": found.high,
+        f"{prefix}_n": found.n,
+    }
+
+
+def scaling(results: Results) -> str:
+    """The input scaling the sweep trained with (``standard`` where the config predates the choice)."""
+    name = getattr(results.sweep.data, "scaling", "standard")
+    return f"input scaling {name} ({SCALINGS.get(name, name)})"
+
+
+def setting(results: Results) -> str:
+    """One line of what every number of the sweep shares."""
+    sweep = results.sweep
+    subset = sweep.data.train_subset
+    images = f"{subset:,} training images" if subset else "all training images"
+    epochs = sweep.trainer.max_epochs
+    return (
+        f"{sweep.data.name}, {images}, {epochs} epoch{'s' * (epochs > 1)}, preset {sweep.optimizer.preset},"
+        f" init {sweep.model.init}; {scaling(results)}."
+    )
+
+
+def is_seed_setting(results: Results, entries: Mapping[str, Entry]) -> bool:
+    """Whether these entries ran the classic comparison's setting: Keras presets and init, batch 64,
+    no hyperparameter set or tuned, and only the published optimizers."""
+    sweep = results.sweep
+    return (
+        bool(entries)
+        and sweep.optimizer.preset == "keras"
+        and sweep.model.init == "keras"
+        and all(
+            e.optimizer in PUBLISHED_RANK
+            and e.config.get("batch_size") == SEED_BATCH_SIZE
+            and set(e.config) <= {"optimizer", "batch_size"}
+            for e in entries.values()
+        )
+    )
+
+
+def _pm(found: Interval, seeds: int) -> str:
+    """``mean ± std`` over the seeds (the mean alone from one, ``—`` from none, ``(n/k)`` from n of k)."""
+    if not found.n:
+        return "—"
+    text = f"{found.mean:.4f}" + (f" ± {found.std:.4f}" if found.n > 1 else "")
+    return text + (f" ({found.n}/{seeds})" if found.n < seeds else "")
 
 
 def _minutes(seconds: float) -> str:
     return "—" if math.isnan(seconds) else f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-def _ranks(entries: dict[str, Entry]) -> dict[str, int]:
-    order = sorted(entries, key=lambda n: -_or_minus_inf(entries[n].final("val_acc")[0]))
-    return {name: rank for rank, name in enumerate(order, start=1)}
-
-
-def _or_minus_inf(value: float) -> float:
-    return -math.inf if math.isnan(value) else value
-
-
-def seed_table(results: Results) -> Report:
-    """Per optimizer (its retrained best where there is one), accuracy and loss at epochs 1, 5 and 10 (those
-    the sweep ran, and its last), total time, our rank and the published one."""
+def _ranks(results: Results, evidence: Evidence) -> tuple[dict[str, str], str]:
+    """Per headline optimizer its rank, and what the rank means. With seeds, group ranks of the headline
+    phase (those the seeds cannot tell apart share one; ``—`` for an optimizer shown from another phase);
+    with one seed, the order of the values, which says nothing about seed noise."""
     entries = results.headline
+    phase = evidence.phases.get(TUNED if results.tuned else SEARCH)
+    if phase and phase.comparison:
+        groups = phase.comparison.ranks
+        return (
+            {n: str(groups[n]) if e.phase == phase.phase else "—" for n, e in entries.items()},
+            f"rank: {group_rule(evidence, phase)}",
+        )
+    sign = 1 if results.higher_is_better else -1
+    values = {n: interval(e.column(results.ranked_curve, e.epochs)).mean for n, e in entries.items()}
+    order = sorted(entries, key=lambda n: -math.inf if math.isnan(values[n]) else -sign * values[n])
+    return (
+        {name: str(rank) for rank, name in enumerate(order, start=1)},
+        f"rank: by {evidence.ranked_on} of one seed each, untested; train on 3 or more seeds "
+        "(study.repeats or study.retrain_seeds) for group ranks.",
+    )
+
+
+def group_rule(evidence: Evidence, phase: PhaseEvidence) -> str:
+    """How a phase's group ranks were decided, in one sentence."""
+    pairs = len(phase.comparison.pairs) if phase.comparison else 0
+    test = evidence.test_name
+    return (
+        f"group ranks on {evidence.ranked_on} ({phase.split} split, {len(phase.seeds)} paired seeds): "
+        f"{test} per pair, Holm-corrected over {pairs} pairs, α = {evidence.alpha:g}; rank = 1 + the "
+        "number of optimizers significantly better, so optimizers the seeds cannot tell apart share a rank."
+    )
+
+
+def epoch_table(results: Results, evidence: Evidence) -> Report:
+    """Per optimizer (its retrained best where there is one), accuracy and loss at epochs 1, 5 and 10 (those
+    the sweep ran, and its last), total time and rank; the published rank in the seed table's setting."""
+    entries = results.headline
+    seed = is_seed_setting(results, entries)
     max_epochs = results.sweep.trainer.max_epochs
     epochs = sorted({e for e in SEED_EPOCHS if e <= max_epochs} | {max_epochs})
     mnist = results.sweep.data.name == "mnist"
-    ranks = _ranks(entries)
-    display, numbers = [], []
+    ranks, rank_note = _ranks(results, evidence)
+    display, rows = [], []
     for name, entry in entries.items():
-        shown: dict[str, str] = {"optimizer": name, "seeds": str(entry.seeds)}
+        shown = {"optimizer": name, "split": entry.split, "seeds": str(entry.seeds)}
         row: dict[str, object] = {"optimizer": name, "phase": entry.phase, "trial": entry.trial}
-        row["seeds"] = entry.seeds
+        row |= {"split": entry.split, "seeds": entry.seeds}
         for epoch in epochs:
             for metric, short in (("val_acc", "acc"), ("val_loss", "loss")):
-                mean, std = entry.at(metric, epoch)
-                shown[f"{short} @{epoch}"] = _pm(mean, std, entry.seeds)
-                row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = mean, std
-        seconds, seconds_std = entry.total_seconds()
-        shown["time"] = _minutes(seconds)
-        row["total_seconds"], row["total_seconds_std"] = seconds, seconds_std
-        shown["rank"] = str(ranks[name])
+                found = interval(entry.column(metric, epoch))
+                shown[f"{short} @{epoch}"] = _pm(found, entry.seeds)
+                row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = found.mean, found.std
+        seconds = interval(entry.seconds_each())
+        shown["time"] = _minutes(seconds.mean)
+        row["total_seconds"], row["total_seconds_std"] = seconds.mean, seconds.std
+        shown["rank"] = ranks[name]
         row["rank"] = ranks[name]
-        published = PUBLISHED_RANK.get(name)
-        shown["published rank"] = str(published or "—")
-        row["published_rank"] = published
-        if mnist:
-            acc = PUBLISHED_ACC_10.get(name)
-            shown["published acc @10"] = f"{acc:.4f}" if acc else "—"
-            row["published_val_acc_10"] = acc
+        if seed:
+            published = PUBLISHED_RANK[name]
+            shown["published rank"] = str(published)
+            row["published_rank"] = published
+        if seed and mnist:
+            shown["published acc @10"] = f"{PUBLISHED_ACC_10[name]:.4f}"
+            row["published_val_acc_10"] = PUBLISHED_ACC_10[name]
         display.append(shown)
-        numbers.append(row)
+        rows.append(row)
     notes = [
-        f"{results.sweep.data.name}, batch {results.sweep.data.batch_size}, {max_epochs} epochs, "
-        f"preset {results.sweep.optimizer.preset}, init {results.sweep.model.init}; time is training time.",
-        "Published: MNIST, Keras defaults, batch 64, 10 epochs (6:42-10:01 min per optimizer there)."
-        + ("" if mnist else " On another data set compare the ranks, not the numbers."),
+        setting(results) + f" Batch {results.sweep.data.batch_size} unless tuned; time is training time.",
+        "Values are mean ± std over the row's seeds, measured on its split (test: the test split; holdout:"
+        " held-out training images, which the search selected on).",
+        rank_note,
     ]
-    return Report("seed_table", "Seed table", pd.DataFrame(display), pd.DataFrame(numbers), tuple(notes))
+    if seed:
+        notes.append(
+            "Published: MNIST, Keras defaults, batch 64, 10 epochs, inputs scaled by 1/255 (6:42-10:01 min"
+            " per optimizer there)."
+            + ("" if mnist else " On another data set compare the ranks, not the numbers.")
+        )
+    name, title = ("seed_table", "Seed table") if seed else ("epochs", "Accuracy and loss by epoch")
+    return Report(name, title, pd.DataFrame(display), pd.DataFrame(rows), tuple(notes))
 
 
-TARGET_SHARE = 0.95
-
-
-def target_accuracy(results: Results) -> float:
-    """95 % of the best final mean accuracy, floored to 0.01: near enough the best that reaching it means
-    something, low enough that the good optimizers all do, so their times compare."""
-    finals = [e.final("val_acc")[0] for e in results.headline.values()]
-    finals = [f for f in finals if not math.isnan(f)]
-    return math.floor(max(finals) * TARGET_SHARE * 100) / 100 if finals else float("nan")
-
-
-def shootout_table(results: Results, target: float) -> Report:
-    """Per optimizer: default vs tuned, mean ± std over the retrain seeds, time to ``target`` accuracy, and
-    the tuned hyperparameters (those the search set)."""
-    display, numbers = [], []
-    names = [n for n in results.sweep.search.optimizers if n in results.tuned or n in results.default]
-    for name in names:
-        default, tuned = results.default.get(name), results.tuned.get(name)
+def shootout_table(results: Results, evidence: Evidence) -> Report:
+    """Per optimizer: default vs tuned on the ranked quantity with intervals and group ranks, the gain from
+    tuning, the time to the target accuracy, and the tuned hyperparameters (those the search set)."""
+    k = results.sweep.study.retrain_seeds
+    short = SHORT.get(results.ranked_curve, results.ranked_curve)
+    time = seconds_to(evidence.target)
+    published = is_seed_setting(results, results.default)
+    display, rows = [], []
+    for name in [n for n in results.sweep.search.optimizers if n in results.tuned or n in results.default]:
         shown: dict[str, str] = {"optimizer": name}
-        row: dict[str, object] = {"optimizer": name, "seeds": results.sweep.study.retrain_seeds}
-        row["target_acc"] = target
-        for label, entry in (("default", default), ("tuned", tuned)):
-            for metric, short in (("val_acc", "acc"), ("val_loss", "loss")):
-                mean, std = entry.final(metric) if entry else (math.nan, math.nan)
-                shown[f"{label} {short}"] = _pm(mean, std, entry.seeds if entry else 1)
-                row[f"{label}_{metric}"], row[f"{label}_{metric}_std"] = mean, std
-            seconds, reached = entry.seconds_to(target) if entry else (math.nan, 0)
-            shown[f"{label} s to {target:.2f}"] = (
-                "—"
-                if not reached
-                else f"{seconds:.1f}" + ("" if reached == entry.seeds else f" ({reached}/{entry.seeds})")
-            )
-            row[f"{label}_seconds_to_target"], row[f"{label}_seeds_reaching_target"] = seconds, reached
+        row: dict[str, object] = {"optimizer": name, "split": "test", "seeds": k}
+        row["target_acc"] = evidence.target
+        for label in ("default", "tuned"):
+            phase = evidence.phases.get(label)
+            value = phase.ranked.get(name) if phase else None
+            shown[f"{label} {short}"] = cell(value, k, std=False) if value else "—"
+            row |= numbers(f"{label}_final_{results.ranked_curve}", value) if value else {}
+            comparison = phase.comparison if phase else None
+            group = comparison.ranks.get(name) if comparison else None
+            shown[f"{label} group"] = str(group or "—")
+            row[f"{label}_group"] = group
+            if label == "default" and published:
+                shown["published rank"] = str(PUBLISHED_RANK[name])
+                row["published_rank"] = PUBLISHED_RANK[name]
+        gained = evidence.gains.get(name)
+        shown["gain"] = cell(gained, k, std=False) if gained else "—"
+        row |= numbers("gain", gained) if gained else {}
+        for label in ("default", "tuned"):
+            phase = evidence.phases.get(label)
+            found = phase.intervals.get(name) if phase else None
+            shown[f"{label} {time}"] = _mean_of(found[time], k) if found else "—"
+            row |= numbers(f"{label}_seconds_to_target", found[time]) if found else {}
+        tuned = results.tuned.get(name)
         if tuned:
-            hparams = {k: v for k, v in tuned.config.items() if k != "optimizer"}
-            shown["tuned hyperparameters"] = ", ".join(f"{k}={_short(v)}" for k, v in hparams.items())
-            row |= {f"tuned.{k}": v for k, v in hparams.items()}
+            hparams = {key: v for key, v in tuned.config.items() if key != "optimizer"}
+            shown["tuned hyperparameters"] = ", ".join(f"{key}={_short(v)}" for key, v in hparams.items())
+            row |= {f"tuned.{key}": v for key, v in hparams.items()}
         else:
             why = "retrain failed" if name in results.search else "no search trial completed"
             shown["tuned hyperparameters"] = why
             row["tuned_missing"] = why
         display.append(shown)
-        numbers.append(row)
-    seeds = results.sweep.study.retrain_seeds
-    notes = (
-        f"Final-epoch values, mean ± std over {seeds} fresh seeds; tuned = the best of "
-        f"{results.sweep.study.n_trials} search trials per optimizer, retrained.",
-        f"Time to {target:.2f} val accuracy: training seconds until the first epoch at or above it "
-        "(— never; (n/k) when only n of k seeds got there).",
-    )
-    return Report(
-        "shootout", "Fair shoot-out: default vs tuned", pd.DataFrame(display), pd.DataFrame(numbers), notes
-    )
+        rows.append(row)
+    notes = [
+        f"Final-epoch {results.ranked_curve} on the test split over {k} paired seeds (the same seeds for"
+        f" every optimizer): mean [95 % t interval] (std and the other quantities: the intervals tables);"
+        f" tuned = the best of {results.sweep.study.n_trials} search trials per optimizer, retrained.",
+        *(
+            f"{label} group: {group_rule(evidence, evidence.phases[label])}"
+            for label in ("default", "tuned")
+            if label in evidence.phases and evidence.phases[label].comparison
+        ),
+        "gain: tuned − default per seed (for a loss, default − tuned), so > 0 means tuning helped.",
+        f"{time}: mean training seconds until the first epoch at or above {evidence.target:.2f} val accuracy,"
+        " over the seeds that got there ((n/k): only n of k did; —: none).",
+    ]
+    if published:
+        notes.append("published rank: the classic Keras comparison (MNIST), whose setting the defaults are.")
+    title = f"Fair shoot-out: default vs tuned (test split, {k} paired seeds)"
+    return Report("shootout", title, pd.DataFrame(display), pd.DataFrame(rows), tuple(notes))
+
+
+def _mean_of(found: Interval, seeds: int) -> str:
+    """Seconds as ``mean`` over the seeds that have a value, ``(n/k)`` when not all do, ``—`` for none."""
+    if not found.n:
+        return "—"
+    return f"{found.mean:.1f}" + (f" ({found.n}/{seeds})" if found.n < seeds else "")
 
 
 def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def reports(results: Results, target: float | None = None) -> list[Report]:
-    tables = [seed_table(results)]
-    if results.tuned or results.default:
-        tables.append(shootout_table(results, target if target is not None else target_accuracy(results)))
-    return tables
-
-
-def rich_table(report: Report) -> Table:
-    table = Table(*report.display.columns, title=report.title, caption="\n".join(report.notes))
-    for row in report.display.itertuples(index=False):
-        table.add_row(*map(str, row))
-    return table

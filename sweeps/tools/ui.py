@@ -27,6 +27,7 @@ from sweeps.tracking.uris import SQLITE, artifact_location, mask
 MLFLOW_SERVER_FLAGS = ("--workers", "1")
 """One uvicorn worker: one person browsing needs no more, and each extra worker costs seconds at start."""
 
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 _STORAGE_ENV = "SWEEPS_UI_STORAGE"
 _DASHBOARD_MAIN = "from sweeps.tools.ui import serve_dashboard; serve_dashboard()"
 
@@ -73,8 +74,12 @@ def is_server(uri: str) -> bool:
 
 
 def experiment_page(base: str, experiment_id: str | None) -> str:
-    """The experiment's runs table: MLflow 3 opens an experiment without a kind tag on its GenAI overview."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs" if experiment_id else base
+    """The experiment's runs table in the UI's model-training view. MLflow 3.17's UI picks an experiment's
+    first page by a global view (``workflowType``: the URL's, else the browser's last choice, else GenAI),
+    not by the experiment's kind tag, so without the parameter a sweep opens on the GenAI overview."""
+    if not experiment_id:
+        return base
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}"
 
 
 def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from sweeps.names import (
+    EXPERIMENT_KIND_TAG,
     OPTIMIZER_TAG,
     OUTCOME_TAG,
     PARENT_TAG,
@@ -26,6 +27,7 @@ from sweeps.names import (
     STATE_TAG,
     STORAGE_TAG,
     STUDY_TAG,
+    TRAINING_KIND,
     TRIAL_TAG,
     WORKER_TAG,
 )
@@ -39,11 +41,14 @@ def flat_params(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
-    """The experiment called ``name``; created if new, its artifacts where :func:`artifact_location` says."""
+    """The experiment called ``name``; created if new, its artifacts where :func:`artifact_location` says,
+    tagged as training runs so that the MLflow UI opens it on its runs."""
     experiment = client.get_experiment_by_name(name)
     if experiment:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location(uri))
+    return client.create_experiment(
+        name, artifact_location=artifact_location(uri), tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
+    )
 
 
 def start_parent(
@@ -189,6 +194,13 @@ def record_best(
 def log_folder(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
     """Every file of ``folder`` as artifacts of the run, under ``artifact_path``."""
     MlflowClient(uri).log_artifacts(run_id, str(folder), artifact_path)
+
+
+def log_files(uri: str, run_id: str, files: Iterable[Path], artifact_path: str) -> None:
+    """Some files as artifacts of the run, under ``artifact_path``."""
+    client = MlflowClient(uri)
+    for file in files:
+        client.log_artifact(run_id, str(file), artifact_path)
 
 
 def files_run(

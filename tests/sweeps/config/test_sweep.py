@@ -196,6 +196,9 @@ BAD = [
     (["study.timeout=0"], "study.timeout", "greater than 0"),
     (["study.timeout=true"], "study.timeout", "number"),
     (["study.repeats=0"], "study.repeats", "greater than 0"),
+    (["study.retrain_seeds=2"], "study.retrain_seeds", "0 (no retrains) or 3 to 30, got 2"),
+    (["study.retrain_seeds=31"], "study.retrain_seeds", "3 to 30, got 31"),
+    (["study.retrain_seeds=-1"], "study.retrain_seeds", "greater than or equal to 0"),
     (
         ["study.per_optimizer=true", "study.n_trials=null", "study.timeout=60"],
         "study.per_optimizer",

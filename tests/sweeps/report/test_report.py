@@ -11,6 +11,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from scipy import stats as scipy_stats
 
 from sweeps.config.sweep import load_sweep
 from sweeps.engine.space import preset_params
@@ -28,8 +29,9 @@ from sweeps.names import (
     phase,
     trial_optimizer,
 )
+from sweeps.report.evidence import target_accuracy, weigh
 from sweeps.report.results import Entry, Results
-from sweeps.report.tables import PUBLISHED_ACC_10, seed_table, shootout_table, target_accuracy
+from sweeps.report.tables import PUBLISHED_ACC_10, epoch_table, shootout_table
 from tests.sweeps.helpers import CONF, invoke, sweeps_process
 
 TINY = ("data.name=mnist", "data.train_subset=192", "data.holdout_size=64", "trainer.max_epochs=2")
@@ -47,7 +49,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def shootout(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Path:
-    """conf/shootout.yaml, shrunk: 3 optimizers × 2 search trials, then default and tuned on 2 seeds each, run
+    """conf/shootout.yaml, shrunk: 3 optimizers × 2 search trials, then default and tuned on 3 seeds each, run
     by the real ``sweeps run`` with two worker processes."""
     where = tmp_path_factory.mktemp("shootout")
     write_idx_dataset(where / "idx", "mnist", n_train=256, n_test=64)
@@ -62,7 +64,7 @@ def shootout(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Pat
     proc = sweeps_process(*args, cwd=where, env={"COLUMNS": "200"})  # the progress lines unwrapped
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
-    assert "retraining each optimizer's default and best config on 2 seeds" in out
+    assert "retraining each optimizer's default and best config on 3 seeds" in out
     assert "retrained 6/6" in out
     return where
 
@@ -70,7 +72,7 @@ def shootout(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Pat
 SHRUNK_OVERRIDES = [
     *TINY,
     "study.n_trials=2",
-    "study.retrain_seeds=2",
+    "study.retrain_seeds=3",
     "search.optimizer=[sgd, momentum, adam]",
 ]
 SHRUNK = load_sweep(CONF / "shootout.yaml", SHRUNK_OVERRIDES)
@@ -94,7 +96,7 @@ def test_the_search_budget_then_one_default_and_one_tuned_trial_per_optimizer(sh
         assert first.params == preset_params(SHRUNK, name)  # tuning starts from the default
 
 
-def test_retrains_run_fresh_seeds_on_the_test_split(shootout: Path) -> None:
+def test_retrains_run_the_same_fresh_seeds_for_every_optimizer_on_the_test_split(shootout: Path) -> None:
     client = MlflowClient(f"sqlite:///{shootout / 'mlflow.db'}")
     for trial in _study(shootout).get_trials():
         run = client.get_run(trial.user_attrs[RUN_ATTR])
@@ -103,7 +105,7 @@ def test_retrains_run_fresh_seeds_on_the_test_split(shootout: Path) -> None:
             assert run.data.params["seed"] == "0" and run.data.params["val_split"] == "holdout"
             continue
         seeds = client.search_runs([run.info.experiment_id], f"tags.`{PARENT_TAG}` = '{run.info.run_id}'")
-        assert sorted(r.data.params["seed"] for r in seeds) == ["1", "2"]
+        assert sorted(r.data.params["seed"] for r in seeds) == ["1", "2", "3"]  # paired across optimizers
         assert {r.data.params["val_split"] for r in seeds} == {"test"}
         assert {r.data.params["optimizer"] for r in seeds} == {trial.user_attrs[OPTIMIZER_ATTR]}
         if phase(trial) == DEFAULT:  # the keras preset, nothing sampled
@@ -114,11 +116,13 @@ def test_retrains_run_fresh_seeds_on_the_test_split(shootout: Path) -> None:
         assert run.data.metrics["best_val_acc_mean"] == pytest.approx(mean) == trial.value
 
 
-def test_report_writes_both_tables_the_plots_and_logs_them_on_the_parent(shootout: Path, monkeypatch) -> None:
+def test_report_writes_tables_page_and_plots_and_logs_them_on_the_parent(shootout: Path, monkeypatch) -> None:
     monkeypatch.chdir(shootout)
     result = invoke("report", "shootout")
     assert result.exit_code == 0, result.output
-    assert "Seed table" in result.stdout and "Fair shoot-out" in result.stdout
+    # the headline is tuned, so not the seed table's setting: neither titled so nor given published ranks
+    assert "Fair shoot-out" in result.stdout and "Accuracy and loss by epoch" in result.stdout
+    assert "Seed table" not in result.stdout and "Tuned: groups on final val_acc" in result.stdout
     out = shootout / "reports" / "shootout"
     for name in ("curves", "optimization_history", "param_importances", "parallel_coordinate"):
         assert _png(out / f"{name}.png"), name
@@ -128,23 +132,81 @@ def test_report_writes_both_tables_the_plots_and_logs_them_on_the_parent(shootou
     assert [r["optimizer"] for r in shoot] == ["sgd", "momentum", "adam"]
     for row in shoot:
         assert float(row["tuned.lr"]) == pytest.approx(tuned[row["optimizer"]].user_attrs["config"]["lr"])
+        assert row["tuned_group"] in {"1", "2", "3"} and row["default_group"] in {"1", "2", "3"}
+    # the untuned defaults are the seed table's setting: their groups stand beside the published ranks
+    assert [r["published_rank"] for r in shoot] == ["4", "3", "1"]
     client = MlflowClient(f"sqlite:///{shootout / 'mlflow.db'}")
     seeds = client.search_runs(
         [client.get_experiment_by_name("shootout").experiment_id],
         f"tags.`{PARENT_TAG}` = '{tuned['adam'].user_attrs[RUN_ATTR]}'",
     )
-    at_2 = np.mean(
-        [h.value for r in seeds for h in client.get_metric_history(r.info.run_id, "val_acc") if h.step == 2]
-    )
-    table = {r["optimizer"]: r for r in _rows(out / "seed_table.csv")}
-    assert float(table["adam"]["val_acc_2"]) == pytest.approx(at_2)
-    assert table["adam"]["phase"] == TUNED and float(table["adam"]["published_val_acc_10"]) == 0.9908
+    at_2 = [
+        h.value for r in seeds for h in client.get_metric_history(r.info.run_id, "val_acc") if h.step == 2
+    ]
+    table = {r["optimizer"]: r for r in _rows(out / "epochs.csv")}
+    assert float(table["adam"]["val_acc_2"]) == pytest.approx(np.mean(at_2))
+    assert (table["adam"]["phase"], table["adam"]["split"], table["adam"]["seeds"]) == (TUNED, "test", "3")
+    assert "published_rank" not in table["adam"] and not (out / "seed_table.csv").exists()
+    # the interval of the final accuracy, recomputed by scipy from the seeds' values read back from MLflow
+    low, high = scipy_stats.t.interval(0.95, 2, loc=np.mean(at_2), scale=scipy_stats.sem(at_2))
+    adam = next(r for r in _rows(out / "intervals_tuned.csv") if r["optimizer"] == "adam")
+    assert (float(adam["final_acc_ci_low"]), float(adam["final_acc_ci_high"])) == pytest.approx((low, high))
+    assert {r["optimizer"] for r in _rows(out / "tunability.csv")} == {"sgd", "momentum", "adam"}
+    assert len(_rows(out / "pairs_tuned.csv")) == 3
     markdown = (out / "report.md").read_text()
-    assert "| optimizer" in markdown and "![curves](curves.png)" in markdown
-    assert "<img src='curves.png'" in (out / "report.html").read_text()
+    assert "| optimizer" in markdown and "![curves](curves.png)" in markdown and "## Conclusions" in markdown
+    page = (out / "report.html").read_text()
+    assert "Plotly.newPlot" in page and "<img" not in page and "<script src" not in page
     assert client.get_run(study.user_attrs[PARENT_ATTR]).info.status == "FINISHED"  # ended with its sweep
     logged = {a.path for a in client.list_artifacts(study.user_attrs[PARENT_ATTR], "report")}
-    assert {"report/report.md", "report/shootout.csv", "report/seed_table.csv", "report/curves.png"} <= logged
+    expected = {"report.md", "report.html", "shootout.csv", "epochs.csv", "intervals_tuned.csv", "curves.png"}
+    assert {f"report/{name}" for name in expected} <= logged
+
+
+@pytest.fixture(scope="module")
+def two_workloads(shootout: Path, write_idx_dataset) -> Path:
+    """A second, smaller shoot-out beside the first, on KMNIST files: momentum and Adam, one search trial
+    each, then default and tuned on 3 seeds, run in this process."""
+    write_idx_dataset(shootout / "kmnist", "kmnist", n_train=256, n_test=64, seed=1)
+    overrides = [*TINY[1:], "data.name=kmnist", f"data.dir={shootout / 'kmnist'}", "study.name=shootout_k"]
+    overrides += ["study.n_trials=1", "study.retrain_seeds=3", "search.optimizer=[momentum, adam]"]
+    sweep = load_sweep(CONF / "shootout.yaml", overrides)
+    url = f"sqlite:///{shootout / 'optuna.db'}"
+    created = create(sweep, url, f"sqlite:///{shootout / 'mlflow.db'}")
+    run_worker(sweep.study.name, url)
+    assert queue_retrains(created, sweep) == 4
+    run_worker(sweep.study.name, url)
+    return shootout
+
+
+def test_several_sweeps_are_compared_as_workloads_by_a_performance_profile(
+    two_workloads: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(two_workloads)
+    result = invoke("report", "shootout", "shootout_k", "--out", "both")
+    assert result.exit_code == 0, result.output
+    assert "Performance profile" in result.stdout and "Workloads" in result.stdout
+    out = two_workloads / "both"
+    workloads = {r["workload"]: r for r in _rows(out / "workloads.csv")}
+    assert {n: r["dataset"] for n, r in workloads.items()} == {"shootout": "mnist", "shootout_k": "kmnist"}
+    for name, row in workloads.items():  # each workload's own target, stated, as its own report has it
+        assert row["target_acc"] == _rows(out / name / "shootout.csv")[0]["target_acc"]
+        assert (out / name / "report.html").is_file()
+    profile = {r["optimizer"]: r for r in _rows(out / "profile.csv")}
+    assert set(profile) == {"sgd", "momentum", "adam"}
+    kept = [n for n, r in workloads.items() if r["in_profile"] == "True"]
+    for row in profile.values():  # ρ(τ): the share of those workloads within τ of the fastest
+        ratios = [float(row[f"ratio_{n}"]) if row.get(f"ratio_{n}") else math.inf for n in kept]
+        for tau in (1, 1.5, 2, 4):
+            expected = sum(r <= tau for r in ratios) / len(kept) if kept else math.nan
+            assert float(row[f"rho_{tau:g}"]) == pytest.approx(expected, nan_ok=True)
+    page = (out / "report.html").read_text()
+    assert "Performance profile" in page and "shootout_k/report.html" in page
+    client = MlflowClient(f"sqlite:///{two_workloads / 'mlflow.db'}")
+    for name in ("shootout", "shootout_k"):
+        parent = _study(two_workloads, name).user_attrs[PARENT_ATTR]
+        logged = {a.path for a in client.list_artifacts(parent, "report/workloads")}
+        assert {"report/workloads/report.html", "report/workloads/profile.csv"} <= logged
 
 
 def test_retrains_are_queued_once(shootout: Path) -> None:
@@ -199,18 +261,18 @@ def test_report_of_an_unknown_or_unfinished_study_is_refused(tmp_path: Path, tin
 def _entry(acc: list[list[float]], seconds: list[list[float]], name: str = "adam") -> Entry:
     curves = {"val_acc": np.array(acc), "epoch_seconds": np.array(seconds)}
     curves |= {"val_loss": 1 - curves["val_acc"], "train_loss": 1 - curves["val_acc"]}
-    return Entry(name, TUNED, 0, {"optimizer": name}, curves)
+    return Entry(name, TUNED, 0, {"optimizer": name, "batch_size": 64}, curves)
 
 
-def test_seconds_to_target_counts_the_seeds_that_reach_it() -> None:
+def test_per_seed_values_are_nan_where_a_seed_never_got_there() -> None:
     nan = math.nan
     entry = _entry([[0.5, 0.8, 0.9], [0.6, 0.7, nan]], [[2.0, 2.0, 2.0], [3.0, 3.0, nan]])
-    assert entry.seconds_to(0.8) == (4.0, 1)
-    assert entry.seconds_to(0.5) == (2.5, 2)
-    assert math.isnan(entry.seconds_to(0.95)[0]) and entry.seconds_to(0.95)[1] == 0
-    assert entry.at("val_acc", 3) == (0.9, 0.0)  # the seed that stopped early is left out
-    assert entry.total_seconds() == (6.0, 0.0)
-    assert math.isnan(entry.at("val_acc", 4)[0])
+    np.testing.assert_equal(entry.seconds_to_each(0.8), [4.0, nan])  # the second seed never gets there
+    np.testing.assert_equal(entry.seconds_to_each(0.5), [2.0, 3.0])
+    np.testing.assert_equal(entry.seconds_to_each(0.95), [nan, nan])
+    np.testing.assert_equal(entry.column("val_acc", 3), [0.9, nan])  # the seed that stopped early: NaN
+    np.testing.assert_equal(entry.seconds_each(), [6.0, 6.0])
+    np.testing.assert_equal(entry.column("val_acc", 4), [nan, nan])
 
 
 def test_seed_table_columns_follow_the_epochs_run() -> None:
@@ -218,28 +280,32 @@ def test_seed_table_columns_follow_the_epochs_run() -> None:
     entries = {
         n: _entry([[0.1 * i + 0.01 * e for e in range(7)]], [[1.0] * 7], n) for i, n in enumerate(SEED_ORDER)
     }
-    table = seed_table(Results(sweep, entries))
+    results = Results(sweep, entries)
+    table = epoch_table(results, weigh(results))
+    assert table.title == "Seed table" and "published rank" in table.display.columns
     assert [c for c in table.display.columns if c.startswith("acc @")] == ["acc @1", "acc @5", "acc @7"]
     assert "published acc @10" not in table.display.columns  # Fashion-MNIST: ranks only
-    assert list(table.numbers["rank"]) == [6, 5, 4, 3, 2, 1]
+    assert list(table.numbers["rank"]) == ["6", "5", "4", "3", "2", "1"]  # one seed each: by value
     assert target_accuracy(Results(sweep, entries)) == 0.53  # 95 % of the best final accuracy, 0.56
 
 
 def test_the_shootout_keeps_an_optimizer_whose_retrain_failed() -> None:
-    sweep = load_sweep(CONF / "shootout.yaml", ["search.optimizer=[sgd, momentum]", "study.retrain_seeds=2"])
+    sweep = load_sweep(CONF / "shootout.yaml", ["search.optimizer=[sgd, momentum]", "study.retrain_seeds=3"])
     slow, fast = (
-        _entry([[0.5, 0.7], [0.6, 0.8]], [[2.0] * 2] * 2, "sgd"),
-        _entry([[0.8, 0.9]] * 2, [[1.0] * 2] * 2),
+        _entry([[0.5, 0.7], [0.6, 0.8], [0.55, 0.7]], [[2.0] * 2] * 3, "sgd"),
+        _entry([[0.8, 0.9]] * 3, [[1.0] * 2] * 3),
     )
     results = Results(
         sweep, {"sgd": slow, "momentum": fast}, {"sgd": slow, "momentum": slow}, {"momentum": fast}
     )
-    table = shootout_table(results, target=0.75)
+    table = shootout_table(results, weigh(results, target=0.75))
     assert list(table.display["optimizer"]) == ["sgd", "momentum"]
     sgd, momentum = (row for _, row in table.display.iterrows())
     assert sgd["tuned acc"] == "—" and sgd["tuned hyperparameters"] == "retrain failed"
-    assert sgd["default s to 0.75"] == "4.0 (1/2)" and momentum["tuned s to 0.75"] == "1.0"
-    assert momentum["tuned acc"] == "0.9000 ± 0.0000"
+    assert sgd["default s to 0.75"] == "4.0 (1/3)" and momentum["tuned s to 0.75"] == "1.0"
+    assert momentum["tuned acc"] == "0.9000 [0.9000, 0.9000]"
+    assert (sgd["default group"], momentum["default group"]) == ("1", "1")  # the same defaults: one group
+    assert momentum["tuned group"] == "—"  # alone in its phase: nothing to compare
 
 
 def test_retrain_seeds_need_a_single_objective() -> None:

@@ -30,11 +30,12 @@ READY_S = 240  # two servers starting on two busy cores
 
 @dataclass(frozen=True)
 class Finished:
-    """A finished two-trial sweep: its Optuna storage and MLflow store."""
+    """A finished two-trial sweep, reported: its Optuna storage, MLflow experiment and parent run."""
 
     storage: str
     experiment_id: str
     study_id: int
+    parent_run: str
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +43,14 @@ def finished(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Fin
     folder = tmp_path_factory.mktemp("ui-sweep")
     write_idx_dataset(folder / "data", "mnist", n_train=256, n_test=64)
     spec = small_sweep_spec(folder, folder / "data", epochs=1, name=STUDY, n_trials=2)
-    proc = sweeps_process("run", str(spec), "--workers", "1", cwd=folder)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
+    for args in (("run", str(spec), "--workers", "1"), ("report", STUDY)):
+        proc = sweeps_process(*args, cwd=folder)
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
     storage = f"sqlite:///{folder / 'optuna.db'}"
     attrs = optuna.load_study(study_name=STUDY, storage=storage).user_attrs
     study_id = open_storage(storage, heartbeat=False).get_study_id_from_name(STUDY)
-    return Finished(storage, attrs["sweeps.experiment_id"], study_id)
+    return Finished(storage, attrs["sweeps.experiment_id"], study_id, attrs["sweeps.parent_run_id"])
 
 
 @contextmanager
@@ -159,7 +161,8 @@ def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finis
     args += ["--optuna", "--optuna-port", str(optuna_port)]
     with _serving(STUDY, *args, cwd=tmp_path) as (proc, lines):
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"
-        assert _url(lines, "MLflow UI") == f"{mlflow_url}/#/experiments/{finished.experiment_id}/runs"
+        page = f"{mlflow_url}/#/experiments/{finished.experiment_id}/runs?workflowType=machine_learning"
+        assert _url(lines, "MLflow UI") == page
         dashboard = f"http://127.0.0.1:{optuna_port}"
         assert _url(lines, "Optuna dashboard") == f"{dashboard}/dashboard/studies/{finished.study_id}"
         assert _get(f"{mlflow_url}/health") == b"OK"
@@ -178,11 +181,13 @@ def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finis
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not found on PATH (apt-get install chromium)")
-def test_the_mlflow_ui_lists_the_parent_run_and_its_trials(finished: Finished, tmp_path: Path) -> None:
+def test_the_mlflow_ui_lists_the_parent_run_and_its_trials_and_shows_the_report(
+    finished: Finished, tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     (port,) = free_ports(1)
-    shot = tmp_path / "mlflow-ui-runs.png"
+    shots = [tmp_path / "mlflow-ui-runs.png", tmp_path / "mlflow-ui-report.png"]
     with (
         _serving(STUDY, "--storage", finished.storage, "--port", str(port), cwd=tmp_path) as (_, lines),
         sync_playwright() as playwright,
@@ -194,12 +199,24 @@ def test_the_mlflow_ui_lists_the_parent_run_and_its_trials(finished: Finished, t
             cells = page.locator("[role=gridcell]")  # the runs table's, not the breadcrumb's link
             parent = cells.filter(has=page.get_by_role("link", name=STUDY, exact=True))
             parent.wait_for(timeout=90_000)
+            assert "workflowType=machine_learning" in page.url  # the model-training view, not GenAI's
             parent.get_by_role("button").click()  # the trials are nested under their sweep's run
             for trial in ("trial-0", "trial-1"):
                 cells.get_by_role("link", name=trial, exact=True).wait_for(timeout=30_000)
+            page.screenshot(path=shots[0])
+            base = _url(lines, "MLflow UI").split("/#/")[0]
+            page.goto(
+                f"{base}/#/experiments/{finished.experiment_id}/runs/{finished.parent_run}"
+                "/artifacts/report/report.html?workflowType=machine_learning"
+            )
+            report = page.frame_locator("iframe.mlflow-html-iframe")  # MLflow's sandboxed HTML view
+            report.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            report.get_by_role("heading", name="Learning curves").wait_for(timeout=10_000)
         finally:
-            page.screenshot(path=shot)
+            page.screenshot(path=shots[1] if shots[0].exists() else shots[0])
             browser.close()
             ARTIFACTS.mkdir(exist_ok=True)
-            shutil.copy(shot, ARTIFACTS / shot.name)
-    assert shot.stat().st_size > 10_000
+            for shot in shots:
+                if shot.exists():
+                    shutil.copy(shot, ARTIFACTS / shot.name)
+    assert all(shot.stat().st_size > 10_000 for shot in shots)
