@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -132,29 +132,56 @@ def bench(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     bf16: Annotated[bool, typer.Option(help="also time our path with bf16 autocast")] = False,
     out: Annotated[Path, typer.Option(help="where to write the JSON results")] = Path("bench.json"),
+    trials: Annotated[
+        bool, typer.Option("--trials", help="trials per hour instead: one per process, K processes, packs")
+    ] = False,
+    packs: Annotated[str, typer.Option(help="with --trials: the pack sizes K to time")] = "1,8,32,64,128",
+    processes: Annotated[int, typer.Option(min=1, help="with --trials: processes sharing the device")] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="with --trials: epochs of one trial")] = 10,
+    steps: Annotated[int, typer.Option(min=1, help="with --trials: training steps timed per path")] = 20,
 ) -> None:
     """Seconds per training epoch, side by side: (a) the usual Lightning + DataLoader recipe, (b) a plain
-    PyTorch loop on resident tensors, (c) this project's training path."""
+    PyTorch loop on resident tensors, (c) this project's training path. With --trials: trials per hour of
+    one trial shape, one trial per process, K processes per device, and packs of K trials."""
+    from sweeps.report.terminal import show
     from sweeps.tools import bench as benchmark
+    from sweeps.tools import throughput
 
     try:
-        spec = benchmark.BenchSpec(
-            dataset=dataset,
-            data_dir=data_dir,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            train_subset=train_subset,
-            repeats=repeats,
-            device=device,
-            bf16=bf16,
-        )
-        report = benchmark.run(spec, console)
+        if trials:
+            shape = throughput.Shape(
+                dataset=dataset,
+                data_dir=data_dir,
+                optimizer=optimizer,
+                batch_size=batch_size,
+                epochs=epochs,
+                packs=throughput.pack_sizes(packs),
+                processes=processes,
+                steps=steps,
+                device=device,
+                bf16=bf16,
+            )
+            measured: Any = throughput.run(shape, console)
+            shown = throughput.table(measured)
+        else:
+            spec = benchmark.BenchSpec(
+                dataset=dataset,
+                data_dir=data_dir,
+                batch_size=batch_size,
+                optimizer=optimizer,
+                train_subset=train_subset,
+                repeats=repeats,
+                device=device,
+                bf16=bf16,
+            )
+            measured = benchmark.run(spec, console)
+            shown = benchmark.table(measured)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
-    except benchmark.BenchFailed as exc:
+    except (benchmark.BenchFailed, throughput.ThroughputFailed) as exc:
         raise _fail(str(exc), code=1) from None
-    out.write_text(report.to_json())
-    console.print(benchmark.table(report))
+    out.write_text(measured.to_json())
+    show(console, shown)
     console.print(f"results written to {out}")
 
 

@@ -17,20 +17,29 @@ UNBOUNDED = 10_000
 
 def rich_table(report: Report) -> Table:
     table = Table(title=report.title, caption="\n".join(report.notes), caption_justify="left")
-    first, *rest = report.display.columns
-    names = report.display[first].astype(str)
-    table.add_column(first, no_wrap=True, min_width=max([len(first), *names.str.len()]))
+    return named_rows(
+        table,
+        list(report.display.columns),
+        [list(map(str, r)) for r in report.display.itertuples(index=False)],
+    )
+
+
+def named_rows(table: Table, columns: list[str], rows: list[list[str]]) -> Table:
+    """``table`` with ``columns`` and ``rows``: the first column (names) never wrapped or cut, the others
+    folding onto more lines when the terminal is narrow."""
+    first, *rest = columns
+    table.add_column(first, no_wrap=True, min_width=max([len(first), *(len(row[0]) for row in rows)]))
     for column in rest:
         table.add_column(column, overflow="fold")
-    for row in report.display.itertuples(index=False):
-        table.add_row(*map(str, row))
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
-def show(console: Console, report: Report) -> None:
+def show(console: Console, table: Table | Report) -> None:
     """Print one table: at the terminal's width on a terminal; elsewhere at its natural width (rich caps a
     print at its console's width, hence a console of that width on the same file)."""
-    table = rich_table(report)
+    table = rich_table(table) if isinstance(table, Report) else table
     if console.is_terminal:
         console.print(table)
         return

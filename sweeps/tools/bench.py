@@ -25,6 +25,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sweeps.report.terminal import named_rows
+
 PATHS = {
     "a": "Lightning + DataLoader, per-sample ToTensor/Normalize dataset",
     "b": "plain PyTorch loop, resident tensors",
@@ -128,18 +130,18 @@ def table(report: BenchReport) -> Table:
         f"s/epoch, {spec.dataset}{f' subset {spec.train_subset}' if spec.train_subset else ''}, batch "
         f"{spec.batch_size}, {spec.optimizer}, {report.device}, {report.steps_per_epoch} steps/epoch"
     )
-    out = Table("path", "what", "s/epoch (median)", "runs", "vs (a)", title=title)
     ratios = report.ratios()
-    for path, runs in report.seconds.items():
-        speedup = ratios.get(f"a/{path}", 1.0)
-        out.add_row(
+    rows = [
+        [
             f"({path})",
             PATHS[path],
             f"{report.median(path):.2f}",
             " ".join(f"{s:.2f}" for s in runs),
-            f"{speedup:.2f}×",
-        )
-    return out
+            f"{ratios.get(f'a/{path}', 1.0):.2f}×",
+        ]
+        for path, runs in report.seconds.items()
+    ]
+    return named_rows(Table(title=title), ["path", "what", "s/epoch (median)", "runs", "vs (a)"], rows)
 
 
 def _subprocess(path: str, spec: BenchSpec) -> dict[str, Any]:

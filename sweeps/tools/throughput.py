@@ -1,0 +1,337 @@
+"""``sweeps bench --trials``: how many trials of one shape a device finishes per hour, three ways.
+
+(a) one trial per process, (b) K such processes sharing the device, (c) packs of K trials trained as one
+stacked model (:mod:`models.pack`). The shape is fixed: the seed CNN, batch 64, one registry optimizer,
+``epochs`` epochs of a 60,000-image training split (an epoch's steps do not depend on which images, so a
+smaller data set on disk is timed the same). Each path runs in fresh processes (their own CUDA context and
+caches), times ``steps`` training steps after a warm-up, and converts: trials/hour = 3600 × K / (seconds per
+step × steps per trial). Validation, tracking and the engine are left out: this is the training ceiling the
+sweep engine works under.
+
+On CUDA each process also samples the device's utilisation while it is timed, and the table gives the
+fraction of the device's fp32 and bf16 peak that the trials' arithmetic reaches (FLOPs of one training step
+counted by ``torch.utils.flop_counter`` on the real network).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from sweeps.report.terminal import named_rows
+
+TRAIN_IMAGES = 60_000
+PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0), "L40S": (91.6, 362.0)}
+"""Dense fp32 (without tensor cores) and bf16 (tensor cores) peaks by GPU model, from NVIDIA's data sheets."""
+
+
+def pack_sizes(text: str) -> tuple[int, ...]:
+    """``--packs 1,8,32`` as sizes, or a ``ValueError`` naming the option."""
+    try:
+        sizes = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--packs must be comma-separated positive integers, e.g. 1,8,32; got {text!r}")
+    return sizes
+
+
+class ThroughputFailed(RuntimeError):
+    """A measuring process exited with an error; its stderr tail is the message."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What is measured: the trial's shape and the paths to time."""
+
+    dataset: str = "fashion_mnist"
+    data_dir: Path | None = None
+    optimizer: str = "adam"
+    batch_size: int = 64
+    epochs: int = 10
+    packs: tuple[int, ...] = (1, 8, 32, 64, 128)
+    processes: int = 4
+    steps: int = 20
+    warmup: int = 5
+    device: str = "auto"
+    bf16: bool = False
+
+    def __post_init__(self) -> None:
+        from models.data.catalogue import dataset_info
+        from models.optimizers import get_spec
+
+        get_spec(self.optimizer)
+        dataset_info(self.dataset)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+
+    @property
+    def steps_per_trial(self) -> int:
+        return self.epochs * math.ceil(TRAIN_IMAGES / self.batch_size)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "data_dir": str(self.data_dir) if self.data_dir else None})
+
+    @classmethod
+    def from_json(cls, text: str) -> Shape:
+        raw = json.loads(text)
+        return cls(
+            **{
+                **raw,
+                "data_dir": Path(raw["data_dir"]) if raw["data_dir"] else None,
+                "packs": tuple(raw["packs"]),
+            }
+        )
+
+
+@dataclass
+class Row:
+    """One path: K trials at once (a pack of K, or K processes), seconds per step (of each process), trials
+    per hour, utilisation and the fraction of the device's peak; or why it could not run."""
+
+    path: str
+    k: int
+    step_seconds: float = math.nan
+    trials_per_hour: float = math.nan
+    utilisation: float | None = None
+    peak_fp32: float | None = None
+    peak_bf16: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    shape: Shape
+    device: str
+    flops_per_trial_step: float
+    rows: list[Row] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "shape": json.loads(self.shape.to_json()),
+                "device": self.device,
+                "steps_per_trial": self.shape.steps_per_trial,
+                "flops_per_trial_step": self.flops_per_trial_step,
+                "rows": [asdict(row) for row in self.rows],
+                "environment": self.environment,
+            },
+            indent=2,
+        )
+
+
+def run(shape: Shape, console: Any = None) -> Report:
+    """Every path in turn: one trial alone, ``processes`` of them at once, then each pack size (a pack that
+    does not fit in memory is reported, and larger ones are not tried)."""
+    from models.data.files import check_available
+
+    check_available(shape.dataset, shape.data_dir, download=False)
+    alone = _measure([("single", 1)], shape, console)[0]
+    report = Report(shape, alone["device"], alone["flops"], environment=alone["environment"])
+    report.rows.append(_row("one trial per process", 1, [alone], shape, report))
+    together = _measure([("single", 1)] * shape.processes, shape, console)
+    report.rows.append(
+        _row(f"{shape.processes} processes per device", shape.processes, together, shape, report)
+    )
+    for k in shape.packs:
+        (result,) = _measure([("pack", k)], shape, console)
+        report.rows.append(_row(f"pack of {k}", k, [result], shape, report))
+        if result.get("error"):
+            break
+    return report
+
+
+def table(report: Report) -> Table:
+    shape = report.shape
+    title = (
+        f"trials/hour: seed CNN, {shape.optimizer}, batch {shape.batch_size}, {shape.epochs} epoch(s) of"
+        f" {TRAIN_IMAGES:,} images, {'bf16' if shape.bf16 else 'fp32'}, {report.device}"
+    )
+    base = report.rows[0].trials_per_hour
+    rows = [
+        [row.path, "—", row.error, "", "", "", ""]
+        if row.error
+        else [
+            row.path,
+            f"{row.step_seconds:.4f}",
+            f"{row.trials_per_hour:,.0f}",
+            f"{row.trials_per_hour / base:.1f}×",
+            _percent(row.utilisation),
+            _percent(row.peak_fp32),
+            _percent(row.peak_bf16),
+        ]
+        for row in report.rows
+    ]
+    columns = ["path", "s/step", "trials/hour", "vs (a)", "utilisation", "fp32 peak", "bf16 peak"]
+    return named_rows(Table(title=title), columns, rows)
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}" if value >= 0.01 else f"{value:.2%}"
+
+
+def _row(path: str, k: int, results: list[dict[str, Any]], shape: Shape, report: Report) -> Row:
+    failed = next((r["error"] for r in results if r.get("error")), None)
+    if failed:
+        return Row(path, k, error=failed)
+    per_trial = [r["step_seconds"] / r["members"] for r in results]
+    trials_per_second = sum(1 / (s * shape.steps_per_trial) for s in per_trial)
+    utils = [r["utilisation"] for r in results if r.get("utilisation") is not None]
+    peaks = _peaks(report.device)
+    flops = trials_per_second * shape.steps_per_trial * report.flops_per_trial_step
+    return Row(
+        path,
+        k,
+        step_seconds=max(r["step_seconds"] for r in results),
+        trials_per_hour=3600 * trials_per_second,
+        utilisation=max(utils) if utils else None,
+        peak_fp32=flops / (peaks[0] * 1e12) if peaks else None,
+        peak_bf16=flops / (peaks[1] * 1e12) if peaks else None,
+    )
+
+
+def _peaks(device: str) -> tuple[float, float] | None:
+    return next((peaks for model, peaks in PEAK_TFLOPS.items() if model in device), None)
+
+
+def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[dict[str, Any]]:
+    """Each ``(path, k)`` in its own process, all at once; their JSON results in order."""
+    if console:
+        console.print(f"[dim]timing {', '.join(f'{p} K={k}' for p, k in paths)} ...[/]")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeps.tools.throughput", path, str(k), shape.to_json()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path, k in paths
+    ]
+    results = []
+    for (path, k), proc in zip(paths, procs, strict=True):
+        out, error = proc.communicate()
+        if proc.returncode != 0:
+            raise ThroughputFailed(f"timing {path} K={k} failed:\n{error[-3000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+# --- inside a measuring process -----------------------------------------------------------------------------
+
+
+def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
+    import logging
+    import warnings
+
+    import lightning as L
+    import torch
+
+    from models.data.module import MNISTDataModule
+    from models.module import OptimizerModule
+    from models.pack.data import PackData
+    from models.pack.module import Member, PackModule
+    from sweeps.engine.runtime import tune_allocator
+    from sweeps.tracking.environment import environment_tags
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    tune_allocator()
+    device = shape.device if shape.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    data = MNISTDataModule(shape.dataset, shape.data_dir, batch_size=shape.batch_size, download=False)
+    if path == "pack":
+        module: L.LightningModule = PackModule([Member(shape.optimizer, seed=s) for s in range(k)])
+        datamodule: L.LightningDataModule = PackData(data, module)
+    else:
+        module, datamodule = OptimizerModule(shape.optimizer), data
+    timer = _timer(shape.warmup, shape.steps, device)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=shape.warmup + shape.steps,
+        limit_val_batches=0,
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        precision="bf16-mixed" if shape.bf16 else "32-true",
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    found = {"device": name, "members": k, "flops": _flops(shape), "environment": environment_tags()}
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except torch.OutOfMemoryError:
+        return found | {"error": "out of memory"}
+    return found | {"step_seconds": timer.seconds, "utilisation": timer.utilisation}
+
+
+def _flops(shape: Shape) -> float:
+    """FLOPs of one training step (forward and backward) of one seed CNN on one batch."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.cnn import SeedCNN
+
+    model = SeedCNN(fused=False)
+    x, y = torch.zeros(shape.batch_size, 1, 28, 28), torch.zeros(shape.batch_size, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return float(counter.get_total_flops())
+
+
+def _timer(warmup: int, steps: int, device: str) -> Any:
+    """A Lightning callback: seconds per step over the ``steps`` after ``warmup`` (synchronised on CUDA),
+    and the CUDA device's mean utilisation sampled every 0.2 s meanwhile (None where NVML is not readable)."""
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    class Timer(Callback):
+        seconds = math.nan
+        utilisation: float | None = None
+
+        def __init__(self) -> None:
+            self._samples: list[float] = []
+            self._stop = threading.Event()
+
+        def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
+            if trainer.fit_loop.epoch_loop.batch_idx == warmup:
+                sync()
+                self._start = time.perf_counter()
+                if device == "cuda":
+                    threading.Thread(target=self._sample, daemon=True).start()
+
+        def on_train_end(self, trainer: Any, *_: Any) -> None:
+            sync()
+            self.seconds = (time.perf_counter() - self._start) / steps
+            self._stop.set()
+            if self._samples:
+                self.utilisation = sum(self._samples) / len(self._samples) / 100
+
+        def _sample(self) -> None:
+            while not self._stop.wait(0.2):
+                try:
+                    self._samples.append(float(torch.cuda.utilization()))
+                except Exception:  # NVML not readable: no utilisation figure, the timing still stands
+                    return
+
+    return Timer()
+
+
+if __name__ == "__main__":
+    print(json.dumps(_inside(sys.argv[1], int(sys.argv[2]), Shape.from_json(sys.argv[3]))))
