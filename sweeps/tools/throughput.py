@@ -255,8 +255,8 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
         module, datamodule = OptimizerModule(shape.optimizer), data
     timer = _timer(shape.warmup, shape.steps, device)
     trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=shape.warmup + shape.steps,
+        max_epochs=-1,
+        max_steps=shape.warmup + shape.steps,  # over epochs, whatever the size of the data on disk
         limit_val_batches=0,
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
@@ -308,9 +308,11 @@ def _timer(warmup: int, steps: int, device: str) -> Any:
         def __init__(self) -> None:
             self._samples: list[float] = []
             self._stop = threading.Event()
+            self._batches = 0
 
         def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
-            if trainer.fit_loop.epoch_loop.batch_idx == warmup:
+            self._batches += 1
+            if self._batches == warmup + 1:
                 sync()
                 self._start = time.perf_counter()
                 if device == "cuda":
