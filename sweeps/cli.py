@@ -147,34 +147,19 @@ def bench(
     from sweeps.tools import bench as benchmark
     from sweeps.tools import throughput
 
+    common = {"dataset": dataset, "data_dir": data_dir, "optimizer": optimizer, "batch_size": batch_size}
+    common |= {"device": device, "bf16": bf16}
     try:
         if trials:
             shape = throughput.Shape(
-                dataset=dataset,
-                data_dir=data_dir,
-                optimizer=optimizer,
-                batch_size=batch_size,
-                epochs=epochs,
-                packs=throughput.pack_sizes(packs),
-                processes=processes,
-                steps=steps,
-                device=device,
-                bf16=bf16,
+                **common, epochs=epochs, packs=throughput.pack_sizes(packs), processes=processes, steps=steps
             )
             measured: Any = throughput.run(shape, console)
             shown = throughput.table(measured)
         else:
-            spec = benchmark.BenchSpec(
-                dataset=dataset,
-                data_dir=data_dir,
-                batch_size=batch_size,
-                optimizer=optimizer,
-                train_subset=train_subset,
-                repeats=repeats,
-                device=device,
-                bf16=bf16,
+            measured = benchmark.run(
+                benchmark.BenchSpec(**common, train_subset=train_subset, repeats=repeats), console
             )
-            measured = benchmark.run(spec, console)
             shown = benchmark.table(measured)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
