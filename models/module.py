@@ -10,10 +10,10 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.cnn import Init, SeedCNN
-from models.optimizers import get_spec
+from models.optimizers import OptimizerSpec, get_spec
 
 Batch = tuple[Tensor, Tensor]
 
@@ -23,7 +23,9 @@ class Diverged(RuntimeError):
 
 
 class OptimizerModule(L.LightningModule):
-    """Trains :class:`SeedCNN` with one optimizer of :mod:`models.optimizers`.
+    """Trains a classifier network, :class:`SeedCNN` unless ``network`` is given (any ``nn.Module`` mapping a
+    batch of inputs to class logits), with one optimizer of :mod:`models.optimizers` (``spec``: an entry
+    read from a class outside the registry, named ``optimizer``).
 
     Metrics are logged once per epoch with ``step`` = the 1-based epoch number (the seed table reports
     epochs 1, 5 and 10): ``train_loss`` (mean over the epoch's samples), ``val_loss``, ``val_acc`` and
@@ -40,12 +42,17 @@ class OptimizerModule(L.LightningModule):
         num_classes: int = 10,
         fused: bool = True,
         check_finite_every: int = 50,
+        network: nn.Module | None = None,
+        spec: OptimizerSpec | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the caller logs the contract's params, once
-        self.spec = get_spec(optimizer)
+        # the caller logs the contract's params, once; the network and spec are objects, saved otherwise
+        self.save_hyperparameters(logger=False, ignore=["network", "spec"])
+        self.spec = spec or get_spec(optimizer)
         self.optimizer_hparams = self.spec.resolve(preset, **dict(hparams or {}))
-        self.model = SeedCNN(num_classes=num_classes, init=init, fused=fused)
+        if network is None:
+            network = SeedCNN(num_classes=num_classes, init=init, fused=fused)
+        self.model = network
         self.check_finite_every = check_finite_every
         self.diverged: str | None = None
         self.best_val_acc = float("nan")

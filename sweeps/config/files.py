@@ -93,7 +93,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def describe(error: ValidationError) -> str:
-    """One line per problem, each starting with the dotted name of the field."""
+    """One line per problem, each starting with the dotted name of the field; a validator's message that
+    starts with ``<key>:`` (or ``<key.sub>:``) names that field under the one it validated."""
     lines = []
     for err in error.errors():
         where = ".".join(str(part) for part in err["loc"]) or "config"
@@ -102,8 +103,8 @@ def describe(error: ValidationError) -> str:
             message = "unknown key"
         elif err["type"] == "value_error":
             field, sep, rest = message.partition(": ")
-            if sep and field.isidentifier():
-                where, message = f"{where}.{field}", rest
+            if sep and all(part.isidentifier() for part in field.split(".")):
+                where, message = (f"{where}.{field}" if err["loc"] else field), rest
         else:
             message = f"{message} (got {err['input']!r})"
         lines.append(f"{where}: {message}")

@@ -21,7 +21,7 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from models.optimizers import get_spec  # noqa: E402
+from sweeps.config.imports import optimizer_spec  # noqa: E402
 from sweeps.names import SEARCH, TUNED, phase  # noqa: E402
 from sweeps.report.results import Entry, Results  # noqa: E402
 
@@ -83,7 +83,7 @@ def optuna_figures(study: optuna.Study, results: Results, out: Path) -> tuple[li
         plots["parallel_coordinate"] = lambda: optuna_plots.plot_parallel_coordinate(search)
         for name in results.sweep.search.optimizers:
             space = results.sweep.search.space(name)
-            if "lr" in space and "momentum" in space and "momentum" in get_spec(name).hyperparams:
+            if "lr" in space and "momentum" in space and "momentum" in optimizer_spec(name).hyperparams:
                 params = [f"{name}.lr", f"{name}.momentum"]
                 plots[f"contour_{name}"] = lambda p=params: optuna_plots.plot_contour(search, params=p)
     written, skipped = [], {}

@@ -11,7 +11,7 @@ import yaml
 
 from models.optimizers import HyperParam
 from sweeps.config.files import ConfigError
-from sweeps.config.search import Range, _check
+from sweeps.config.search import Range, check_value
 from sweeps.config.sweep import METRIC_DIRECTIONS, SweepConfig, load_sweep
 from sweeps.config.train import TrainConfig
 from sweeps.engine.training import RunResult
@@ -186,7 +186,7 @@ BAD = [
     (["study.name=null"], "study.name", "string"),
     (["study.direction=minimize"], "study.direction", "use direction: maximize"),
     (["study.metric=val_loss", "study.direction=maximize"], "study.direction", "use direction: minimize"),
-    (["study.metric=epoch_seconds"], "study.metric", "val_loss"),
+    (["study.metric=val acc"], "study.metric", "pattern"),
     (["study.sampler=bayes"], "study.sampler", "cmaes"),
     (["study.pruner=asha"], "study.pruner", "hyperband"),
     (["study.seed=1.5"], "study.seed", "integer"),
@@ -317,8 +317,8 @@ def test_integer_hyperparameters_take_integer_ranges_and_steps():
     """No registry optimizer has one yet; the check is ready for one (e.g. a warm-up length)."""
     warmup = HyperParam("warmup", int, low=0)
 
-    _check(warmup, Range(low=0, high=10, step=2))
-    _check(warmup, [0, 5])
+    check_value(warmup, Range(low=0, high=10, step=2))
+    check_value(warmup, [0, 5])
     for bad in (Range(low=0, high=10.5), Range(low=0, high=10, step=0.5), [1.5], Range(low=-1, high=3)):
         with pytest.raises(ValueError, match="warmup"):
-            _check(warmup, bad)
+            check_value(warmup, bad)
