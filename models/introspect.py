@@ -27,12 +27,13 @@ from models.optimizers import PRESETS, HyperParam, OptimizerSpec
 @dataclass(frozen=True)
 class Arguments:
     """What a constructor takes: its hyperparameters with their defaults, the arguments that have no default,
-    and the argument names it accepts (``None`` when it takes ``**kwargs``, so any name may be passed on)."""
+    the names of its arguments, and whether it also takes ``**kwargs`` (``open``: any name is passed on)."""
 
     hyperparams: Mapping[str, HyperParam]
     defaults: Mapping[str, Any]
     required: tuple[str, ...]
-    names: frozenset[str] | None
+    names: frozenset[str]
+    open: bool
 
 
 def read_arguments(target: Callable[..., Any], skip: int = 0) -> Arguments:
@@ -44,13 +45,11 @@ def read_arguments(target: Callable[..., Any], skip: int = 0) -> Arguments:
         signature = inspect.signature(target)
     parameters = list(signature.parameters.values())
     kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    names = None if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters) else frozenset()
-    hyperparams, defaults, without_default = {}, {}, []
+    hyperparams, defaults, without_default, names = {}, {}, [], set()
     for parameter in parameters[skip:]:
         if parameter.kind in kinds:
             continue
-        if names is not None:
-            names |= {parameter.name}
+        names.add(parameter.name)
         # torch's ``required`` marks an optimizer argument without a default (older optimizers' lr)
         default = inspect.Parameter.empty if parameter.default is torch_required else parameter.default
         if default is inspect.Parameter.empty:
@@ -60,7 +59,8 @@ def read_arguments(target: Callable[..., Any], skip: int = 0) -> Arguments:
         kind = _kind(default, parameter.annotation)
         if kind is not None:
             hyperparams[parameter.name] = HyperParam(parameter.name, kind, doc="constructor argument")
-    return Arguments(hyperparams, defaults, tuple(without_default), names)
+    open_ = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return Arguments(hyperparams, defaults, tuple(without_default), frozenset(names), open_)
 
 
 def _kind(default: Any, annotation: Any) -> type | None:

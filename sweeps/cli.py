@@ -69,6 +69,16 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def _log_progress() -> None:
+    """A worker's log (its stderr) shows what the engine reports at INFO: a trial pruned, or resumed from
+    its checkpoint at some epoch."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    engine = logging.getLogger("sweeps")
+    engine.setLevel(logging.INFO)
+    engine.addHandler(handler)
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML run config, e.g. conf/train.yaml")],
@@ -89,10 +99,13 @@ def train(
     if result.outcome == "diverged":
         console.print(f"[bold red]diverged:[/] {result.reason} (run {result.run_id} marked FAILED)")
         raise typer.Exit(EXIT_DIVERGED)
-    console.print(
-        f"[bold green]done[/] best val_acc {result.best_val_acc:.4f} in {result.total_seconds:.1f}s"
-        f" (run {result.run_id})"
-    )
+    last = {k: v for k, v in (result.history or [{}])[-1].items() if k not in ("epoch", "epoch_seconds")}
+    found = f"best val_acc {result.best_val_acc:.4f}" if "val_acc" in last else _shown(last)
+    console.print(f"[bold green]done[/] {found} in {result.total_seconds:.1f}s (run {result.run_id})")
+
+
+def _shown(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{key} {value:.4f}" for key, value in metrics.items()) or "no metrics logged"
 
 
 @app.command()
@@ -100,7 +113,8 @@ def optimizers() -> None:
     """List the optimizer registry: each entry's hyperparameters and its torch and keras presets."""
     from models.optimizers import PRESETS, REGISTRY
 
-    table = Table("name", "summary", *(f"{p} preset" for p in PRESETS))
+    caption = "any torch.optim.Optimizer subclass works too: optimizer.name=package.module:Class"
+    table = Table("name", "summary", *(f"{p} preset" for p in PRESETS), caption=caption)
     for spec in REGISTRY.values():
         presets = (", ".join(f"{k}={v}" for k, v in spec.presets[p].items()) for p in PRESETS)
         table.add_row(spec.name, spec.summary, *presets)
@@ -178,13 +192,13 @@ def run_sweep(
 
     from models.data.files import DatasetNotFound
     from sweeps.engine import launcher, study
+    from sweeps.engine.preflight import check_sweep
     from sweeps.engine.storage.urls import storage_url
-    from sweeps.engine.training import checked_datamodule
     from sweeps.tracking.uris import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     try:
-        checked_datamodule(sweep)
+        check_sweep(sweep)
         url, uri = storage_url(storage), resolve_tracking(tracking_uri)
         created = study.create(sweep, url, uri)
     except (ConfigError, DatasetNotFound, ValueError) as exc:
@@ -219,6 +233,7 @@ def worker(
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
     tune_allocator()
     _quiet_libraries()
+    _log_progress()
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker

@@ -24,6 +24,9 @@ SPENT_ATTR = "spent"
 A FAIL trial without it was stopped from outside (Ctrl-C, a killed worker) and its slot is given back."""
 PHASE_ATTR = "sweeps.phase"
 OPTIMIZER_ATTR = "sweeps.optimizer"
+CHECKPOINT_ATTR = "sweeps.checkpoint"
+"""The key of a trial's checkpoints (``trial-<n>``, n the first trial of its params): the heartbeat retry
+copies user attrs to the trial that re-runs a lost one, which resumes from what the lost one saved."""
 
 SEARCH, DEFAULT, TUNED = "search", "default", "tuned"
 """A trial's phase (a user attr, kept by the heartbeat retry): ``search`` trials are sampled and spend the

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.engine.checkpoints import store_for, sweep_up
 from sweeps.engine.objective import Objective
 from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import running_trial
@@ -54,13 +55,9 @@ def run_worker(
     label = f"{platform.node()}:{os.getpid()}" + (
         f":gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else ""
     )
-    objective = Objective(
-        sweep,
-        tracking_uri or attrs[TRACKING_ATTR],
-        attrs[EXPERIMENT_ATTR],
-        attrs[PARENT_ATTR],
-        label,
-    )
+    uri = tracking_uri or attrs[TRACKING_ATTR]
+    store = store_for(storage_url, name, uri, attrs[PARENT_ATTR])
+    objective = Objective(sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, store)
     deadline = attrs[STARTED_ATTR] + sweep.study.timeout if sweep.study.timeout else float("inf")
     parent_best = ParentBest(objective)
     ran = 0
@@ -71,6 +68,7 @@ def run_worker(
             break
         trial = run_trial(study, objective)
         _not_fatal("the parent run's best trial", parent_best, study, trial)
+        _not_fatal("deleting finished trials' checkpoints", sweep_up, study, store)
         ran += 1
     if finished(study, sweep):
         _not_fatal("ending the parent run", end_parent, study, "FINISHED", objective.tracking_uri)
