@@ -401,4 +401,3 @@ def test_no_arguments_shows_help():
 def test_mask_hides_passwords_only(text, masked):
     assert mask(text) == masked
     assert "secret" not in mask(text)
-
