@@ -15,6 +15,8 @@ from sweeps.engine.study import best_per_optimizer
 from sweeps.names import CONFIG_ATTR, DEFAULT, EXPERIMENT_ATTR, PARENT_TAG, RUN_ATTR, SEARCH, TUNED, phase
 
 CURVES = ("val_acc", "val_loss", "train_loss", "epoch_seconds")
+"""The curves read for every entry, with the study's own metric (a user's LightningModule may log others, and
+may not log these: a curve it never logged is all NaN)."""
 
 
 @dataclass(frozen=True)
@@ -88,22 +90,30 @@ def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Resul
 
     def entries(of_phase: str) -> dict[str, Entry]:
         best = best_per_optimizer(study, sweep, of_phase)
-        return {name: _entry(client, experiment, name, t) for name, t in best.items()}
+        return {name: _entry(client, experiment, name, t, metrics) for name, t in best.items()}
+
+    metrics = tuple(dict.fromkeys((*CURVES, sweep.study.epoch_metric)))
 
     return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED))
 
 
-def _entry(client: MlflowClient, experiment: str, name: str, trial: optuna.trial.FrozenTrial) -> Entry:
+def _entry(
+    client: MlflowClient,
+    experiment: str,
+    name: str,
+    trial: optuna.trial.FrozenTrial,
+    metrics: tuple[str, ...],
+) -> Entry:
     run_id = trial.user_attrs[RUN_ATTR]
     seeds = client.search_runs(
         [experiment], f"tags.`{PARENT_TAG}` = '{run_id}'", order_by=["attributes.start_time ASC"]
     )
     run_ids = [r.info.run_id for r in seeds] or [run_id]
-    histories = [{m: _history(client, r, m) for m in CURVES} for r in run_ids]
-    epochs = max(len(h["val_acc"]) for h in histories)
+    histories = [{m: _history(client, r, m) for m in metrics} for r in run_ids]
+    epochs = max(len(curve) for h in histories for curve in h.values())
     curves = {
         m: np.array([h[m] + [float("nan")] * (epochs - len(h[m])) for h in histories], dtype=float)
-        for m in CURVES
+        for m in metrics
     }
     return Entry(name, phase(trial), trial.number, dict(trial.user_attrs.get(CONFIG_ATTR, {})), curves)
 

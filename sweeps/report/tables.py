@@ -52,13 +52,15 @@ def _minutes(seconds: float) -> str:
     return "—" if math.isnan(seconds) else f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-def _ranks(entries: dict[str, Entry]) -> dict[str, int]:
-    order = sorted(entries, key=lambda n: -_or_minus_inf(entries[n].final("val_acc")[0]))
+def _ranks(entries: dict[str, Entry], metric: str, maximize: bool) -> dict[str, int]:
+    """Ranks by the final value of the study's metric, best first (a missing value last)."""
+    sign = -1 if maximize else 1
+    order = sorted(entries, key=lambda n: _or_inf(sign * entries[n].final(metric)[0]))
     return {name: rank for rank, name in enumerate(order, start=1)}
 
 
-def _or_minus_inf(value: float) -> float:
-    return -math.inf if math.isnan(value) else value
+def _or_inf(value: float) -> float:
+    return math.inf if math.isnan(value) else value
 
 
 def seed_table(results: Results) -> Report:
@@ -67,15 +69,19 @@ def seed_table(results: Results) -> Report:
     entries = results.headline
     max_epochs = results.sweep.trainer.max_epochs
     epochs = sorted({e for e in SEED_EPOCHS if e <= max_epochs} | {max_epochs})
-    mnist = results.sweep.data.name == "mnist"
-    ranks = _ranks(entries)
+    sweep = results.sweep
+    mnist = sweep.data.name == "mnist" and sweep.data.target is None
+    ranks = _ranks(entries, sweep.study.epoch_metric, sweep.study.direction == "maximize")
+    shown_metrics = [("val_acc", "acc"), ("val_loss", "loss")]
+    if sweep.study.epoch_metric not in ("val_acc", "val_loss"):
+        shown_metrics.append((sweep.study.epoch_metric, sweep.study.epoch_metric))
     display, numbers = [], []
     for name, entry in entries.items():
         shown: dict[str, str] = {"optimizer": name, "seeds": str(entry.seeds)}
         row: dict[str, object] = {"optimizer": name, "phase": entry.phase, "trial": entry.trial}
         row["seeds"] = entry.seeds
         for epoch in epochs:
-            for metric, short in (("val_acc", "acc"), ("val_loss", "loss")):
+            for metric, short in shown_metrics:
                 mean, std = entry.at(metric, epoch)
                 shown[f"{short} @{epoch}"] = _pm(mean, std, entry.seeds)
                 row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = mean, std
@@ -94,7 +100,7 @@ def seed_table(results: Results) -> Report:
         display.append(shown)
         numbers.append(row)
     notes = [
-        f"{results.sweep.data.name}, batch {results.sweep.data.batch_size}, {max_epochs} epochs, "
+        f"{results.sweep.data.label}, batch {results.sweep.data.batch_size}, {max_epochs} epochs, "
         f"preset {results.sweep.optimizer.preset}, init {results.sweep.model.init}; time is training time.",
         "Published: MNIST, Keras defaults, batch 64, 10 epochs (6:42-10:01 min per optimizer there)."
         + ("" if mnist else " On another data set compare the ranks, not the numbers."),
