@@ -211,7 +211,10 @@ def setting(key: str) -> Setting:
 def _flat_choices(key: str, value: Any) -> None:
     """A target's kwarg, checked before its constructor is known: a list is flat and repeats nothing."""
     if isinstance(value, list):
-        _distinct_choices(value)
+        try:
+            _distinct_choices(value)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
         if any(isinstance(item, Range | list) for item in value):
             raise ValueError(f"{key}: a list holds the values to choose from, not ranges or lists")
 
