@@ -103,10 +103,14 @@ class OptimizerPlan:
         """What ``configure_optimizers`` returns: the optimizer over all of ``module``'s parameters, and its
         schedule over the trainer's run."""
         optimizer = self.spec.build(module.parameters(), self.hparams)
+        if self.schedule.name == "none":  # no need to count the run's steps (it loads the training data)
+            return optimizer
         trainer = module.trainer
         steps = int(trainer.estimated_stepping_batches)
-        scheduler = self.schedule.scheduler(optimizer, trainer.max_epochs, steps)
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": self.schedule.scheduler(optimizer, trainer.max_epochs, steps),
+        }
 
     def torch_kwargs(self) -> dict[str, Any]:
         return self.spec.torch_kwargs(self.hparams)

@@ -60,7 +60,7 @@ def import_path(path: str) -> Any:
     return found
 
 
-def describe(found: Any) -> str:
+def kind_of(found: Any) -> str:
     """What an imported object is, for an error that says it is the wrong kind."""
     if isinstance(found, type):
         bases = ", ".join(base.__name__ for base in found.__mro__[1:-1]) or "object"
@@ -76,5 +76,5 @@ def optimizer_spec(name: str) -> OptimizerSpec:
         return get_spec(name)
     found = import_path(name)
     if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
-        raise ValueError(f"{name!r} is not a torch.optim.Optimizer subclass: it is {describe(found)}")
+        raise ValueError(f"{name!r} is not a torch.optim.Optimizer subclass: it is {kind_of(found)}")
     return class_spec(name, found)

@@ -7,7 +7,7 @@ cannot honour are all refused with the dotted name of the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +16,7 @@ from pydantic import Field, StrictInt, ValidationInfo, field_validator, model_va
 from models.schedules import SCHEDULES
 from sweeps.config.files import Strict, merge, parse_overrides, read_yaml, validate
 from sweeps.config.imports import optimizer_spec
-from sweeps.config.search import SearchConfig
+from sweeps.config.search import Range, SearchConfig
 from sweeps.config.train import Count, OptimizerConfig, TrainConfig
 
 Direction = Literal["maximize", "minimize"]
@@ -149,10 +149,18 @@ class SweepConfig(TrainConfig):
     @field_validator("search")
     @classmethod
     def _schedule_settings_apply(cls, search: SearchConfig, info: ValidationInfo) -> SearchConfig:
-        """A schedule's setting is searched only where a schedule trials may use takes it; errors start with
-        the key, so that they name ``search.scheduler.<key>``."""
-        if "scheduler" not in info.data:
-            return search  # the scheduler section is wrong, and reported
+        """A schedule's setting is searched only where a schedule trials may use takes it, and no warm-up
+        searched outlasts a trial; errors start with the key, so that they name ``search.scheduler.<key>``."""
+        if "scheduler" not in info.data or "trainer" not in info.data:
+            return search  # the scheduler or trainer section is wrong, and reported
+        settings = search.settings()
+        most = _extreme(settings.get("scheduler.warmup_epochs", 0), max)
+        fewest = _extreme(settings.get("trainer.max_epochs", info.data["trainer"].max_epochs), min)
+        if most >= fewest:
+            raise ValueError(
+                f"scheduler.warmup_epochs: up to {most} warm-up epochs, but a trial may run only {fewest}"
+                " (trainer.max_epochs)"
+            )
         schedules = search.schedules(info.data["scheduler"].name)
         for key in search.settings():
             section, _, name = key.partition(".")
@@ -196,6 +204,13 @@ class SweepConfig(TrainConfig):
                 " settings; use tpe or random, or fix search.scheduler.name"
             )
         return study
+
+
+def _extreme(value: Any, pick: Callable[..., Any]) -> Any:
+    """The highest (``max``) or lowest (``min``) value a search value or a fixed value can take."""
+    if isinstance(value, Range):
+        return pick(value.low, value.high)
+    return pick(value) if isinstance(value, list) else value
 
 
 def start_from(base: OptimizerConfig, name: str, searched: Iterable[str] = ()) -> dict[str, Any]:

@@ -181,6 +181,8 @@ class Checkpointer(Callback):
 def _generators(owners: dict[str, Any]) -> Iterator[tuple[str, torch.Generator]]:
     """Every ``torch.Generator`` held as an attribute by the module's submodules or the data module."""
     for label, owner in owners.items():
+        if owner is None:
+            continue
         objects = owner.named_modules() if isinstance(owner, nn.Module) else [("", owner)]
         for name, obj in objects:
             for attribute, value in vars(obj).items():

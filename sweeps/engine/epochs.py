@@ -48,6 +48,11 @@ class EpochReport(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush()
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A run restored from its last epoch's checkpoint trains no epoch, and never starts: its rows are
+        written here."""
+        self._flush()
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
 

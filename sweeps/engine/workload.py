@@ -27,7 +27,7 @@ from models.module import OptimizerModule
 from models.optimizers import HyperParam
 from models.schedules import OptimizerPlan, Schedule, inject, uninjected
 from sweeps.config.files import ConfigError
-from sweeps.config.imports import describe, import_path, optimizer_spec
+from sweeps.config.imports import import_path, kind_of, optimizer_spec
 from sweeps.config.train import DataConfig, TrainConfig
 
 DEFAULT_BATCH_SIZE = DataConfig.model_fields["batch_size"].default
@@ -114,7 +114,7 @@ def constructor(path: str, section: str, base: type) -> Constructor:
     if not callable(found) or (isinstance(found, type) and not issubclass(found, base)):
         raise ConfigError(
             f"{section}.target: {path} is not {_kinds(base)} (nor a function returning one): it is"
-            f" {describe(found)}"
+            f" {kind_of(found)}"
         )
     return Constructor(path, section, found, read_arguments(found))
 
@@ -143,7 +143,7 @@ def build_datamodule(cfg: TrainConfig) -> L.LightningDataModule:
         built = data.build(cfg.data.kwargs, {"batch_size": cfg.data.batch_size})
         if not isinstance(built, L.LightningDataModule):
             raise ConfigError(
-                f"data.target: {data.path} returned {describe(built)}, not a LightningDataModule"
+                f"data.target: {data.path} returned {kind_of(built)}, not a LightningDataModule"
             )
         return built
     d = cfg.data
@@ -197,7 +197,7 @@ def build_module(cfg: TrainConfig, datamodule: L.LightningDataModule) -> Workloa
         return Workload(inject(built, plan), plan, own=False)
     if not isinstance(built, nn.Module):
         raise ConfigError(
-            f"model.target: {model.path} returned {describe(built)}, not an nn.Module or a LightningModule"
+            f"model.target: {model.path} returned {kind_of(built)}, not an nn.Module or a LightningModule"
         )
     wrapped = OptimizerModule(
         optimizer=cfg.optimizer.name,

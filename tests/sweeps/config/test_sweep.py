@@ -275,6 +275,20 @@ BAD = [
     ),
     (["scheduler.name=step", "search.scheduler.gamma=[0, 0.5]"], "search.scheduler.gamma", "greater than 0"),
     (["search.per_optimizer.adam={trainer.seed: [1, 2]}"], "search.per_optimizer.adam", "searched for all"),
+    (
+        ["search.scheduler.name=[none, cosine]", "search.scheduler.warmup_epochs=[0, 3]"],
+        "search.scheduler.warmup_epochs",
+        "up to 3 warm-up epochs, but a trial may run only 3",
+    ),
+    (
+        [
+            "search.scheduler.name=step",
+            "search.scheduler.warmup_epochs=1",
+            "search.trainer.max_epochs=[1, 5]",
+        ],
+        "search.scheduler.warmup_epochs",
+        "may run only 1",
+    ),
 ]
 
 

@@ -59,6 +59,10 @@ def test_a_stopped_run_resumes_at_its_saved_epoch_with_the_uninterrupted_curves(
     assert resumed.best_val_acc == whole.best_val_acc
     assert saved.store.files(saved.key) == ["epoch-0004.ckpt"]  # only the newest epoch is kept
 
+    again = train(cfg, store.uri, checkpoints=saved)  # a seed finished before its trial's worker was lost
+    assert curves(again) == curves(whole)
+    assert [step for step, _ in store.history(again.run_id, "val_loss")] == [1, 2, 3, 4]
+
 
 def test_an_unreadable_newest_checkpoint_gives_way_to_the_one_before(tmp_path):
     folder = FolderStore(tmp_path / "store")
