@@ -123,7 +123,7 @@ def train(
             trainer = build_trainer(cfg, callbacks=[report, *callbacks, *saving])
             record.start(run_params(cfg, workload), cfg.model_dump(mode="json"))
             started = time.perf_counter()
-            try:
+            try:  # the checkpoint is the sweep's own, from its store; it holds numpy's random state too
                 trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=False)
             except BaseException as exc:
                 record.ended(*ended_by(exc))
