@@ -49,7 +49,7 @@ STORAGE_TAG = "sweeps.storage"
 OUTCOME_TAG = "sweeps.outcome"
 REASON_TAG = "sweeps.reason"
 
-# --- the metrics every training run logs per epoch (step = the 1-based epoch) -------------------------------
+# --- the metrics the service's own module logs per epoch (step = the 1-based epoch) ------------------------
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
 
 
