@@ -145,14 +145,15 @@ def _sample(trial: optuna.Trial, name: str, kind: type, value: Any) -> Any:
 def trial_params(config: TrainConfig, settings: Iterable[str] = ()) -> dict[str, Any]:
     """What sets a trial's config apart from the registry's preset, as a plain dict: optimizer, batch size,
     each hyperparameter given (sampled, fixed by the spec or set in its ``optimizer`` section), and the
-    value of each searched setting (dotted keys, ``None`` where the trial's schedule does not take it)."""
+    value of each searched setting the trial has (dotted keys; none where its schedule does not take one)."""
     raw = config.model_dump(mode="json")
     values = {}
     for key in settings:
         node: Any = raw
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        values[key] = node
+        if node is not None:
+            values[key] = node
     return {
         "optimizer": config.optimizer.name,
         "batch_size": config.data.batch_size,
