@@ -87,12 +87,11 @@ class Results:
 def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Results:
     client = MlflowClient(tracking_uri)
     experiment = study.user_attrs[EXPERIMENT_ATTR]
+    metrics = tuple(dict.fromkeys((*CURVES, sweep.study.epoch_metric)))
 
     def entries(of_phase: str) -> dict[str, Entry]:
         best = best_per_optimizer(study, sweep, of_phase)
         return {name: _entry(client, experiment, name, t, metrics) for name, t in best.items()}
-
-    metrics = tuple(dict.fromkeys((*CURVES, sweep.study.epoch_metric)))
 
     return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED))
 
