@@ -72,11 +72,12 @@ def _quiet_libraries() -> None:
 def _log_progress() -> None:
     """A worker's log (its stderr) shows what the engine reports at INFO: a trial pruned, or resumed from
     its checkpoint at some epoch."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     engine = logging.getLogger("sweeps")
     engine.setLevel(logging.INFO)
-    engine.addHandler(handler)
+    if not engine.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        engine.addHandler(handler)
 
 
 @app.command()
