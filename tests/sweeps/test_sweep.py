@@ -26,6 +26,7 @@ from tests.sweeps.helpers import (
     REPO,
     check_recorded_once,
     database_url,
+    logged_model,
     needs_fashion_mnist,
     small_sweep_spec,
     sweeps_process,
@@ -323,7 +324,6 @@ def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninte
 ) -> None:
     """Kill -9 mid-trial on a 4-epoch trial: its re-run starts at the epoch after the last one saved (its log
     says so), logs the whole curve, and ends with the metrics of an uninterrupted run of the same config."""
-    import mlflow.pytorch
     import yaml
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=2048, n_test=256)  # epochs long enough to catch
@@ -369,6 +369,6 @@ def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninte
         resumed = [(m.step, m.value) for m in tracking.get_metric_history(run_id, metric)]
         whole = [(m.step, m.value) for m in alone.get_metric_history(uninterrupted.info.run_id, metric)]
         assert sorted(resumed) == sorted(whole) and len(whole) == 4, (metric, resumed, whole)
-    network = mlflow.pytorch.load_model(f"runs:/{run_id}/model")  # the best trial's model, in one call
+    network = logged_model(f"sqlite:///{tmp_path / 'mlflow.db'}", run_id)  # the best trial's model
     assert type(network).__name__ == "SeedCNN"
     assert [p.name for p in (tmp_path / "checkpoints" / "resume").iterdir()] == ["trial-0"]  # kept: the best

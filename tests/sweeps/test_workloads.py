@@ -8,13 +8,12 @@ import math
 import os
 from pathlib import Path
 
-import mlflow.pytorch
 import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from tests.sweeps.helpers import REPO, invoke, squash, sweeps_process
+from tests.sweeps.helpers import REPO, invoke, logged_model, squash, sweeps_process
 
 WORKLOAD = REPO / "tests" / "workload" / "conf"
 ON_PATH = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -59,7 +58,7 @@ def test_the_users_workload_trains_sweeps_shoots_out_and_reports(tmp_path: Path)
         [study.user_attrs["sweeps.experiment_id"]],
         f"tags.mlflow.parentRunId = '{retrains[0].user_attrs['mlflow_run_id']}'",
     )[0]
-    network = mlflow.pytorch.load_model(f"runs:/{seed_run.info.run_id}/model")
+    network = logged_model(f"sqlite:///{tmp_path / 'mlflow.db'}", seed_run.info.run_id)
     assert type(network).__name__ == "MLP"
 
 
@@ -78,7 +77,7 @@ def test_a_users_lightning_module_is_swept_on_its_own_metric_with_the_configs_op
     assert run.data.params["optimizer"] == study.best_trial.params["optimizer"]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mse")] == [1, 2, 3]
     assert "val_acc" not in run.data.metrics
-    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    model = logged_model(f"sqlite:///{tmp_path / 'mlflow.db'}", run.info.run_id)
     assert type(model).__name__ == "AutoEncoder" and "configure_optimizers" not in vars(model)
     assert "val_mse @3" in (tmp_path / "reports" / "autoencoder" / "report.md").read_text()
 
