@@ -10,11 +10,11 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.cnn import Init, SeedCNN
 from models.dropout import keyed
-from models.optimizers import get_spec
+from models.optimizers import OptimizerSpec, get_spec
 from models.seeding import DROPOUT, derive, fold, seeded
 
 Batch = tuple[Tensor, Tensor]
@@ -25,7 +25,9 @@ class Diverged(RuntimeError):
 
 
 class OptimizerModule(L.LightningModule):
-    """Trains :class:`SeedCNN` with one optimizer of :mod:`models.optimizers`.
+    """Trains a classifier network, :class:`SeedCNN` unless ``network`` is given (any ``nn.Module`` mapping a
+    batch of inputs to class logits), with one optimizer of :mod:`models.optimizers` (``spec``: an entry
+    read from a class outside the registry, named ``optimizer``).
 
     Metrics are logged once per epoch with ``step`` = the 1-based epoch number (the seed table reports
     epochs 1, 5 and 10): ``train_loss`` (mean over the epoch's samples), ``val_loss``, ``val_acc`` and
@@ -46,13 +48,18 @@ class OptimizerModule(L.LightningModule):
         fused: bool = True,
         check_finite_every: int = 50,
         seed: int = 0,
+        network: nn.Module | None = None,
+        spec: OptimizerSpec | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the caller logs the contract's params, once
-        self.spec = get_spec(optimizer)
+        # the caller logs the contract's params, once; the network and spec are objects, saved otherwise
+        self.save_hyperparameters(logger=False, ignore=["network", "spec"])
+        self.spec = spec or get_spec(optimizer)
         self.optimizer_hparams = self.spec.resolve(preset, **dict(hparams or {}))
-        with seeded(seed):
-            self.model = SeedCNN(num_classes=num_classes, init=init, fused=fused)
+        if network is None:
+            with seeded(seed):
+                network = SeedCNN(num_classes=num_classes, init=init, fused=fused)
+        self.model = network
         self.dropout_key = derive(seed, DROPOUT)
         self.check_finite_every = check_finite_every
         self.diverged: str | None = None

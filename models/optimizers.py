@@ -44,8 +44,9 @@ _FUSED_DEVICES = frozenset({"cpu", "cuda"})
 class HyperParam:
     """One hyperparameter: its type and valid range, so bad values fail before training, naming the field.
 
-    ``kind`` is ``float``, ``int``, ``bool``, ``str`` (with ``choices``) or ``tuple`` (a pair of floats, each
-    within the bounds; YAML gives lists, so lists are accepted and normalised to tuples).
+    ``kind`` is ``float``, ``int``, ``bool``, ``str`` (one of ``choices``; any string without them) or
+    ``tuple`` (a pair of floats, each within the bounds; YAML gives lists, so lists are accepted and
+    normalised to tuples).
     """
 
     name: str
@@ -81,8 +82,10 @@ class HyperParam:
                 raise ValueError(f"{self.name} must be a bool (true or false), got {value!r}")
             return value
         if self.kind is str:
-            if value not in (self.choices or ()):
-                options = ", ".join(repr(c) for c in self.choices or ())
+            if self.choices is None and not isinstance(value, str):
+                raise ValueError(f"{self.name} must be a string, got {value!r}")
+            if self.choices is not None and value not in self.choices:
+                options = ", ".join(repr(c) for c in self.choices)
                 raise ValueError(f"{self.name} must be one of {options}, got {value!r}")
             return value
         if self.kind is tuple:

@@ -77,6 +77,17 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def _log_progress() -> None:
+    """A worker's log (its stderr) shows what the engine reports at INFO: a trial pruned, or resumed from
+    its checkpoint at some epoch."""
+    engine = logging.getLogger("sweeps")
+    engine.setLevel(logging.INFO)
+    if not engine.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        engine.addHandler(handler)
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML run config, e.g. conf/train.yaml")],
@@ -88,7 +99,7 @@ def train(
     tune_allocator()
     _quiet_libraries()
     from models.data.files import DatasetNotFound
-    from sweeps.engine.preflight import Unreachable, check_tracking
+    from sweeps.engine.servers import Unreachable, check_tracking
     from sweeps.engine.training import train as run
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
@@ -101,10 +112,13 @@ def train(
     if result.outcome == "diverged":
         console.print(f"[bold red]diverged:[/] {result.reason} (run {result.run_id} marked FAILED)")
         raise typer.Exit(EXIT_DIVERGED)
-    console.print(
-        f"[bold green]done[/] best val_acc {result.best_val_acc:.4f} in {result.total_seconds:.1f}s"
-        f" (run {result.run_id})"
-    )
+    last = {k: v for k, v in (result.history or [{}])[-1].items() if k not in ("epoch", "epoch_seconds")}
+    found = f"best val_acc {result.best_val_acc:.4f}" if "val_acc" in last else _shown(last)
+    console.print(f"[bold green]done[/] {found} in {result.total_seconds:.1f}s (run {result.run_id})")
+
+
+def _shown(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{key} {value:.4f}" for key, value in metrics.items()) or "no metrics logged"
 
 
 @app.command()
@@ -112,7 +126,8 @@ def optimizers() -> None:
     """List the optimizer registry: each entry's hyperparameters and its torch and keras presets."""
     from models.optimizers import PRESETS, REGISTRY
 
-    table = Table("name", "summary", *(f"{p} preset" for p in PRESETS))
+    caption = "any torch.optim.Optimizer subclass works too: optimizer.name=package.module:Class"
+    table = Table("name", "summary", *(f"{p} preset" for p in PRESETS), caption=caption)
     for spec in REGISTRY.values():
         presets = (", ".join(f"{k}={v}" for k, v in spec.presets[p].items()) for p in PRESETS)
         table.add_row(spec.name, spec.summary, *presets)
@@ -202,14 +217,14 @@ def run_sweep(
 
     from models.data.files import DatasetNotFound
     from sweeps.engine import launcher, study
-    from sweeps.engine.preflight import check_storage, check_tracking
+    from sweeps.engine.preflight import check_sweep
+    from sweeps.engine.servers import check_storage, check_tracking
     from sweeps.engine.storage.urls import storage_url
-    from sweeps.engine.training import checked_datamodule
     from sweeps.tracking.uris import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     try:
-        checked_datamodule(sweep)
+        check_sweep(sweep)
         url, uri = storage_url(storage), resolve_tracking(tracking_uri)
         check_storage(url)
         check_tracking(uri)
@@ -266,7 +281,8 @@ def worker(
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
     tune_allocator()
     _quiet_libraries()
-    from sweeps.engine.preflight import check_storage
+    _log_progress()
+    from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker
@@ -287,8 +303,8 @@ def status(
 ) -> None:
     """Progress of a running or finished sweep, read from its storage."""
     _quiet_libraries()
-    from sweeps.engine.preflight import check_storage
     from sweeps.engine.progress import summary
+    from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep
@@ -330,7 +346,7 @@ def report(
     Markdown, CSV, PNG and one interactive HTML page, and logged on the sweep's parent run. Several sweeps
     are also compared as workloads, by performance profiles."""
     _quiet_libraries()
-    from sweeps.engine.preflight import check_storage
+    from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep, tracking_store

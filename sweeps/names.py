@@ -29,6 +29,9 @@ SPENT_ATTR = "spent"
 A FAIL trial without it was stopped from outside (Ctrl-C, a killed worker) and its slot is given back."""
 PHASE_ATTR = "sweeps.phase"
 OPTIMIZER_ATTR = "sweeps.optimizer"
+CHECKPOINT_ATTR = "sweeps.checkpoint"
+"""The key of a trial's checkpoints (``trial-<n>``, n the first trial of its params): the heartbeat retry
+copies user attrs to the trial that re-runs a lost one, which resumes from what the lost one saved."""
 
 SEARCH, DEFAULT, TUNED = "search", "default", "tuned"
 """A trial's phase (a user attr, kept by the heartbeat retry): ``search`` trials are sampled and spend the
@@ -55,7 +58,7 @@ EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_deve
 """MLflow's own tag for what an experiment holds: model training runs. MLflow 3 UIs with a per-experiment kind
 open such an experiment on its runs; 3.17's follows a global view instead (see ``sweeps.tools.ui``)."""
 
-# --- the metrics every training run logs per epoch (step = the 1-based epoch) -------------------------------
+# --- the metrics the service's own module logs per epoch (step = the 1-based epoch) ------------------------
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
 
 

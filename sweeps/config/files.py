@@ -119,7 +119,8 @@ def _problem(error: yaml.YAMLError) -> str:
 
 
 def describe(error: ValidationError) -> str:
-    """One line per problem, each starting with the dotted name of the field."""
+    """One line per problem, each starting with the dotted name of the field; a validator's message that
+    starts with ``<key>:`` (or ``<key.sub>:``) names that field under the one it validated."""
     lines = []
     for err in error.errors():
         where = ".".join(str(part) for part in err["loc"]) or "config"
@@ -129,7 +130,7 @@ def describe(error: ValidationError) -> str:
         elif err["type"] == "value_error":
             field, sep, rest = message.partition(": ")
             if sep and all(part.isidentifier() for part in field.split(".")):
-                where, message = (field if where == "config" else f"{where}.{field}"), rest
+                where, message = (f"{where}.{field}" if err["loc"] else field), rest
         else:
             message = f"{message} (got {err['input']!r})"
         lines.append(f"{where}: {message}")

@@ -1,13 +1,21 @@
 """The ``search`` block of a sweep spec: each key a range, a list of choices or a fixed value, applied only to
-the optimizers that take that hyperparameter, so a sampled configuration is valid by construction."""
+the optimizers that take that hyperparameter, so a sampled configuration is valid by construction.
+
+A key with a dot is a setting of the train config: ``trainer.<key>``, ``scheduler.<key>`` (a schedule's
+setting applies only where the sampled schedule takes it), ``model.kwargs.<name>`` or ``data.kwargs.<name>``.
+Trainer and scheduler values are checked here by the config's own models; a target's kwargs are checked
+against its constructor once it is imported (``sweeps.engine.workload``), before anything runs.
+"""
 
 from __future__ import annotations
 
 import math
 import operator
-from dataclasses import replace
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from functools import reduce
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -18,14 +26,16 @@ from pydantic import (
     PlainValidator,
     StrictBool,
     Tag,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from models.optimizers import HyperParam, get_spec
-from sweeps.config.files import Strict
-from sweeps.config.train import DataConfig
+from models.schedules import SCHEDULES
+from sweeps.config.files import Strict, describe, merge
+from sweeps.config.imports import optimizer_spec
+from sweeps.config.train import DataConfig, SchedulerConfig, TrainerConfig
 
 
 def _number(value: Any) -> int | float:
@@ -83,13 +93,23 @@ Component = _by_shape(range=Range, list=list[Choice], value=Choice)
 """A range, a list of choices (categorical) or a fixed value."""
 SearchValue = _by_shape(range=Range, list=list[Component], value=Choice)
 """A :data:`Component`, or for a tuple hyperparameter (``betas``) a list of one Component per element."""
-OptimizerName = Annotated[str, BeforeValidator(lambda name: get_spec(name).name)]
+OptimizerName = Annotated[str, BeforeValidator(lambda name: optimizer_spec(name).name)]
 BatchSize = Annotated[int | Literal["full"], BeforeValidator(DataConfig._batch_size)]
 Optimizers = _by_shape(list=list[OptimizerName], value=OptimizerName)
 BatchSizes = _by_shape(list=list[BatchSize], value=BatchSize)
 
 
-def _check(hp: HyperParam, value: Any) -> None:
+class Param(Protocol):
+    """What a search value is checked against: a registry hyperparameter (``HyperParam``), a constructor
+    argument read as one, or a config setting (:class:`Setting`)."""
+
+    name: str
+    kind: type
+
+    def check(self, value: Any) -> Any: ...
+
+
+def check_value(hp: Param, value: Any) -> None:
     """Refuse a search value that could produce a value ``hp`` does not accept (a ``ValueError``)."""
     if hp.kind is tuple:
         if not (isinstance(value, list) and len(value) == 2):
@@ -97,7 +117,7 @@ def _check(hp: HyperParam, value: Any) -> None:
                 f"{hp.name} takes one search value per element, e.g. [{{low: 0.8, high: 0.95}}, 0.999]"
             )
         for i, component in enumerate(value):
-            _check(replace(hp, kind=float, name=f"{hp.name}[{i}]"), component)
+            check_value(replace(hp, kind=float, name=f"{hp.name}[{i}]"), component)
     elif isinstance(value, Range):
         if hp.kind not in (int, float):
             raise ValueError(f"{hp.name} is not numeric; list its values instead of a range")
@@ -121,7 +141,7 @@ def _distinct_choices(value: list[Any]) -> None:
         raise ValueError(f"a list of choices must be non-empty and without repeats, got {value!r}")
 
 
-def _choices(hp: HyperParam, value: Any) -> int | None:
+def _choices(hp: Param, value: Any) -> int | None:
     """How many values a (checked) search value can take; ``None`` when it is or holds a range."""
     if hp.kind is tuple:
         sizes = [_choices(replace(hp, kind=float), component) for component in value]
@@ -131,6 +151,74 @@ def _choices(hp: HyperParam, value: Any) -> int | None:
     return len(value) if isinstance(value, list) else 1
 
 
+SETTING_SECTIONS = {
+    "model": "model.kwargs.",
+    "data": "data.kwargs.",
+    "trainer": "trainer.",
+    "scheduler": "scheduler.",
+}
+"""The sections whose settings a search may hold, and the prefix of their keys."""
+_SECTION_MODELS: Mapping[str, type[BaseModel]] = {"trainer": TrainerConfig, "scheduler": SchedulerConfig}
+
+
+def _kind(annotation: Any) -> type:
+    """The kind a config field is sampled as: ``float`` or ``int`` (a range may be searched), else ``bool`` or
+    ``str`` (a ``Literal`` of names), whose values are listed."""
+    leaves = _leaves(annotation)
+    return next((kind for kind in (float, int, bool) if kind in leaves), str)
+
+
+def _leaves(annotation: Any) -> set[Any]:
+    """The plain types inside an annotation (``Count | None`` → ``{int, NoneType}``)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return {type(arg) for arg in args}
+    if typing.get_origin(annotation) is Annotated:
+        return _leaves(args[0])
+    return set().union(*map(_leaves, args)) if args else {annotation}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A ``trainer`` or ``scheduler`` field searched like a hyperparameter: sampled as its field's kind, each
+    value checked by the section's own model (a schedule's setting under a schedule that takes it)."""
+
+    name: str
+    kind: type
+    section: type[BaseModel] = field(repr=False)
+    base: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self, value: Any) -> Any:
+        key = self.name.partition(".")[2]
+        try:
+            return getattr(self.section.model_validate({**self.base, key: value}), key)
+        except ValidationError as exc:
+            raise ValueError(describe(exc).replace("\n", "; ")) from None
+
+
+def setting(key: str) -> Setting:
+    """The :class:`Setting` of a ``trainer.<key>`` or ``scheduler.<key>`` search key; a ``ValueError`` naming
+    the keys its section has otherwise."""
+    section, _, name = key.partition(".")
+    model = _SECTION_MODELS[section]
+    if name not in model.model_fields:
+        raise ValueError(f"{key}: unknown key; {section} has: {', '.join(model.model_fields)}")
+    takers = [s for s, takes in SCHEDULES.items() if name in takes]
+    base = {"name": takers[0]} if section == "scheduler" and takers else {}
+    return Setting(key, _kind(model.model_fields[name].annotation), model, base)
+
+
+def _flat_choices(key: str, value: Any) -> None:
+    """A target's kwarg, checked before its constructor is known: a list is flat and repeats nothing."""
+    if isinstance(value, list):
+        try:
+            _distinct_choices(value)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+        if any(isinstance(item, Range | list) for item in value):
+            raise ValueError(f"{key}: a list holds the values to choose from, not ranges or lists")
+
+
 class HyperparamSpace(BaseModel):
     """Hyperparameter name → search value; which names an optimizer takes is checked by the owner."""
 
@@ -138,17 +226,40 @@ class HyperparamSpace(BaseModel):
     __pydantic_extra__: dict[str, SearchValue] = Field(init=False)  # type: ignore[valid-type]
 
     def hyperparams(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        return {k: v for k, v in (self.model_extra or {}).items() if "." not in k}
+
+    def settings(self) -> dict[str, Any]:
+        """The config settings searched: keys with a dot (``trainer.max_epochs``, ``model.kwargs.width``)."""
+        return {k: v for k, v in (self.model_extra or {}).items() if "." in k}
 
 
 class SearchConfig(HyperparamSpace):
-    """``optimizer`` and ``batch_size``: a list is searched, a single value fixed; every other key is a
-    hyperparameter, applied to the searched optimizers that take it; ``per_optimizer.<name>`` overrides
-    them for one optimizer."""
+    """``optimizer`` and ``batch_size``: a list is searched, a single value fixed; every other key without a
+    dot is a hyperparameter, applied to the searched optimizers that take it; ``per_optimizer.<name>``
+    overrides them for one optimizer; a key with a dot is a config setting."""
 
     optimizer: Optimizers  # type: ignore[valid-type]
     batch_size: BatchSizes | None = None  # type: ignore[valid-type]
     per_optimizer: dict[str, HyperparamSpace] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dotted_keys(cls, data: Any) -> Any:
+        """A section written nested (``trainer: {max_epochs: [2, 4]}``, or an override
+        ``search.trainer.max_epochs=[2,4]``) is its dotted keys; ``scheduler: [none, cosine]`` is
+        ``scheduler.name``. A dotted key given both ways is merged, the nested (an override's) winning."""
+        if not isinstance(data, dict):
+            return data
+        flat = {k: v for k, v in data.items() if k not in SETTING_SECTIONS}
+        for section in SETTING_SECTIONS.keys() & data.keys():
+            nested = dict(data[section]) if isinstance(data[section], dict) else {"name": data[section]}
+            if isinstance(nested.get("kwargs"), dict):
+                nested |= {f"kwargs.{k}": v for k, v in nested.pop("kwargs").items()}
+            for key, value in nested.items():
+                dotted = f"{section}.{key}"
+                both = isinstance(flat.get(dotted), dict) and isinstance(value, dict)
+                flat[dotted] = merge(flat[dotted], value) if both else value
+        return flat
 
     @field_validator("optimizer", "batch_size")
     @classmethod
@@ -167,14 +278,16 @@ class SearchConfig(HyperparamSpace):
         for name, space in spaces.items():
             if name not in searched:
                 raise ValueError(f"{name}: not searched; search.optimizer is {', '.join(searched)}")
-            spec = get_spec(name)
+            if space.settings():
+                raise ValueError(f"{name}: {', '.join(space.settings())}: settings are searched for all")
+            spec = optimizer_spec(name)
             for key, value in space.hyperparams().items():
                 if key not in spec.hyperparams:
                     raise ValueError(
                         f"{name}: {name} takes no {key!r}; it takes: {', '.join(spec.hyperparams)}"
                     )
                 try:
-                    _check(spec.hyperparams[key], value)
+                    check_value(spec.hyperparams[key], value)
                 except ValueError as exc:
                     raise ValueError(f"{name}: {key}: {exc}") from None
         return spaces
@@ -183,15 +296,35 @@ class SearchConfig(HyperparamSpace):
     def _shared_hyperparams(self) -> SearchConfig:
         """Each shared key must be taken by a searched optimizer and valid wherever it applies."""
         for key, value in self.hyperparams().items():
-            takers = [name for name in self.optimizers if key in get_spec(name).hyperparams]
+            takers = [name for name in self.optimizers if key in optimizer_spec(name).hyperparams]
             if not takers:
                 raise ValueError(f"{key}: none of {', '.join(self.optimizers)} takes {key!r}")
             for name in takers:
                 if key not in self.per_optimizer.get(name, HyperparamSpace()).hyperparams():
                     try:
-                        _check(get_spec(name).hyperparams[key], value)
+                        check_value(optimizer_spec(name).hyperparams[key], value)
                     except ValueError as exc:
                         raise ValueError(f"{key}: {exc} (for optimizer {name!r})") from None
+        return self
+
+    @model_validator(mode="after")
+    def _settings(self) -> SearchConfig:
+        """Each setting is in a section that can be searched, and its values are valid there; errors start
+        with the key, so that they name ``search.<section>.<key>``."""
+        for key, value in self.settings().items():
+            section = key.partition(".")[0]
+            prefix = SETTING_SECTIONS.get(section, "")
+            if not prefix or not key.startswith(prefix) or "." in key.removeprefix(prefix):
+                searchable = ", ".join(f"{p}<key>" for p in SETTING_SECTIONS.values())
+                raise ValueError(f"{key}: only {searchable} can be searched")
+            if section in _SECTION_MODELS:
+                try:
+                    check_value(setting(key), value)
+                except ValueError as exc:
+                    message = str(exc).removeprefix(f"{key}: ")
+                    raise ValueError(f"{key}: {message}") from None
+            else:
+                _flat_choices(key, value)
         return self
 
     @property
@@ -199,40 +332,59 @@ class SearchConfig(HyperparamSpace):
         """The searched optimizers, in the order given."""
         return _listed(self.optimizer)
 
+    def schedules(self, base: str) -> list[str]:
+        """The schedules trials may use: those searched, else the config's ``base``."""
+        return _listed(self.settings().get("scheduler.name", base))
+
     def space(self, optimizer: str) -> dict[str, Any]:
         """The search values that apply to ``optimizer``: the shared ones it takes, then its overrides."""
-        takes = get_spec(optimizer).hyperparams
+        takes = optimizer_spec(optimizer).hyperparams
         shared = {k: v for k, v in self.hyperparams().items() if k in takes}
         return shared | self.per_optimizer.get(optimizer, HyperparamSpace()).hyperparams()
 
     def _sizes(self, optimizer: str) -> dict[str, int | None]:
-        takes = get_spec(optimizer).hyperparams
+        takes = optimizer_spec(optimizer).hyperparams
         return {key: _choices(takes[key], value) for key, value in self.space(optimizer).items()}
 
     def ranges(self) -> list[str]:
-        """``<optimizer>.<hp>`` of every search value that is (or holds) a range: the continuous part."""
+        """``<optimizer>.<hp>`` of every search value that is (or holds) a range, then every setting searched
+        as a range: the continuous part."""
         return [
             f"{name}.{key}" for name in self.optimizers for key, n in self._sizes(name).items() if n is None
-        ]
+        ] + [key for key, value in self.settings().items() if isinstance(value, Range)]
 
     def tuned(self) -> list[str]:
-        """What the search tunes, beyond choosing among the optimizers: ``batch_size`` and every
-        ``<optimizer>.<hp>`` with more than one value."""
+        """What the search tunes, beyond choosing among the optimizers: ``batch_size``, every
+        ``<optimizer>.<hp>`` and every setting with more than one value."""
         batch = ["batch_size"] if isinstance(self.batch_size, list) and len(self.batch_size) > 1 else []
-        return batch + [
+        hyperparams = [
             f"{name}.{key}"
             for name in self.optimizers
             for key, n in self._sizes(name).items()
             if n is None or n > 1
         ]
+        settings = [
+            key for key, value in self.settings().items() if isinstance(value, Range) or _listed(value)[1:]
+        ]
+        return batch + hyperparams + settings
 
-    def grid_size(self) -> int:
+    def grid_size(self, schedule: str = "none") -> int:
         """How many distinct configurations a space without ranges holds: per optimizer, the product of
-        its choices (conditional hyperparameters do not multiply across optimizers)."""
+        its choices (conditional hyperparameters do not multiply across optimizers), times the settings'
+        choices (a schedule's settings only under the schedules that take them; ``schedule``: the config's,
+        when the search does not list schedules)."""
         batch_sizes = len(self.batch_size) if isinstance(self.batch_size, list) else 1
-        return batch_sizes * sum(
-            math.prod(n or 0 for n in self._sizes(name).values()) for name in self.optimizers
+        optimizers = sum(math.prod(n or 0 for n in self._sizes(name).values()) for name in self.optimizers)
+        sizes = {key: len(v) if isinstance(v, list) else 1 for key, v in self.settings().items()}
+        knobs = {
+            key: n for key, n in sizes.items() if key.startswith("scheduler.") and key != "scheduler.name"
+        }
+        schedules = sum(
+            math.prod(n for key, n in knobs.items() if key.partition(".")[2] in SCHEDULES[name])
+            for name in self.schedules(schedule)
         )
+        others = math.prod(n for key, n in sizes.items() if key not in knobs and key != "scheduler.name")
+        return batch_sizes * optimizers * schedules * others
 
 
 def _listed(value: str | list[str]) -> list[str]:

@@ -7,21 +7,23 @@ cannot honour are all refused with the dotted name of the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, ValidationInfo, field_validator, model_validator
 
-from models.optimizers import get_spec
+from models.schedules import SCHEDULES
 from sweeps.config.files import Strict, merge, parse_overrides, read_yaml, validate
-from sweeps.config.search import SearchConfig
+from sweeps.config.imports import optimizer_spec
+from sweeps.config.search import Range, SearchConfig
 from sweeps.config.train import Count, OptimizerConfig, TrainConfig
 
 Direction = Literal["maximize", "minimize"]
-# What a trial can report, with the direction that improves it: the metrics the LightningModule logs each
-# epoch, kept by the training run as its result (best_val_acc: max of val_acc over epochs; the others: the
-# last epoch's value).
+# What a trial can report, with the direction that improves it: the metrics the service's LightningModule logs
+# each epoch, kept by the training run as its result (best_val_acc: max of val_acc over epochs; the others:
+# the last epoch's value). A user's LightningModule may log others: any of them can be the study's metric,
+# with its direction given.
 METRIC_DIRECTIONS: Mapping[str, Direction] = {
     "best_val_acc": "maximize",
     "val_acc": "maximize",
@@ -39,7 +41,7 @@ class StudyConfig(Strict):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     direction: Direction = "maximize"
-    metric: Literal[tuple(METRIC_DIRECTIONS)] = "best_val_acc"  # type: ignore[valid-type]
+    metric: Annotated[str, Field(pattern=r"^[A-Za-z_][\w./-]*$")] = "best_val_acc"  # a metric a run logs
     sampler: Literal["tpe", "random", "grid", "cmaes", "qmc"] = "tpe"  # grid: every configuration once
     seed: StrictInt = 0  # worker i seeds its sampler with seed + i
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
@@ -49,20 +51,30 @@ class StudyConfig(Strict):
     repeats: Count = 1  # seeds per configuration; the trial's value is their mean
     time_objective: bool = False  # a second objective, total training seconds (minimised): a Pareto front
     retrain_seeds: Annotated[int, Field(strict=True, ge=0)] = 0  # then best and default on these seeds
+    checkpoints: bool = True  # each trial saves its state every epoch; a lost worker's trial resumes from it
 
     @model_validator(mode="before")
     @classmethod
     def _direction_follows_metric(cls, data: Any) -> Any:
-        """Without an explicit direction, the metric's own (``val_loss`` alone means minimize)."""
-        metric = data.get("metric") if isinstance(data, dict) else None
-        if isinstance(metric, str) and "direction" not in data and metric in METRIC_DIRECTIONS:
-            return {**data, "direction": METRIC_DIRECTIONS[data["metric"]]}
+        """Without an explicit direction, the metric's own (``val_loss`` alone means minimize); a metric the
+        service does not know needs one."""
+        if not isinstance(data, dict) or "direction" in data:
+            return data
+        metric = data.get("metric", "best_val_acc")
+        if not isinstance(metric, str):
+            return data  # the metric is wrong, and reported
+        if metric in METRIC_DIRECTIONS:
+            return {**data, "direction": METRIC_DIRECTIONS[metric]}
+        raise ValueError(
+            f"direction: give study.direction (maximize or minimize) for {metric!r}; it is known for"
+            f" {', '.join(METRIC_DIRECTIONS)} only"
+        )
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
         """Errors start with ``<key>:`` so that they name ``study.<key>``."""
-        wanted = METRIC_DIRECTIONS[self.metric]
+        wanted = METRIC_DIRECTIONS.get(self.metric, self.direction)
         if self.direction != wanted:
             better = "higher" if wanted == "maximize" else "lower"
             raise ValueError(f"direction: {better} {self.metric} is better; use direction: {wanted}")
@@ -98,6 +110,12 @@ class StudyConfig(Strict):
                 "sampler: cmaes optimizes a single objective; with time_objective use tpe or random"
             )
         return self
+
+    @property
+    def epoch_metric(self) -> str:
+        """The per-epoch metric the study's metric is read from (``best_val_acc``: ``val_acc``), which the
+        pruner watches."""
+        return "val_acc" if self.metric == "best_val_acc" else self.metric
 
 
 class SweepConfig(TrainConfig):
@@ -153,6 +171,32 @@ class SweepConfig(TrainConfig):
             )
         return self
 
+    @field_validator("search")
+    @classmethod
+    def _schedule_settings_apply(cls, search: SearchConfig, info: ValidationInfo) -> SearchConfig:
+        """A schedule's setting is searched only where a schedule trials may use takes it, and no warm-up
+        searched outlasts a trial; errors start with the key, so that they name ``search.scheduler.<key>``."""
+        if "scheduler" not in info.data or "trainer" not in info.data:
+            return search  # the scheduler or trainer section is wrong, and reported
+        settings = search.settings()
+        most = _extreme(settings.get("scheduler.warmup_epochs", 0), max)
+        fewest = _extreme(settings.get("trainer.max_epochs", info.data["trainer"].max_epochs), min)
+        if most >= fewest:
+            raise ValueError(
+                f"scheduler.warmup_epochs: up to {most} warm-up epochs, but a trial may run only {fewest}"
+                " (trainer.max_epochs)"
+            )
+        schedules = search.schedules(info.data["scheduler"].name)
+        for key in search.settings():
+            section, _, name = key.partition(".")
+            if section == "scheduler" and name != "name" and not any(name in SCHEDULES[s] for s in schedules):
+                takers = [s for s, takes in SCHEDULES.items() if name in takes]
+                raise ValueError(
+                    f"{key}: no schedule trials use ({', '.join(schedules)}) takes {name!r};"
+                    f" {', '.join(takers)} does"
+                )
+        return search
+
     @field_validator("study")
     @classmethod
     def _sampler_fits_space(cls, study: StudyConfig, info: ValidationInfo) -> StudyConfig:
@@ -161,12 +205,13 @@ class SweepConfig(TrainConfig):
         if search is None:
             return study  # the search block is wrong, and reported
         ranges = search.ranges()
+        schedule = info.data["scheduler"].name if "scheduler" in info.data else "none"
         if study.sampler == "grid":
             if ranges:
                 raise ValueError(
                     f"sampler: grid needs a finite space; list the values of {', '.join(ranges)}"
                 )
-            size = search.grid_size()
+            size = search.grid_size(schedule)
             if study.n_trials is None:
                 return study.model_copy(update={"n_trials": size})
             if study.n_trials > size:
@@ -178,13 +223,25 @@ class SweepConfig(TrainConfig):
                 f"sampler: {study.sampler} needs a space without conditions, but each of "
                 f"{len(search.optimizers)} optimizers has its own; use tpe or random, or fix search.optimizer"
             )
+        if study.sampler in ("cmaes", "qmc") and len(search.schedules(schedule)) > 1:
+            raise ValueError(
+                f"sampler: {study.sampler} needs a space without conditions, but each schedule takes its own"
+                " settings; use tpe or random, or fix search.scheduler.name"
+            )
         return study
+
+
+def _extreme(value: Any, pick: Callable[..., Any]) -> Any:
+    """The highest (``max``) or lowest (``min``) value a search value or a fixed value can take."""
+    if isinstance(value, Range):
+        return pick(value.low, value.high)
+    return pick(value) if isinstance(value, list) else value
 
 
 def start_from(base: OptimizerConfig, name: str, searched: Iterable[str] = ()) -> dict[str, Any]:
     """The ``optimizer`` section for a trial of ``name``: the base preset and the base hyperparameters
     ``name`` takes, except those in ``searched``; checked by the registry (a ``ValueError``)."""
-    spec = get_spec(name)
+    spec = optimizer_spec(name)
     kept = {k: v for k, v in base.overrides().items() if k in spec.hyperparams and k not in searched}
     spec.resolve(base.preset, **kept)
     return {"name": name, "preset": base.preset, **kept}

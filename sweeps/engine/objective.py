@@ -1,4 +1,9 @@
-"""The Optuna objective: a trial samples a config, trains it (once per seed), is recorded as a child run."""
+"""The Optuna objective: a trial samples a config, trains it (once per seed), is recorded as a child run.
+
+With a checkpoint store each seed's training saves its state every epoch under the trial's key, and a trial
+that re-runs a lost one resumes from it. A trial that leads the search when it finishes (or any retrain)
+logs its trained models to its runs; which checkpoints stay is decided after the trial is told
+(:func:`sweeps.engine.checkpoints.sweep_up`)."""
 
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ import optuna
 import requests
 from lightning.pytorch.callbacks import Callback
 from mlflow import MlflowClient
+from torch import nn
 
 from models.module import Diverged
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
+from sweeps.engine.checkpoints import Checkpointing, Store, trial_key
 from sweeps.engine.retry import first_line
 from sweeps.engine.space import preset_config, suggest, trial_params
 from sweeps.engine.training import Deadline, RunResult, ended_by, train
@@ -33,6 +40,7 @@ from sweeps.names import (
     phase,
 )
 from sweeps.tracking import runs
+from sweeps.tracking.artifacts import log_model
 
 _logger = logging.getLogger(__name__)
 
@@ -72,7 +80,9 @@ def _kept_going(what: str, run_id: str) -> Iterator[None]:
 
 @dataclass
 class Objective:
-    """Callable Optuna objective; holds where the trial runs go (the sweep's parent run in MLflow)."""
+    """Callable Optuna objective; holds where the trial runs go (the sweep's parent run in MLflow) and where
+    its checkpoints go: a worker's objective has a store, and then also logs the models of the trials it
+    keeps; without one (a test's), trials neither checkpoint nor log models."""
 
     sweep: SweepConfig
     tracking_uri: str
@@ -81,11 +91,13 @@ class Objective:
     worker: str
     deadline: float = math.inf
     """When ``study.timeout`` runs out (seconds since the epoch): a trial still training then is stopped."""
+    checkpoints: Store | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr(WORKER_ATTR, self.worker)
         if self.sweep.study.n_trials is not None and not _queued(trial):
             raise OverBudget("another worker took the last queued trial; this one was not run")
+        trial_key(trial)
         stage = phase(trial)
         cfg = self._config(trial, stage)
         study = self.sweep.study
@@ -101,9 +113,9 @@ class Objective:
             stage,
         )
         trial.set_user_attr(RUN_ATTR, trial_run)
-        trial.set_user_attr(CONFIG_ATTR, trial_params(cfg))
+        trial.set_user_attr(CONFIG_ATTR, trial_params(cfg, self.sweep.search.settings()))
         try:
-            values, seconds = self._train_repeats(trial, cfg, client, trial_run, stage)
+            values, seconds, models = self._train_repeats(trial, cfg, client, trial_run, stage)
         except BaseException as exc:
             outcome, status, reason = ended_by(exc)
             if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
@@ -115,7 +127,25 @@ class Objective:
         value = statistics.fmean(values)
         with _kept_going("closing the trial's run", trial_run):
             runs.complete_trial(client, trial_run, study.metric, values, seconds)
+        if self.checkpoints is not None and (stage != SEARCH or self._leads(trial, value)):
+            for run_id, model in models:
+                with _kept_going("logging the model of run", run_id):
+                    log_model(self.tracking_uri, run_id, model)
         return (value, seconds) if study.time_objective else value
+
+    def _leads(self, trial: optuna.Trial, value: float) -> bool:
+        """Whether a search trial's value beats every complete search trial's so far (with one objective):
+        the best trial's models are logged as it finishes, so the sweep's answer loads back even while it
+        runs."""
+        if self.sweep.study.time_objective:
+            return False
+        done = [
+            t.values[0]
+            for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if phase(t) == SEARCH
+        ]
+        better = max if self.sweep.study.direction == "maximize" else min
+        return not done or better(value, better(done)) == value
 
     def _config(self, trial: optuna.Trial, phase: str) -> TrainConfig:
         """The trial's config: sampled (a tuned trial's params are all fixed, so sampling returns them), or
@@ -132,7 +162,7 @@ class Objective:
 
     def _train_repeats(
         self, trial: optuna.Trial, cfg: TrainConfig, client: MlflowClient, trial_run: str, phase: str
-    ) -> tuple[list[float], float]:
+    ) -> tuple[list[float], float, list[tuple[str, nn.Module]]]:
         """Train the config once per seed; with one seed the trial run itself holds the curves. Retrained
         configs get fresh seeds (after those the search selected on), the same list for every optimizer and
         phase: seed i gives each the same initialisation and data order, so the report pairs them by seed.
@@ -140,7 +170,7 @@ class Objective:
         study = self.sweep.study
         seeds = study.repeats if phase == SEARCH else study.retrain_seeds
         first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
-        values, seconds = [], 0.0
+        values, seconds, models = [], 0.0, []
         for repeat in range(seeds):
             seeded = cfg.model_copy(
                 update={"trainer": cfg.trainer.model_copy(update={"seed": first + repeat})}
@@ -152,26 +182,38 @@ class Objective:
                 )
             callbacks: list[Callback] = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
             if study.pruner != "none" and repeat == 0 and phase == SEARCH:
-                monitor = "val_acc" if study.direction == "maximize" else "val_loss"
-                callbacks.append(EpochPruning(trial, monitor))
-            result = train(seeded, self.tracking_uri, callbacks=callbacks, run_id=run_id)
+                callbacks.append(EpochPruning(trial, study.epoch_metric))
+            saved = None
+            if self.checkpoints is not None and study.checkpoints:
+                saved = Checkpointing(self.checkpoints, f"{trial_key(trial)}/seed-{seeded.trainer.seed}")
+            result = train(
+                seeded,
+                self.tracking_uri,
+                callbacks=callbacks,
+                run_id=run_id,
+                checkpoints=saved,
+                required=study.epoch_metric,
+            )
             if result.outcome == "diverged":
                 raise Diverged(result.reason)
+            if result.model is not None and self.checkpoints is not None:
+                models.append((run_id, result.model))
             values.append(metric_value(result, study.metric))
             seconds += result.total_seconds
-        return values, seconds
+        return values, seconds, models
 
 
 @dataclass
 class EpochPruning(Callback):
-    """Reports ``monitor`` to the trial after each epoch's validation and stops a trial the study's pruner
-    cuts. Not optuna-integration's callback: it numbers epochs from 0, and the runs' curves and the reason
-    a pruned run shows number them from 1, as the report does."""
+    """Reports ``monitor`` to the trial as each epoch ends (after its validation, and after the epoch's row
+    is written: the run keeps the epoch it was cut at) and stops a trial the study's pruner cuts. Not
+    optuna-integration's callback: it numbers epochs from 0, and the runs' curves and the reason a pruned
+    run shows number them from 1, as the report does."""
 
     trial: optuna.Trial
     monitor: str
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
         if trainer.sanity_checking or value is None:
             return

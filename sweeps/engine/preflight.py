@@ -1,90 +1,90 @@
-"""Checks that the study database and the MLflow store answer, before a command creates anything.
+"""What ``sweeps run`` checks before it creates a study or any run, beyond what validating the spec checks:
+the workload builds (every path imports and is the right kind, its constructor takes the kwargs and the
+batch-size knob), the searched kwargs fit their constructors, and the study's metric is one the module logs.
 
-Mid-sweep, a lost server is waited for (``sweeps.engine.storage.reconnect``, MLflow's own retries); at the
-start it is a typo or a server that is not up, and the user is better told at once, in one line, what was
-tried and what to check: one connection attempt with a short timeout, nothing written.
+The service's own module logs a known set (``train_loss``, ``val_loss``, ``val_acc``, ``epoch_seconds``); a
+user's LightningModule logs what it logs, which is seen by fitting it on one batch (and validating on one).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
-from sweeps.engine.retry import first_line
-from sweeps.tracking.uris import SQLITE, mask
+import lightning as L
 
-CONNECT_TIMEOUT_S = 10
-"""One attempt per server: an unreachable host is reported within this, a refused port at once."""
+from models.schedules import Schedule, inject
+from sweeps.config.files import ConfigError
+from sweeps.config.search import Range, check_value
+from sweeps.config.sweep import SweepConfig
+from sweeps.config.train import TrainConfig
+from sweeps.engine.epochs import EpochReport
+from sweeps.engine.training import build_trainer
+from sweeps.engine.workload import (
+    Workload,
+    build_module,
+    checked_datamodule,
+    data_constructor,
+    kwarg_constructors,
+)
+from sweeps.names import EPOCH_METRICS
 
 
-class Unreachable(ValueError):
-    """A server (or the folder of an embedded store) that a command needs is not there; the message says
-    which, with any password masked, and what to check."""
-
-
-def check_storage(url: str) -> None:
-    """The study storage at ``url`` (normalised) can be opened: its SQLite folder exists, or its database
-    server accepts a connection (no schema is created)."""
-    if url.startswith(SQLITE):
-        _folder_exists(url, "study storage", "--storage / $SWEEPS_STORAGE")
-        return
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    try:
-        engine = sqlalchemy.create_engine(
-            url, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+def check_sweep(sweep: SweepConfig) -> None:
+    """Every check of a sweep that needs its data or the user's code; a :class:`ConfigError` naming the
+    field."""
+    datamodule = checked_datamodule(sweep)
+    data = data_constructor(sweep)
+    if sweep.search.batch_size is not None and data is not None and not data.takes("batch_size"):
+        raise ConfigError(
+            f"search.batch_size: {data.path} takes no batch_size argument, so the batch size cannot be"
+            " searched"
         )
-    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
-        raise Unreachable(
-            f"the study storage {mask(url)} needs a database driver that is not installed"
-            f' ({first_line(exc)}); install it with: pip install "optimizer-sweeps[postgres]"'
-        ) from None
+    check_searched_kwargs(sweep)
+    workload = build_module(sweep, datamodule)
+    logged = EPOCH_METRICS if workload.own else logged_metrics(sweep, workload, datamodule)
+    needed = sweep.study.epoch_metric
+    if needed not in logged:
+        module = "the service's classifier module" if workload.own else sweep.model.target
+        raise ConfigError(f"study.metric: {module} logs no {needed!r}; it logs: {', '.join(sorted(logged))}")
+
+
+def check_searched_kwargs(sweep: SweepConfig) -> None:
+    """``search.model.kwargs.<name>`` and ``search.data.kwargs.<name>`` against their target's constructor:
+    a name it takes, values of the argument's kind (a range needs a numeric one)."""
+    constructors = kwarg_constructors(sweep)
+    for key, value in sweep.search.settings().items():
+        section, _, rest = key.partition(".")
+        if section not in ("model", "data"):
+            continue
+        name, target = rest.removeprefix("kwargs."), constructors.get(section)
+        if target is None:
+            raise ConfigError(f"search.{key}: searching {section}.kwargs needs a {section}.target")
+        if section == "data" and name == "batch_size":
+            raise ConfigError(f"search.{key}: the batch size is searched as search.batch_size")
+        if not (target.arguments.open or target.takes(name)):
+            takes = ", ".join(sorted(target.arguments.names)) or "nothing"
+            raise ConfigError(f"search.{key}: {target.path} takes no {name!r}; it takes: {takes}")
+        hp = target.hyperparams().get(name)
+        try:
+            if hp is not None:
+                check_value(hp, value)
+            elif isinstance(value, Range):
+                raise ValueError(f"{name} has no numeric default to sample a range of; list its values")
+        except ValueError as exc:
+            raise ConfigError(f"search.{key}: {exc}") from None
+
+
+def logged_metrics(cfg: TrainConfig, workload: Workload, datamodule: L.LightningDataModule) -> list[str]:
+    """The metrics a module logs in an epoch: one training batch and one validation batch, one epoch, with
+    the config's optimizer and no schedule (it would span the whole run)."""
+    once = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"max_epochs": 1})})
+    inject(workload.module, replace(workload.plan, schedule=Schedule()))
+    report = EpochReport()
+    trainer = build_trainer(once, callbacks=[report], limit_train_batches=1, limit_val_batches=1)
     try:
-        engine.connect().close()
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise Unreachable(
-            f"cannot reach the study database {mask(url)}: {first_line(exc)}; is the server running, and are"
-            " the host, port, user, password and database right? (--storage / $SWEEPS_STORAGE)"
+        trainer.fit(workload.module, datamodule=datamodule)
+    except Exception as exc:  # the user's module may raise anything
+        raise ConfigError(
+            f"model.target: {cfg.model.target} failed on one batch: {type(exc).__name__}: {exc}"
         ) from None
-    finally:
-        engine.dispose()
-
-
-def check_tracking(uri: str) -> None:
-    """The MLflow store at ``uri`` can be reached: its SQLite folder exists, or its server answers
-    ``/health``.
-    """
-    if uri.startswith(SQLITE):
-        _folder_exists(uri, "MLflow store", "--tracking-uri / $MLFLOW_TRACKING_URI")
-        return
-    if not uri.startswith(("http://", "https://")):
-        return  # file stores and hosted backends: MLflow itself reports their problems
-    import requests
-
-    health = f"{uri.rstrip('/')}/health"
-    try:
-        answer = requests.get(health, timeout=CONNECT_TIMEOUT_S)
-    except requests.RequestException as exc:
-        raise Unreachable(
-            f"cannot reach the MLflow server {mask(uri)}: {_reason(exc)}; is `mlflow server` running there?"
-            " (--tracking-uri / $MLFLOW_TRACKING_URI)"
-        ) from None
-    if answer.status_code != 200:
-        raise Unreachable(
-            f"{mask(health)} answered HTTP {answer.status_code}, not 200: is {mask(uri)} an MLflow server?"
-        )
-
-
-def _reason(error: Exception) -> str:
-    """The innermost cause of a requests error, which says what failed (refused, timed out, name unknown)."""
-    cause: BaseException = error
-    while cause.__context__ is not None and cause.__context__ is not cause:
-        cause = cause.__context__
-    text = first_line(cause)
-    return text.rsplit(": ", 1)[-1] if ": " in text else text
-
-
-def _folder_exists(url: str, what: str, where: str) -> None:
-    folder = Path(url.removeprefix(SQLITE)).parent
-    if not folder.is_dir():
-        raise Unreachable(f"the {what} {mask(url)} is in a folder that does not exist: {folder} ({where})")
+    return [key for key in report.history[-1] if key != "epoch"] if report.history else []

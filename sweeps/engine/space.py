@@ -6,6 +6,10 @@ of a tuple such as ``betas``). Prefixing the optimizer keeps conditional paramet
 ``sgd.lr`` live on different scales, and TPE models each on its own history; a hyperparameter the chosen
 optimizer does not take is never suggested. Fixed values are applied without a suggestion.
 
+Settings of the train config keep their dotted key as their name (``scheduler.name``, ``trainer.max_epochs``,
+``model.kwargs.dropout``); a schedule's setting is suggested only when the sampled schedule takes it, and a
+target's kwarg is sampled as its constructor argument's kind.
+
 A ``grid`` study enumerates this tree with :class:`optuna.samplers.BruteForceSampler`, which visits each
 distinct configuration once (``SearchConfig.grid_size`` of them): a ``GridSampler`` takes the product of
 every parameter name, so the conditional ones would multiply across optimizers and repeat configurations.
@@ -13,15 +17,18 @@ every parameter name, so the conditional ones would multiply across optimizers a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import optuna
 
-from models.optimizers import get_spec
+from models.schedules import SCHEDULES
 from sweeps.config.files import validate
-from sweeps.config.search import Range
+from sweeps.config.imports import optimizer_spec
+from sweeps.config.search import Range, setting
 from sweeps.config.sweep import SweepConfig, start_from
 from sweeps.config.train import TrainConfig
+from sweeps.engine.workload import kwarg_constructors
 
 
 def searched_optimizers(cfg: SweepConfig) -> list[str]:
@@ -43,19 +50,42 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
     batch_size = search.batch_size
     if isinstance(batch_size, list):
         batch_size = trial.suggest_categorical("batch_size", batch_size)
-    takes = get_spec(name).hyperparams
+    takes = optimizer_spec(name).hyperparams
+    settings = _settings(trial, cfg)
     hparams = {
         key: _sample(trial, f"{name}.{key}", takes[key].kind, value)
         for key, value in search.space(name).items()
     }
-    return _configured(cfg, start_from(cfg.optimizer, name, hparams) | hparams, batch_size)
+    return _configured(cfg, start_from(cfg.optimizer, name, hparams) | hparams, batch_size, settings)
+
+
+def _settings(trial: optuna.Trial, cfg: SweepConfig) -> dict[str, Any]:
+    """The searched settings sampled: the schedule first, then the settings that apply under it."""
+    searched = cfg.search.settings()
+    schedule = searched.get("scheduler.name", cfg.scheduler.name)
+    sampled = {}
+    if "scheduler.name" in searched:
+        schedule = sampled["scheduler.name"] = _sample(trial, "scheduler.name", str, schedule)
+    kwargs = {section: c.hyperparams() for section, c in kwarg_constructors(cfg).items()}
+    for key, value in searched.items():
+        section, _, name = key.partition(".")
+        if key == "scheduler.name" or (section == "scheduler" and name not in SCHEDULES[schedule]):
+            continue
+        if section in kwargs:
+            hp = kwargs[section].get(name.removeprefix("kwargs."))
+            kind = hp.kind if hp is not None else str
+        else:
+            kind = setting(key).kind
+        sampled[key] = _sample(trial, key, kind, value)
+    return sampled
 
 
 def preset_config(cfg: SweepConfig, name: str) -> TrainConfig:
     """Optimizer ``name`` untuned: the sweep's starting point (its preset, the spec's fixed values) with
     nothing sampled; what a tuned result is compared with."""
     batch_size = None if isinstance(cfg.search.batch_size, list) else cfg.search.batch_size
-    return _configured(cfg, start_from(cfg.optimizer, name), batch_size)
+    fixed = {k: v for k, v in cfg.search.settings().items() if not isinstance(v, list | Range)}
+    return _configured(cfg, start_from(cfg.optimizer, name), batch_size, fixed)
 
 
 def preset_params(cfg: SweepConfig, name: str) -> dict[str, Any]:
@@ -63,7 +93,7 @@ def preset_params(cfg: SweepConfig, name: str) -> dict[str, Any]:
     queued as each optimizer's first trial in ``per_optimizer`` mode, so tuning starts from the default and
     the tuned best does no worse than it on the search's data."""
     default = preset_config(cfg, name)
-    spec = get_spec(name)
+    spec = optimizer_spec(name)
     resolved = spec.resolve(default.optimizer.preset, **default.optimizer.overrides())
     params: dict[str, Any] = {"optimizer": name}
     if isinstance(cfg.search.batch_size, list) and default.data.batch_size in cfg.search.batch_size:
@@ -80,11 +110,23 @@ def _admits(value: Any, x: Any) -> bool:
     return isinstance(value, list) and x in value
 
 
-def _configured(cfg: SweepConfig, optimizer: dict[str, Any], batch_size: int | str | None) -> TrainConfig:
+def _configured(
+    cfg: SweepConfig, optimizer: dict[str, Any], batch_size: int | str | None, settings: dict[str, Any]
+) -> TrainConfig:
+    """The sweep's train config with a trial's optimizer section, batch size and settings (dotted keys); a
+    schedule keeps the base section's settings it takes."""
     raw = cfg.model_dump(exclude={"study", "search"})
     raw["optimizer"] = optimizer
     if batch_size is not None:
         raw["data"]["batch_size"] = batch_size
+    for key, value in settings.items():
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    schedule = raw["scheduler"]
+    raw["scheduler"] = {k: v for k, v in schedule.items() if k == "name" or k in SCHEDULES[schedule["name"]]}
     return validate(TrainConfig, raw)
 
 
@@ -100,11 +142,21 @@ def _sample(trial: optuna.Trial, name: str, kind: type, value: Any) -> Any:
     return value
 
 
-def trial_params(config: TrainConfig) -> dict[str, Any]:
-    """What sets a trial's config apart from the registry's preset, as a plain dict: optimizer, batch size
-    and each hyperparameter given (sampled, fixed by the spec or set in its ``optimizer`` section)."""
+def trial_params(config: TrainConfig, settings: Iterable[str] = ()) -> dict[str, Any]:
+    """What sets a trial's config apart from the registry's preset, as a plain dict: optimizer, batch size,
+    each hyperparameter given (sampled, fixed by the spec or set in its ``optimizer`` section), and the
+    value of each searched setting the trial has (dotted keys; none where its schedule does not take one)."""
+    raw = config.model_dump(mode="json")
+    values = {}
+    for key in settings:
+        node: Any = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            values[key] = node
     return {
         "optimizer": config.optimizer.name,
         "batch_size": config.data.batch_size,
         **config.optimizer.overrides(),
+        **values,
     }

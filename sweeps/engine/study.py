@@ -21,8 +21,8 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.config.sweep import SweepConfig
-from sweeps.engine.preflight import check_tracking
 from sweeps.engine.sampling import pruner_for, sampler_for
+from sweeps.engine.servers import check_tracking
 from sweeps.engine.space import preset_params, searched_optimizers
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
 from sweeps.names import (

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import re
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from rich.console import Console
+from torch import nn
 
-from models.data.files import check_available
-from models.data.module import MNISTDataModule
-from models.module import Diverged, OptimizerModule
-from sweeps.config.files import ConfigError
+from models.module import Diverged
 from sweeps.config.train import TrainConfig
-from sweeps.names import EPOCH_METRICS
+from sweeps.engine.checkpoints import Checkpointing
+from sweeps.engine.epochs import EpochReport
+from sweeps.engine.workload import Workload, build_module, checked_datamodule
 from sweeps.tracking.environment import device_name
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
 from sweeps.tracking.uris import mask, tracking_uri
@@ -26,66 +27,18 @@ from sweeps.tracking.uris import mask, tracking_uri
 Outcome = Literal["finished", "diverged"]
 
 
-@dataclass
-class EpochReport(Callback):
-    """Keeps each epoch's metrics (and prints them, given a console) as validation closes the epoch."""
-
-    console: Console | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        # a diverged epoch logs nothing: callback_metrics still hold the previous epoch's values
-        if trainer.sanity_checking or getattr(pl_module, "diverged", None) or "val_acc" not in metrics:
-            return
-        row = {"epoch": float(trainer.current_epoch + 1)} | {k: float(metrics[k]) for k in EPOCH_METRICS}
-        if self.history and self.history[-1]["epoch"] == row["epoch"]:
-            return
-        self.history.append(row)
-        if self.console:
-            self.console.print(
-                f"epoch {row['epoch']:>3.0f}  train_loss {row['train_loss']:.4f}"
-                f"  val_loss {row['val_loss']:.4f}"
-                f"  val_acc {row['val_acc']:.4f}  {row['epoch_seconds']:.1f}s"
-            )
-
-
 @dataclass(frozen=True)
 class RunResult:
+    """A finished (or diverged) run: its record, its rows per epoch, and the trained model (the network, or a
+    user's LightningModule), which a sweep logs for the runs it keeps."""
+
     run_id: str | None
     outcome: Outcome
     reason: str | None
     best_val_acc: float
     total_seconds: float
     history: list[dict[str, float]]
-
-
-def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
-    d = cfg.data
-    return MNISTDataModule(
-        name=d.name,
-        data_dir=d.dir,
-        batch_size=d.batch_size,
-        train_subset=d.train_subset,
-        val_split=d.val_split,
-        holdout_size=d.holdout_size,
-        seed=cfg.trainer.seed,
-        split_seed=d.split_seed,
-        scaling=d.scaling,
-        download=d.download,
-    )
-
-
-def build_module(cfg: TrainConfig, num_classes: int) -> OptimizerModule:
-    return OptimizerModule(
-        optimizer=cfg.optimizer.name,
-        preset=cfg.optimizer.preset,
-        hparams=cfg.optimizer.overrides(),
-        init=cfg.model.init,
-        num_classes=num_classes,
-        fused=cfg.model.fused,
-        seed=cfg.trainer.seed,
-    )
+    model: nn.Module | None = None
 
 
 def build_trainer(
@@ -107,20 +60,6 @@ def build_trainer(
     )
 
 
-def checked_datamodule(cfg: TrainConfig) -> MNISTDataModule:
-    """The data module, once every check that needs the files has passed (downloading if allowed, reading
-    headers only), so that an impossible data setup never leaves a half-made run behind."""
-    check_available(cfg.data.name, cfg.data.dir, cfg.data.download)
-    try:
-        datamodule = build_datamodule(cfg)
-        datamodule.prepare_data()
-        datamodule.check_files()
-    except ValueError as exc:
-        field = re.match(r"(\w+)=", str(exc))
-        raise ConfigError(f"data.{field.group(1) if field else 'dir'}: {exc}") from None
-    return datamodule
-
-
 def prepare(cfg: TrainConfig) -> None:
     """Process-wide settings a run depends on: thread count and every RNG seed."""
     if cfg.trainer.threads:
@@ -128,21 +67,31 @@ def prepare(cfg: TrainConfig) -> None:
     L.seed_everything(cfg.trainer.seed, workers=False, verbose=False)
 
 
-def run_params(cfg: TrainConfig, module: OptimizerModule) -> dict[str, Any]:
-    """The params every run records: optimizer, every hyperparameter it was built with, the setup."""
+def run_params(cfg: TrainConfig, workload: Workload) -> dict[str, Any]:
+    """The params every run records: optimizer, every hyperparameter it was built with, the schedule, the
+    model and data (a target's kwargs as ``model.<key>``, ``data.<key>``), the setup."""
+    plan = workload.plan
+    schedule = cfg.scheduler.settings()
     return {
         "optimizer": cfg.optimizer.name,
         "preset": cfg.optimizer.preset,
-        **module.optimizer_hparams,
-        **module.optimizer_params(),
+        **plan.hparams,
+        **plan.torch_kwargs(),
         "batch_size": cfg.data.batch_size,
-        "dataset": cfg.data.name,
+        "dataset": cfg.data.label,
         "train_subset": cfg.data.train_subset,
         "val_split": cfg.data.val_split,
+        "split_seed": cfg.data.split_seed,
+        "scaling": cfg.data.scaling,
         "epochs": cfg.trainer.max_epochs,
         "seed": cfg.trainer.seed,
         "init": cfg.model.init,
         "precision": cfg.trainer.precision,
+        "model": cfg.model.target or "seed_cnn",
+        "scheduler": cfg.scheduler.name,
+        **{f"scheduler.{k}": v for k, v in schedule.items()},
+        **{f"model.{k}": v for k, v in cfg.model.kwargs.items()},
+        **{f"data.{k}": v for k, v in cfg.data.kwargs.items()},
     }
 
 
@@ -153,17 +102,42 @@ def train(
     callbacks: Sequence[Callback] = (),
     tags: dict[str, str] | None = None,
     run_id: str | None = None,
+    checkpoints: Checkpointing | None = None,
+    required: str | None = None,
 ) -> RunResult:
-    """Train once and record it as one MLflow run (Lightning's MLflow logger is the run's only writer).
+    """Train once and record it as one MLflow run; each epoch's row (whatever the module logs) is written as
+    the epoch ends, step = the 1-based epoch.
 
-    ``run_id`` fills a run created beforehand (a sweep's trial run); otherwise a new run is created.
-    Raises :class:`ConfigError` (data setup) or ``DatasetNotFound`` before any run is created or touched."""
+    ``run_id`` fills a run created beforehand (a sweep's trial run); otherwise a new run is created. With
+    ``checkpoints`` the run saves its state every epoch and resumes from the newest one saved; ``required``
+    names a metric the module must log (checked after the first epoch). Raises :class:`ConfigError` (data or
+    model setup) or ``DatasetNotFound`` before any run is created or touched."""
     datamodule = checked_datamodule(cfg)
     prepare(cfg)
-    module = build_module(cfg, datamodule.num_classes)
+    workload = build_module(cfg, datamodule)
     uri = tracking_uri(uri)
     with kept_tracking_env():
-        return _tracked_fit(cfg, uri, datamodule, module, console, callbacks, tags or {}, run_id)
+        record = FitRecord(cfg.experiment, cfg.run_name, uri, tags or {}, run_id)
+        report = EpochReport(console, record.log_epoch, required)
+        with tempfile.TemporaryDirectory(prefix="sweeps-run-") as scratch:
+            resume, saving = None, []
+            if checkpoints is not None:
+                resume, saving = checkpoints.latest(Path(scratch)), [checkpoints.saver(Path(scratch))]
+            trainer = build_trainer(cfg, callbacks=[report, *callbacks, *saving])
+            device = device_name(trainer.strategy.root_device)
+            record.start(run_params(cfg, workload), cfg.model_dump(mode="json"), device)
+            started = time.perf_counter()
+            try:  # the checkpoint is the sweep's own, from its store; it holds numpy's random state too
+                trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=False)
+            except BaseException as exc:
+                record.ended(*ended_by(exc))
+                raise
+    total = time.perf_counter() - started + report.restored_seconds
+    diverged = getattr(workload.module, "diverged", None) or report.diverged
+    best = report.best("val_acc")
+    record.finished({"best_val_acc": best, "total_seconds": total}, len(report.history), diverged)
+    outcome: Outcome = "diverged" if diverged else "finished"
+    return RunResult(record.run_id, outcome, diverged, best, total, report.history, workload.model())
 
 
 def ended_by(exc: BaseException) -> tuple[str, str, str]:
@@ -199,32 +173,3 @@ class Deadline(Callback):
     def on_train_batch_end(self, *args: object) -> None:
         if time.time() > self.at:
             raise TimedOut("stopped at the sweep's timeout")
-
-
-def _tracked_fit(
-    cfg: TrainConfig,
-    uri: str,
-    datamodule: MNISTDataModule,
-    module: OptimizerModule,
-    console: Console | None,
-    callbacks: Sequence[Callback],
-    tags: dict[str, str],
-    run_id: str | None,
-) -> RunResult:
-    record = FitRecord(cfg.experiment, cfg.run_name, uri, tags, run_id)
-    report = EpochReport(console)
-    trainer = build_trainer(cfg, record.logger, [report, *callbacks])
-    record.start(
-        run_params(cfg, module), cfg.model_dump(mode="json"), device_name(trainer.strategy.root_device)
-    )
-    started = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=datamodule)
-    except BaseException as exc:
-        record.ended(*ended_by(exc))
-        raise
-    total = time.perf_counter() - started
-    outcome: Outcome = "diverged" if module.diverged else "finished"
-    finals = {"best_val_acc": module.best_val_acc, "total_seconds": total}
-    record.finished(finals, len(report.history), module.diverged)
-    return RunResult(record.run_id, outcome, module.diverged, module.best_val_acc, total, report.history)

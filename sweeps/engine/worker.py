@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.engine.checkpoints import store_for, sweep_up
 from sweeps.engine.objective import Objective
 from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import running_trial
@@ -65,14 +66,9 @@ def run_worker(
         f":gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else ""
     )
     ends = deadline(study, sweep)
-    objective = Objective(
-        sweep,
-        tracking_store(study, tracking_uri),
-        attrs[EXPERIMENT_ATTR],
-        attrs[PARENT_ATTR],
-        label,
-        ends,
-    )
+    uri = tracking_store(study, tracking_uri)
+    store = store_for(storage_url, name, uri, attrs[PARENT_ATTR])
+    objective = Objective(sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, ends, store)
     parent_best = ParentBest(objective)
     ran = 0
     while time.time() < ends:
@@ -82,6 +78,7 @@ def run_worker(
             break
         trial = run_trial(study, objective)
         _not_fatal("the parent run's best trial", parent_best, study, trial)
+        _not_fatal("deleting finished trials' checkpoints", sweep_up, study, store)
         ran += 1
     if finished(study, sweep):
         status = "FAILED" if search_failed(study)[0] else "FINISHED"

@@ -42,7 +42,7 @@ def curves(results: Results) -> go.Figure:
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_layout(
-        title=f"{results.sweep.study.name}: {results.sweep.data.name} (bands: {LEVEL:.0%} interval of the"
+        title=f"{results.sweep.study.name}: {results.sweep.data.label} (bands: {LEVEL:.0%} interval of the"
         " mean over seeds)",
         height=480,
     )

@@ -13,7 +13,7 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from models.optimizers import get_spec
+from sweeps.config.imports import optimizer_spec
 from sweeps.config.sweep import SweepConfig
 from sweeps.engine.study import best_per_optimizer, spent
 from sweeps.names import (
@@ -29,6 +29,8 @@ from sweeps.names import (
 )
 
 CURVES = ("val_acc", "val_loss", "train_loss", "epoch_seconds")
+"""The curves read for every entry, with the study's own metric (a user's LightningModule may log others, and
+may not log these: a curve it never logged is all NaN)."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,11 @@ class Entry:
 
     @property
     def seeds(self) -> int:
-        return len(self.curves["val_acc"])
+        return len(next(iter(self.curves.values())))
 
     @property
     def epochs(self) -> int:
-        return self.curves["val_acc"].shape[1]
+        return next(iter(self.curves.values())).shape[1]
 
     @property
     def seed_ids(self) -> tuple[int, ...]:
@@ -118,13 +120,13 @@ class Results:
     def ranked_curve(self) -> str:
         """The per-epoch metric optimizers are ranked on: the sweep's metric, read at the final epoch
         (``best_val_acc`` ranks on final val_acc: picking the best epoch on the test split would flatter)."""
-        return self.sweep.study.metric.removeprefix("best_")
+        return self.sweep.study.epoch_metric
 
     def kept_default(self, name: str) -> bool:
         """Whether ``name``'s tuned config trains exactly as its default: the search found nothing better
         than the preset (its hyperparameters resolved against the preset, and its batch size)."""
         tuned, default = self.tuned[name].config, self.default[name].config
-        spec, preset = get_spec(name), self.sweep.optimizer.preset
+        spec, preset = optimizer_spec(name), self.sweep.optimizer.preset
 
         def settings(config: dict[str, Any]) -> tuple[object, dict[str, Any]]:
             hparams = {k: v for k, v in config.items() if k not in ("optimizer", "batch_size")}
@@ -149,11 +151,12 @@ def measured_on(sweep: SweepConfig, of_phase: str) -> str:
 def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Results:
     client = MlflowClient(tracking_uri)
     experiment = study.user_attrs[EXPERIMENT_ATTR]
+    metrics = tuple(dict.fromkeys((*CURVES, sweep.study.epoch_metric)))
 
     def entries(of_phase: str) -> dict[str, Entry]:
         best = best_per_optimizer(study, sweep, of_phase)
         split = measured_on(sweep, of_phase)
-        return {name: _entry(client, experiment, name, t, split) for name, t in best.items()}
+        return {name: _entry(client, experiment, name, t, split, metrics) for name, t in best.items()}
 
     return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(study))
 
@@ -171,16 +174,21 @@ def _search_trials(study: optuna.Study) -> tuple[SearchTrial, ...]:
 
 
 def _entry(
-    client: MlflowClient, experiment: str, name: str, trial: optuna.trial.FrozenTrial, split: str
+    client: MlflowClient,
+    experiment: str,
+    name: str,
+    trial: optuna.trial.FrozenTrial,
+    split: str,
+    metrics: tuple[str, ...],
 ) -> Entry:
     run_id = trial.user_attrs[RUN_ATTR]
     runs = client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{run_id}'") or [client.get_run(run_id)]
     runs = sorted(runs, key=lambda r: int(r.data.params["seed"]))
-    histories = [{m: _history(client, r.info.run_id, m) for m in CURVES} for r in runs]
-    epochs = max(len(h["val_acc"]) for h in histories)
+    histories = [{m: _history(client, r.info.run_id, m) for m in metrics} for r in runs]
+    epochs = max(len(curve) for h in histories for curve in h.values())
     curves = {
         m: np.array([h[m] + [float("nan")] * (epochs - len(h[m])) for h in histories], dtype=float)
-        for m in CURVES
+        for m in metrics
     }
     config = dict(trial.user_attrs.get(CONFIG_ATTR, {}))
     seeds = tuple(int(r.data.params["seed"]) for r in runs)

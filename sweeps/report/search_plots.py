@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from models.optimizers import get_spec
+from sweeps.config.imports import optimizer_spec
 from sweeps.names import SEARCH, phase
 from sweeps.report.results import Results
 
@@ -44,7 +44,7 @@ def search_plots(study: optuna.Study, results: Results, backend: ModuleType) -> 
     }
     for name in results.sweep.search.optimizers:
         space = results.sweep.search.space(name)
-        if "lr" in space and "momentum" in space and "momentum" in get_spec(name).hyperparams:
+        if "lr" in space and "momentum" in space and "momentum" in optimizer_spec(name).hyperparams:
             params = [f"{name}.lr", f"{name}.momentum"]
             plots[f"contour_{name}"] = lambda p=params: backend.plot_contour(search, params=p)
     return plots

@@ -90,7 +90,7 @@ def setting(results: Results) -> str:
     images = f"{subset:,} training images" if subset else "all training images"
     epochs = sweep.trainer.max_epochs
     return (
-        f"{sweep.data.name}, {images}, {epochs} epoch{'s' * (epochs > 1)}, preset {sweep.optimizer.preset},"
+        f"{sweep.data.label}, {images}, {epochs} epoch{'s' * (epochs > 1)}, preset {sweep.optimizer.preset},"
         f" init {sweep.model.init}; {scaling(results)}."
     )
 
@@ -164,15 +164,18 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
     seed = is_seed_setting(results, entries)
     max_epochs = results.sweep.trainer.max_epochs
     epochs = sorted({e for e in SEED_EPOCHS if e <= max_epochs} | {max_epochs})
-    mnist = results.sweep.data.name == "mnist"
+    mnist = results.sweep.data.name == "mnist" and results.sweep.data.target is None
     ranks, rank_note = _ranks(results, evidence)
+    shown_metrics = [("val_acc", "acc"), ("val_loss", "loss")]
+    if results.ranked_curve not in ("val_acc", "val_loss"):  # a user's module logging its own metric
+        shown_metrics.append((results.ranked_curve, results.ranked_curve))
     display, rows = [], []
     for name, entry in entries.items():
         shown = {"optimizer": name, "split": entry.split, "seeds": str(entry.seeds)}
         row: dict[str, object] = {"optimizer": name, "phase": entry.phase, "trial": entry.trial}
         row |= {"split": entry.split, "seeds": entry.seeds}
         for epoch in epochs:
-            for metric, short in (("val_acc", "acc"), ("val_loss", "loss")):
+            for metric, short in shown_metrics:
                 found = interval(entry.column(metric, epoch))
                 shown[f"{short} @{epoch}"] = _pm(found, entry.seeds)
                 row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = found.mean, found.std

@@ -65,7 +65,7 @@ def workload_table(workloads: Sequence[Workload], found: Profile) -> Report:
         display.append(
             {
                 "workload": w.name,
-                "data set": w.results.sweep.data.name,
+                "data set": w.results.sweep.data.label,
                 "split": split,
                 "seeds": str(seeds),
                 "target acc": f"{w.evidence.target:.2f}",
@@ -77,7 +77,7 @@ def workload_table(workloads: Sequence[Workload], found: Profile) -> Report:
         rows.append(
             {
                 "workload": w.name,
-                "dataset": w.results.sweep.data.name,
+                "dataset": w.results.sweep.data.label,
                 "split": split,
                 "seeds": seeds,
                 "target_acc": w.evidence.target,

@@ -302,7 +302,8 @@ def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
     from sweeps.config.files import validate
     from sweeps.config.train import TrainConfig
     from sweeps.engine.runtime import tune_allocator
-    from sweeps.engine.training import build_datamodule, build_module, build_trainer, prepare
+    from sweeps.engine.training import build_trainer, prepare
+    from sweeps.engine.workload import build_datamodule, build_module
 
     tune_allocator()
     cfg = validate(
@@ -326,7 +327,7 @@ def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
     datamodule = build_datamodule(cfg)
     timer = _epoch_timer(device)
     trainer = build_trainer(cfg, callbacks=[timer], limit_val_batches=0)
-    trainer.fit(build_module(cfg, datamodule.num_classes), datamodule=datamodule)
+    trainer.fit(build_module(cfg, datamodule).module, datamodule=datamodule)
     return timer.seconds, timer.steps
 
 

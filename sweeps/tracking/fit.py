@@ -1,6 +1,7 @@
-"""The MLflow record of one training run: Lightning's MLflow logger writes the per-epoch curves during the fit
-(it is the run's only writer meanwhile); the params and config before, and the outcome after, go through
-:class:`FitRecord`."""
+"""The MLflow record of one training run: the params and config before the fit, each epoch's row as it ends,
+and the outcome after, all through :class:`FitRecord`. Lightning's MLflow logger creates the run, but the
+trainer gets no logger: what a module logs is read once per epoch and written here with step = the epoch,
+so a user's LightningModule logging per step cannot mix steps and epochs in one run's curves."""
 
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ class FitRecord:
         self.client.log_batch(self.run_id, tags=[RunTag(DEVICE_TAG, device)])
         self.client.log_dict(self.run_id, config, "config.yaml")
 
+    def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None:
+        """One epoch's metrics, in one write, at step = the 1-based ``epoch``."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
+
     def ended(self, outcome: str, status: str, reason: str) -> None:
         """A fit that ended with an exception: its outcome and reason as tags, and its MLflow status."""
         self.client.log_batch(self.run_id, tags=[RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)])
@@ -60,8 +66,8 @@ class FitRecord:
 
     def finished(self, finals: Mapping[str, float], epochs: int, diverged: str | None) -> None:
         """A fit that ran to its end (or stopped diverged): final metrics at step = the epochs done and the
-        outcome in one write, since each MLflow write to SQLite is a transaction of its own. Lightning's
-        logger has ended a finished run; a diverged one ends ``FAILED``."""
+        outcome in one write, since each MLflow write to SQLite is a transaction of its own; the run ends
+        ``FINISHED``, or ``FAILED`` when diverged."""
         now = int(time.time() * 1000)
         tags = {OUTCOME_TAG: "diverged", REASON_TAG: diverged} if diverged else {OUTCOME_TAG: "finished"}
         self.client.log_batch(
@@ -69,8 +75,7 @@ class FitRecord:
             metrics=[Metric(k, v, now, epochs) for k, v in finals.items() if math.isfinite(v)],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
-        if diverged:
-            self.client.set_terminated(self.run_id, "FAILED")
+        self.client.set_terminated(self.run_id, "FAILED" if diverged else "FINISHED")
 
 
 @contextmanager

@@ -81,3 +81,19 @@ def test_optimizer_params_are_the_torch_keyword_arguments() -> None:
 def test_unknown_hyperparameter_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="rho"):
         OptimizerModule("adam", hparams={"rho": 0.9})
+
+
+def test_any_network_trains_in_place_of_the_seed_cnn_with_a_spec_from_outside_the_registry(
+    tmp_path: Path, write_idx_dataset: Any
+) -> None:
+    import torch
+    from torch import nn
+
+    from models.introspect import class_spec
+
+    network = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    spec = class_spec("torch.optim:ASGD", torch.optim.ASGD)
+    module, logger = _fit(tmp_path, write_idx_dataset, network=network, spec=spec, hparams={"lr": 0.05})
+
+    assert module.model is network and isinstance(module.configure_optimizers(), torch.optim.ASGD)
+    assert [step for step, _ in logger.rows] == [1, 2] and "network" not in module.hparams

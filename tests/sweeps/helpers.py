@@ -139,6 +139,19 @@ def check_recorded_once(study: Any, tracking: str, expected: int) -> None:
     assert client.get_run(parent).data.tags["best.trial"] in {str(t.number) for t in complete}
 
 
+def logged_model(tracking: str, run_id: str) -> Any:
+    """A run's model loaded as a user loads it, ``mlflow.pytorch.load_model("runs:/<id>/model")``, with
+    ``tracking`` as MLflow's tracking URI meanwhile (an in-process run before may have set another)."""
+    import mlflow.pytorch
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking)
+    try:
+        return mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
 def invoke(*args: str) -> Result:
     """Run the real ``sweeps`` Typer app in this process; ``stdout`` and ``stderr`` are kept apart."""
     from sweeps.cli import app

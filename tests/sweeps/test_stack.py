@@ -210,6 +210,19 @@ def test_a_worker_killed_mid_trial_and_restarted_loses_nothing(
     check_artifacts_went_through_the_server(study, tracking_server, trials_of(study, TrialState.COMPLETE))
     parent = MlflowClient(tracking_server.uri).get_run(study.user_attrs["sweeps.parent_run_id"])
     assert parent.info.status == "FINISHED"  # ended by the last worker, with no launcher
+    stored = server_checkpoints(tracking_server, parent)
+    assert stored == {study.best_trial.user_attrs["sweeps.checkpoint"]}, stored  # the best's alone is kept
+    assert "model" in {a.path for a in MlflowClient(tracking_server.uri).list_artifacts(best_run(study))}
+
+
+def server_checkpoints(server: TrackingServer, parent) -> set[str]:
+    """The trial keys whose checkpoints the server stores, read from its artifact folder."""
+    folder = server.artifacts / parent.info.experiment_id / parent.info.run_id / "artifacts" / "checkpoints"
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def best_run(study: optuna.Study) -> str:
+    return study.best_trial.user_attrs["mlflow_run_id"]
 
 
 @pytest.mark.parametrize("sweep", [4], indirect=True)

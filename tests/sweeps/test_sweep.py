@@ -26,6 +26,7 @@ from tests.sweeps.helpers import (
     REPO,
     check_recorded_once,
     database_url,
+    logged_model,
     needs_fashion_mnist,
     small_sweep_spec,
     sweeps_process,
@@ -316,6 +317,62 @@ def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_d
         objective(loser)
     assert "mlflow_run_id" not in created.get_trials(deepcopy=False)[loser.number].user_attrs
     assert winner.number == 0 and sweep_study.top_up(created, sweep) == 0
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninterrupted(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    """Kill -9 mid-trial on a 4-epoch trial: its re-run starts at the epoch after the last one saved (its log
+    says so), logs the whole curve, and ends with the metrics of an uninterrupted run of the same config."""
+    import yaml
+
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=2048, n_test=256)  # epochs long enough to catch
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", epochs=4, name="resume", n_trials=1)
+    sweep = yaml.safe_load(spec.read_text())
+    sweep["data"] = {"name": "mnist", "dir": str(tmp_path / "data")}
+    sweep["search"] = {"optimizer": "adam", "lr": 0.002}
+    spec.write_text(yaml.safe_dump(sweep))
+    env = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3"}
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = sweeps_process("run", str(spec), "--workers", "0", cwd=tmp_path, env=env)
+    assert created.wait(timeout=300) == 0, created.stdout.read()
+    victim = sweeps_process("worker", "--study", "resume", "--storage", url, cwd=tmp_path, env=env)
+    saved = tmp_path / "checkpoints" / "resume" / "trial-0" / "seed-0"
+    deadline = time.time() + 300
+    while not list(saved.glob("epoch-*.ckpt")):
+        assert time.time() < deadline and victim.poll() is None, victim.stdout.read()
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)  # mid-epoch: at least one epoch saved, the trial not done
+    victim.wait()
+    time.sleep(4)  # past the heartbeat grace
+    survivor = sweeps_process("worker", "--study", "resume", "--storage", url, cwd=tmp_path, env=env)
+    out, _ = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, out
+
+    study = optuna.load_study(study_name="resume", storage=open_storage(url, heartbeat=False))
+    (lost,) = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    (retry,) = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert retry.system_attrs["failed_trial"] == lost.number == 0
+    resumed_at = int(out.split("trial-0/seed-0 resumed at epoch ")[1].split()[0])
+    assert 2 <= resumed_at <= 4, out
+    tracking = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = retry.user_attrs["mlflow_run_id"]
+    config = tracking.download_artifacts(run_id, "config.yaml", str(tmp_path / "fetched"))
+    reference = sweeps_process(
+        "train", config, "--tracking-uri", f"sqlite:///{tmp_path / 'ref.db'}", cwd=tmp_path
+    )
+    out, _ = reference.communicate(timeout=600)
+    assert reference.returncode == 0, out
+    alone = MlflowClient(f"sqlite:///{tmp_path / 'ref.db'}")
+    (uninterrupted,) = alone.search_runs([alone.get_experiment_by_name("resume").experiment_id])
+    for metric in ("train_loss", "val_loss", "val_acc"):
+        resumed = [(m.step, m.value) for m in tracking.get_metric_history(run_id, metric)]
+        whole = [(m.step, m.value) for m in alone.get_metric_history(uninterrupted.info.run_id, metric)]
+        assert sorted(resumed) == sorted(whole) and len(whole) == 4, (metric, resumed, whole)
+    network = logged_model(f"sqlite:///{tmp_path / 'mlflow.db'}", run_id)  # the best trial's model
+    assert type(network).__name__ == "SeedCNN"
+    assert [p.name for p in (tmp_path / "checkpoints" / "resume").iterdir()] == ["trial-0"]  # kept: the best
 
 
 # --- off the happy path -------------------------------------------------------------------------------------

@@ -401,22 +401,3 @@ def test_no_arguments_shows_help():
 def test_mask_hides_passwords_only(text, masked):
     assert mask(text) == masked
     assert "secret" not in mask(text)
-
-
-def test_a_diverged_epoch_adds_no_row_of_the_previous_epochs_values():
-    from types import SimpleNamespace
-
-    from sweeps.engine.training import EpochReport
-    from sweeps.names import EPOCH_METRICS
-
-    report = EpochReport()
-    metrics = dict.fromkeys(EPOCH_METRICS, 0.5)
-    report.on_validation_end(
-        SimpleNamespace(sanity_checking=False, callback_metrics=metrics, current_epoch=0),
-        SimpleNamespace(diverged=None),
-    )
-    report.on_validation_end(
-        SimpleNamespace(sanity_checking=False, callback_metrics=metrics, current_epoch=1),
-        SimpleNamespace(diverged="non-finite training loss in epoch 2"),
-    )
-    assert [row["epoch"] for row in report.history] == [1.0]

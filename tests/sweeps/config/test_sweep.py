@@ -11,7 +11,7 @@ import yaml
 
 from models.optimizers import HyperParam
 from sweeps.config.files import ConfigError
-from sweeps.config.search import Range, _check
+from sweeps.config.search import Range, check_value
 from sweeps.config.sweep import METRIC_DIRECTIONS, SweepConfig, load_sweep
 from sweeps.config.train import TrainConfig
 from sweeps.engine.training import RunResult
@@ -186,7 +186,7 @@ BAD = [
     (["study.name=null"], "study.name", "string"),
     (["study.direction=minimize"], "study.direction", "use direction: maximize"),
     (["study.metric=val_loss", "study.direction=maximize"], "study.direction", "use direction: minimize"),
-    (["study.metric=epoch_seconds"], "study.metric", "val_loss"),
+    (["study.metric=val acc"], "study.metric", "pattern"),
     (["study.sampler=bayes"], "study.sampler", "cmaes"),
     (["study.pruner=asha"], "study.pruner", "hyperband"),
     (["study.seed=1.5"], "study.seed", "integer"),
@@ -262,6 +262,36 @@ BAD = [
     (["search.per_optimizer.adam.lr.hgh=1"], "search.per_optimizer.adam.lr.range.hgh", "unknown key"),
     (["search=3"], "search", "dictionary"),
     (["study=3"], "study", "dictionary"),
+    (["search.trainer.max_epochs=[0, 2]"], "search.trainer.max_epochs", "greater than 0"),
+    (["search.trainer.max_epochs={low: 1.5, high: 4}"], "search.trainer.max_epochs", "integer"),
+    (["search.trainer.precision={low: 1, high: 2}"], "search.trainer.precision", "list its values"),
+    (["search.trainer.bogus=[1, 2]"], "search.trainer.bogus", "unknown key"),
+    (["search.model.init=[torch, keras]"], "search.model.init", "only model.kwargs.<key>"),
+    (["search.model.kwargs.a.b=[1, 2]"], "search.model.kwargs.a.range.b", "unknown key"),
+    (["search.model.kwargs.width=[8, 8]"], "search.model.kwargs.width", "repeats"),
+    (["search.scheduler=[none, linear]"], "search.scheduler.name", "cosine"),
+    (["search.scheduler.gamma=[0.1, 0.5]"], "search.scheduler.gamma", "none) takes 'gamma'; step does"),
+    (
+        ["search.scheduler.name=[none, cosine]", "search.scheduler.gamma=[0.1, 0.5]"],
+        "search.scheduler.gamma",
+        "none, cosine) takes 'gamma'",
+    ),
+    (["scheduler.name=step", "search.scheduler.gamma=[0, 0.5]"], "search.scheduler.gamma", "greater than 0"),
+    (["search.per_optimizer.adam={trainer.seed: [1, 2]}"], "search.per_optimizer.adam", "searched for all"),
+    (
+        ["search.scheduler.name=[none, cosine]", "search.scheduler.warmup_epochs=[0, 3]"],
+        "search.scheduler.warmup_epochs",
+        "up to 3 warm-up epochs, but a trial may run only 3",
+    ),
+    (
+        [
+            "search.scheduler.name=step",
+            "search.scheduler.warmup_epochs=1",
+            "search.trainer.max_epochs=[1, 5]",
+        ],
+        "search.scheduler.warmup_epochs",
+        "may run only 1",
+    ),
 ]
 
 
@@ -320,11 +350,11 @@ def test_integer_hyperparameters_take_integer_ranges_and_steps():
     """No registry optimizer has one yet; the check is ready for one (e.g. a warm-up length)."""
     warmup = HyperParam("warmup", int, low=0)
 
-    _check(warmup, Range(low=0, high=10, step=2))
-    _check(warmup, [0, 5])
+    check_value(warmup, Range(low=0, high=10, step=2))
+    check_value(warmup, [0, 5])
     for bad in (Range(low=0, high=10.5), Range(low=0, high=10, step=0.5), [1.5], Range(low=-1, high=3)):
         with pytest.raises(ValueError, match="warmup"):
-            _check(warmup, bad)
+            check_value(warmup, bad)
 
 
 def test_a_sweep_that_tunes_selects_on_the_hold_out_never_on_the_test_split() -> None:
@@ -337,3 +367,80 @@ def test_the_seed_table_compares_fixed_configurations_on_the_test_split_as_the_o
     seed_table = load_sweep(CONF / "seed_table.yaml")
     assert seed_table.search.tuned() == []
     assert (seed_table.data.val_split, seed_table.data.scaling) == ("test", "unit")
+
+
+def test_settings_are_searched_by_dotted_key_written_flat_nested_or_overridden(tmp_path):
+    spec = small(
+        search={
+            "model.kwargs.dropout": {"low": 0.0, "high": 0.5},
+            "trainer": {"max_epochs": [2, 4]},
+            "scheduler": ["none", "cosine"],
+            "scheduler.warmup_epochs": [0, 1],
+        }
+    )
+    cfg = load_sweep(
+        write(tmp_path, spec), ["search.model.kwargs.dropout.high=0.3", "search.data.kwargs.n=[64]"]
+    )
+
+    assert cfg.search.settings() == {
+        "model.kwargs.dropout": Range(low=0.0, high=0.3),
+        "trainer.max_epochs": [2, 4],
+        "scheduler.name": ["none", "cosine"],
+        "scheduler.warmup_epochs": [0, 1],
+        "data.kwargs.n": [64],
+    }
+    assert "model.kwargs.dropout" in cfg.search.ranges()
+    assert set(cfg.search.hyperparams()) == {"lr"}
+    assert SweepConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+def test_the_grid_counts_a_schedules_settings_only_under_the_schedules_that_take_them(tmp_path):
+    spec = small(
+        study={"sampler": "grid", "n_trials": None},
+        search={
+            "optimizer": ["sgd", "adam"],
+            "lr": [0.1, 0.01],
+            "trainer.max_epochs": [2, 3],
+            "scheduler.name": ["none", "step", "cosine"],
+            "scheduler.gamma": [0.1, 0.5, 0.9],
+            "scheduler.warmup_epochs": [0, 1],
+        },
+    )
+
+    cfg = load_sweep(write(tmp_path, spec))
+
+    # 2 optimizers x 2 lr, x 2 epochs, x (none: 1 + step: 3 gammas x 2 warm-ups + cosine: 2 warm-ups)
+    assert cfg.study.n_trials == cfg.search.grid_size("none") == 2 * 2 * 2 * (1 + 6 + 2)
+
+
+def test_a_class_path_optimizer_is_searched_like_a_registry_one(tmp_path):
+    spec = small(search={"optimizer": ["adam", "torch.optim:ASGD"], "lambd": {"low": 1e-5, "high": 1e-3}})
+
+    cfg = load_sweep(write(tmp_path, spec))
+
+    assert cfg.search.space("torch.optim:ASGD").keys() == {"lr", "lambd"}
+    assert cfg.search.space("adam").keys() == {"lr"}
+
+
+def test_a_metric_the_service_does_not_know_needs_its_direction(tmp_path):
+    message = refused([], write(tmp_path, small(study={"metric": "val_mse"})))
+    assert names_field(message, "study.direction") and "give study.direction" in message, message
+
+    cfg = load_sweep(write(tmp_path, small(study={"metric": "val_mse", "direction": "minimize"})))
+
+    assert (cfg.study.metric, cfg.study.direction, cfg.study.epoch_metric) == (
+        "val_mse",
+        "minimize",
+        "val_mse",
+    )
+    assert load_sweep(write(tmp_path, small())).study.epoch_metric == "val_acc"
+
+
+def test_cmaes_refuses_schedules_each_with_their_own_settings(tmp_path):
+    spec = small(
+        study={"sampler": "cmaes"}, search={"optimizer": "adam", "scheduler.name": ["none", "cosine"]}
+    )
+
+    message = refused([], write(tmp_path, spec))
+
+    assert names_field(message, "study.sampler") and "fix search.scheduler.name" in message, message

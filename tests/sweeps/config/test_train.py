@@ -159,7 +159,7 @@ def test_every_shipped_config_validates(path):
     cfg = load_sweep(path) if "study" in read_yaml(path) else load(path)
 
     assert isinstance(cfg, TrainConfig)
-    assert cfg.optimizer.name in REGISTRY
+    assert cfg.optimizer.name in REGISTRY or cfg.optimizer.name.startswith("torch.optim:")
 
 
 def test_the_shipped_configs_are_found():
@@ -223,6 +223,28 @@ BAD = [
     (["trainer.threads=0"], "trainer.threads", "greater than 0"),
     (["data.name.x=1"], "data.name", "not a section"),
     (["trainer.seed.value=1"], "trainer.seed", "not a section"),
+    (["model.target=mynet"], "model.target", "'package.module:name'"),
+    (["model.target=my net:Net"], "model.target", "'package.module:name'"),
+    (["model.kwargs.width=3"], "model.kwargs", "only for a model.target"),
+    (["model.target=mynet:Net", "model.init=keras"], "model.init", "seed CNN's"),
+    (["data.kwargs.n=3"], "data.kwargs", "only for a data.target"),
+    (["data.target=mydata:Data", "data.train_subset=10"], "data.train_subset", "built-in data sets"),
+    (["data.target=mydata:Data", "data.dir=/tmp"], "data.dir", "built-in data sets"),
+    (["data.target=mydata:Data", "data.kwargs.batch_size=8"], "data.kwargs", "data.batch_size"),
+    (["data.target=mydata:Data", "data.batch_size=full"], "data.batch_size", "integer"),
+    (["optimizer.name=nowhere:Opt"], "optimizer.name", "does not import"),
+    (["optimizer.name=torch.nn:Linear"], "optimizer.name", "not a torch.optim.Optimizer subclass"),
+    (
+        ["optimizer.name=torch.optim:ASGD", "optimizer.momentum=0.9"],
+        "optimizer.momentum",
+        "takes no 'momentum'",
+    ),
+    (["optimizer.name=torch.optim:ASGD", "optimizer.t0=soon"], "optimizer.t0", "number"),
+    (["scheduler=linear"], "scheduler.name", "cosine"),
+    (["scheduler.name=cosine", "scheduler.gamma=0.5"], "scheduler.gamma", "cosine schedule takes no 'gamma'"),
+    (["scheduler.gamma=0.5"], "scheduler.gamma", "none schedule takes no 'gamma'"),
+    (["scheduler.name=step", "scheduler.gamma=1.5"], "scheduler.gamma", "less than or equal to 1"),
+    (["scheduler.name=step", "scheduler.warmup_epochs=10"], "scheduler.warmup_epochs", "fewer than trainer"),
 ]
 
 
@@ -313,3 +335,34 @@ def test_booleans_are_not_integers(override):
     field = override.partition("=")[0]
 
     assert names_field(refused([override]), field)
+
+
+def test_a_class_path_optimizer_takes_its_constructors_hyperparameters():
+    cfg = load(TRAIN_YAML, ["optimizer.name=torch.optim:ASGD", "optimizer.lambd=0.001", "optimizer.lr=0.05"])
+
+    assert cfg.optimizer.resolved() | {"lambd": 0.001, "lr": 0.05} == cfg.optimizer.resolved()
+    assert cfg.optimizer.resolved()["t0"] == 1e6  # ASGD's own default
+
+
+def test_targets_schedules_and_their_settings_load(tmp_path):
+    cfg = load(
+        TRAIN_YAML,
+        [
+            "model.target=mynet:Net",
+            "model.kwargs={width: 32, act: gelu}",
+            "data.target=pkg.data:Module",
+            "data.kwargs.n=10",
+            "scheduler.name=cosine",
+            "scheduler.warmup_epochs=2",
+        ],
+    )
+
+    assert (cfg.model.target, cfg.model.kwargs) == ("mynet:Net", {"width": 32, "act": "gelu"})
+    assert (cfg.data.target, cfg.data.kwargs, cfg.data.label) == (
+        "pkg.data:Module",
+        {"n": 10},
+        "pkg.data:Module",
+    )
+    assert (cfg.scheduler.name, cfg.scheduler.settings()) == ("cosine", {"warmup_epochs": 2})
+    assert TrainConfig.model_validate_json(cfg.model_dump_json()) == cfg
+    assert load(TRAIN_YAML, ["scheduler=onecycle"]).scheduler.name == "onecycle"  # the name alone

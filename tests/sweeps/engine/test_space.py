@@ -283,3 +283,48 @@ def test_the_shipped_sweep_samples_valid_configs():
 
     assert {config.optimizer.name for _, config in seen} <= set(cfg.search.optimizers)
     assert all(config.data.train_subset == 5000 and config.trainer.max_epochs == 3 for _, config in seen)
+
+
+def test_settings_are_sampled_by_their_kind_and_a_schedules_only_under_it():
+    search = {
+        "optimizer": ["adam", "torch.optim:ASGD"],
+        "lr": {"low": 1e-3, "high": 0.1, "log": True},
+        "lambd": [1e-4, 1e-3],
+        "trainer.max_epochs": {"low": 2, "high": 5},
+        "scheduler.name": ["none", "step", "cosine"],
+        "scheduler.gamma": {"low": 0.1, "high": 0.9},
+        "scheduler.warmup_epochs": [0, 1],
+        "model.kwargs.hidden": {"low": 8, "high": 64, "log": True},
+        "model.kwargs.dropout": {"low": 0.0, "high": 0.5},
+    }
+    cfg = validate(
+        SweepConfig,
+        {
+            "model": {"target": "tests.workload.net:MLP"},
+            "data": {"target": "tests.workload.blobs:Blobs"},
+            "scheduler": {"name": "step", "step_size": 2},
+            "study": {"name": "settings", "n_trials": 30},
+            "search": search,
+        },
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    seen = run(study, cfg, 30)
+
+    for trial, config in seen:
+        schedule = config.scheduler.name
+        assert trial.params["scheduler.name"] == schedule
+        assert ("scheduler.gamma" in trial.params) == (schedule == "step")
+        assert ("scheduler.warmup_epochs" in trial.params) == (schedule != "none")
+        assert config.scheduler.step_size == (
+            2 if schedule == "step" else None
+        )  # the base's, where it applies
+        assert isinstance(config.model.kwargs["hidden"], int) and 8 <= config.model.kwargs["hidden"] <= 64
+        assert isinstance(config.model.kwargs["dropout"], float)
+        assert isinstance(config.trainer.max_epochs, int) and 2 <= config.trainer.max_epochs <= 5
+        assert ("torch.optim:ASGD.lambd" in trial.params) == (config.optimizer.name == "torch.optim:ASGD")
+        params = trial_params(config, cfg.search.settings())
+        assert params.get("scheduler.gamma") == config.scheduler.gamma
+        assert params["model.kwargs.hidden"] == config.model.kwargs["hidden"]
+    assert {config.scheduler.name for _, config in seen} == {"none", "step", "cosine"}
+    assert trial.distributions["model.kwargs.hidden"] == IntDistribution(8, 64, log=True)

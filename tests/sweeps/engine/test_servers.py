@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.engine.preflight import Unreachable, check_storage, check_tracking
+from sweeps.engine.servers import Unreachable, check_storage, check_tracking
 
 
 def refused(check: object, url: str) -> str:

@@ -1,0 +1,250 @@
+"""Trial checkpoints: every epoch's end saves the whole training state, so that a trial re-run after its
+worker was lost resumes where it stopped and ends with the curve an uninterrupted run would have drawn.
+
+What is saved is Lightning's own checkpoint (``Trainer.save_checkpoint``: weights, optimizer and scheduler
+states, the loops' epoch and step, each callback's state, among them the epoch rows already written) plus
+every random state the next epoch draws from: torch's, CUDA's, numpy's and Python's global generators and
+every ``torch.Generator`` the module or the data module holds (the data order's, a per-trial dropout
+generator's). ``Trainer.fit(ckpt_path=...)`` restores the first part; the random states are set again when
+training starts, after anything that set up the run has drawn from them.
+
+A callback of our own rather than Lightning's ``ModelCheckpoint``: that one keeps the top-k files of a
+monitored metric in a directory; a trial needs its latest state under a key that outlives the worker, in a
+store that is either a folder or the tracking server, and removed once the trial is over.
+
+Where the store is: beside the study (``<folder of the SQLite file>/checkpoints/<study>/``) when the study is
+a local SQLite file, else among the artifacts of the sweep's parent run on the tracking server
+(``checkpoints/...``), which every machine of the sweep reaches. The layout is the same in both:
+``trial-<n>/seed-<s>/epoch-<e>.ckpt``, where ``trial-<n>`` is the trial's key (see :func:`trial_key`). The
+newest epoch is written before the previous one is deleted, so a worker killed mid-upload leaves the
+previous epoch readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import shutil
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import lightning as L
+import numpy as np
+import optuna
+import torch
+from lightning.pytorch.callbacks import Callback
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from sweeps.names import CHECKPOINT_ATTR, SEARCH, phase
+from sweeps.tracking.artifacts import ArtifactStore
+from sweeps.tracking.uris import SQLITE
+
+_logger = logging.getLogger(__name__)
+_EPOCH = re.compile(r"^epoch-(\d+)\.ckpt$")
+
+
+class Store(Protocol):
+    """Where checkpoints live: files under ``trial-<n>/seed-<s>/`` keys."""
+
+    def put(self, key: str, file: Path) -> None:
+        """Store ``file`` under ``key/<file name>``."""
+
+    def files(self, key: str) -> list[str]:
+        """The names of the files under ``key``."""
+
+    def fetch(self, key: str, name: str, into: Path) -> Path:
+        """A local copy of ``key/name`` in the folder ``into``."""
+
+    def remove(self, key: str, name: str | None = None) -> None:
+        """Delete ``key/name``, or everything under ``key``."""
+
+    def trials(self) -> list[str]:
+        """The trial keys that hold anything."""
+
+
+@dataclass(frozen=True)
+class FolderStore:
+    """A local folder; a file is written beside its final name and renamed, so a reader never sees half."""
+
+    root: Path
+
+    def put(self, key: str, file: Path) -> None:
+        folder = self.root / key
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{file.name}.partial"
+        shutil.copyfile(file, partial)
+        partial.replace(folder / file.name)
+
+    def files(self, key: str) -> list[str]:
+        folder = self.root / key
+        return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+    def fetch(self, key: str, name: str, into: Path) -> Path:
+        return self.root / key / name
+
+    def remove(self, key: str, name: str | None = None) -> None:
+        target = self.root / key if name is None else self.root / key / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+    def trials(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+
+
+def store_for(storage_url: str, study: str, tracking_uri: str, parent_run_id: str) -> Store:
+    """A sweep's checkpoint store: a folder beside a SQLite study (its workers share the machine), else the
+    parent run's artifacts on the tracking server (which every machine of the sweep reaches)."""
+    if storage_url.startswith(SQLITE):
+        return FolderStore(Path(storage_url.removeprefix(SQLITE)).parent / "checkpoints" / study)
+    return ArtifactStore(tracking_uri, parent_run_id)
+
+
+def trial_key(trial: optuna.Trial) -> str:
+    """The key of a trial's checkpoints, kept in its user attrs: Optuna's heartbeat retry copies them to the
+    trial that re-runs a lost one, under a new number, so the re-run finds what the lost one saved."""
+    key = trial.user_attrs.get(CHECKPOINT_ATTR)
+    if key is None:
+        key = f"trial-{trial.number}"
+        trial.set_user_attr(CHECKPOINT_ATTR, key)
+    return key
+
+
+def _epochs(store: Store, key: str) -> list[tuple[int, str]]:
+    """(epoch, file name) of the checkpoints under ``key``, newest first."""
+    found = ((_EPOCH.match(name), name) for name in store.files(key))
+    return sorted(((int(m.group(1)), name) for m, name in found if m), reverse=True)
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """One training run's checkpoints: ``key`` in ``store``."""
+
+    store: Store
+    key: str
+
+    def latest(self, scratch: Path) -> Path | None:
+        """A local copy of the newest readable checkpoint, or ``None`` to start afresh. A file that is not a
+        whole ``torch.save`` archive (cut off by a killed upload) is passed over for the one before."""
+        for epoch, name in _epochs(self.store, self.key):
+            path = self.store.fetch(self.key, name, scratch)
+            if zipfile.is_zipfile(path):
+                _logger.info("%s resumes from its checkpoint of epoch %d", self.key, epoch)
+                return path
+            _logger.warning("%s: checkpoint %s is unreadable; trying an older one", self.key, name)
+        return None
+
+    def saver(self, scratch: Path) -> Checkpointer:
+        return Checkpointer(self, scratch)
+
+
+class Checkpointer(Callback):
+    """Saves the run's state at the end of every training epoch (after its validation and its row); on a
+    resumed run, sets the saved random states again as training starts."""
+
+    def __init__(self, target: Checkpointing, scratch: Path) -> None:
+        self.target, self.scratch = target, scratch
+        self._owners: dict[str, Any] = {}
+        self._saved_random: dict[str, Any] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._owners = {"module": pl_module, "data": trainer.datamodule}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._saved_random is not None:
+            _set_random_states(self._saved_random, self._owners)
+            _logger.info("%s resumed at epoch %d", self.target.key, trainer.current_epoch + 1)
+            self._saved_random = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        path = self.scratch / f"epoch-{epoch:04d}.ckpt"
+        trainer.save_checkpoint(path, weights_only=False)
+        self.target.store.put(self.target.key, path)
+        path.unlink()
+        for _, name in _epochs(self.target.store, self.target.key)[1:]:
+            self.target.store.remove(self.target.key, name)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"random": _random_states(self._owners)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._saved_random = state_dict["random"]
+
+
+def _generators(owners: dict[str, Any]) -> Iterator[tuple[str, torch.Generator]]:
+    """Every ``torch.Generator`` held as an attribute by the module's submodules or the data module."""
+    for label, owner in owners.items():
+        if owner is None:
+            continue
+        objects = owner.named_modules() if isinstance(owner, nn.Module) else [("", owner)]
+        for name, obj in objects:
+            for attribute, value in vars(obj).items():
+                if isinstance(value, torch.Generator):
+                    yield f"{label}.{name}.{attribute}", value
+
+
+def _random_states(owners: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "generators": {name: g.get_state() for name, g in _generators(owners)},
+    }
+
+
+def _set_random_states(states: dict[str, Any], owners: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    generators = dict(_generators(owners))
+    for name, state in states["generators"].items():
+        if name in generators:
+            generators[name].set_state(state)
+
+
+def _latest(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
+    """Per checkpoint key, its latest trial: a lost trial's re-run, once there is one."""
+    latest: dict[str, FrozenTrial] = {}
+    for trial in trials:
+        key = trial.user_attrs.get(CHECKPOINT_ATTR)
+        if key is not None and (key not in latest or trial.number > latest[key].number):
+            latest[key] = trial
+    return latest
+
+
+def _best_search_trial(study: optuna.Study, trials: list[FrozenTrial]) -> int | None:
+    """The best complete search trial's number; ``None`` with several objectives (no one best)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and phase(t) == SEARCH]
+    if len(study.directions) > 1 or not done:
+        return None
+    better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return better(done, key=lambda t: t.values[0]).number
+
+
+def keeps(trial: FrozenTrial, best: int | None) -> bool:
+    """Whether a key whose latest trial is ``trial`` keeps its checkpoints: while it runs or waits (a lost
+    trial's re-run waits with its key), and once complete if it is a retrain or the best search trial."""
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return True
+    return trial.state == TrialState.COMPLETE and (phase(trial) != SEARCH or trial.number == best)
+
+
+def sweep_up(study: optuna.Study, store: Store) -> list[str]:
+    """Delete the checkpoints of finished trials except the best search trial's and the retrains'; returns
+    the keys deleted. The trials are read before the store is listed, so a key saved meanwhile is kept."""
+    trials = study.get_trials(deepcopy=False)
+    latest, best = _latest(trials), _best_search_trial(study, trials)
+    gone = [key for key in store.trials() if key in latest and not keeps(latest[key], best)]
+    for key in gone:
+        store.remove(key)
+    return gone

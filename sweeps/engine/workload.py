@@ -1,0 +1,226 @@
+"""What a run trains, built from a validated config: the data module (a built-in MNIST-family set, or the
+user's ``LightningDataModule`` from ``data.target``) and the LightningModule (the seed CNN or a user's network
+inside the service's :class:`~models.module.OptimizerModule`, or the user's own LightningModule), training
+with the config's optimizer and schedule in place of whatever the module would configure itself.
+
+The user's code is imported here, when it is built, and everything that needs it is checked before any run
+exists: a path that does not import, an object of the wrong kind, kwargs the constructor does not take or of
+the wrong type, a batch size the data module cannot take. Each is a :class:`ConfigError` naming the field.
+A constructor is offered what the service knows when it names the argument and the kwargs do not set it:
+``num_classes`` (from the data module) to a network or LightningModule, ``batch_size`` to a data module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+from torch import nn
+
+from models.data.files import check_available
+from models.data.module import MNISTDataModule
+from models.introspect import Arguments, read_arguments
+from models.module import OptimizerModule
+from models.optimizers import HyperParam
+from models.schedules import OptimizerPlan, Schedule, inject, uninjected
+from models.seeding import seeded
+from sweeps.config.files import ConfigError
+from sweeps.config.imports import import_path, kind_of, optimizer_spec
+from sweeps.config.train import DataConfig, TrainConfig
+
+DEFAULT_BATCH_SIZE = DataConfig.model_fields["batch_size"].default
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The module a run trains, the optimizer plan injected into it, and whether it is the service's own
+    module (which logs ``train_loss``, ``val_loss``, ``val_acc`` and ``epoch_seconds``)."""
+
+    module: L.LightningModule
+    plan: OptimizerPlan
+    own: bool
+
+    def model(self) -> nn.Module:
+        """What a trained run logs as its model: the network inside the service's module, or the user's
+        LightningModule as the user wrote it (its own ``configure_optimizers`` back, no longer holding the
+        trainer and with it the data)."""
+        if self.own:
+            return self.module.model
+        module = uninjected(self.module)
+        module.trainer = None
+        return module
+
+
+def optimizer_plan(cfg: TrainConfig) -> OptimizerPlan:
+    return OptimizerPlan(
+        optimizer_spec(cfg.optimizer.name), cfg.optimizer.resolved(), Schedule(**cfg.scheduler.model_dump())
+    )
+
+
+@dataclass(frozen=True)
+class Constructor:
+    """A target imported from its path, with the arguments its constructor (or factory) takes."""
+
+    path: str
+    section: str
+    found: Any
+    arguments: Arguments
+
+    def takes(self, name: str) -> bool:
+        return name in self.arguments.names
+
+    def checked(self, kwargs: Mapping[str, Any]) -> None:
+        """``<section>.kwargs`` against the constructor: names it takes, values of its arguments' kinds."""
+        for key, value in kwargs.items():
+            if not (self.arguments.open or self.takes(key)):
+                takes = ", ".join(sorted(self.arguments.names)) or "nothing"
+                raise ConfigError(
+                    f"{self.section}.kwargs.{key}: {self.path} takes no {key!r}; it takes: {takes}"
+                )
+            if key in self.arguments.hyperparams:
+                try:
+                    self.arguments.hyperparams[key].check(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{self.section}.kwargs.{key}: {exc}") from None
+
+    def build(self, kwargs: Mapping[str, Any], offered: Mapping[str, Any]) -> Any:
+        """The target called with ``kwargs``, plus each offered value its constructor names and the kwargs
+        leave unset; what it raises is a :class:`ConfigError` about the kwargs."""
+        self.checked(kwargs)
+        given = {k: v for k, v in offered.items() if self.takes(k) and k not in kwargs} | dict(kwargs)
+        missing = [name for name in self.arguments.required if name not in given]
+        if missing:
+            raise ConfigError(f"{self.section}.kwargs: {self.path} needs {missing[0]!r} (it has no default)")
+        try:
+            return self.found(**given)
+        except Exception as exc:  # the user's constructor may raise anything
+            raise ConfigError(
+                f"{self.section}.kwargs: {self.path} raised {type(exc).__name__}: {exc}"
+            ) from None
+
+    def hyperparams(self) -> Mapping[str, HyperParam]:
+        return self.arguments.hyperparams
+
+
+def constructor(path: str, section: str, base: type) -> Constructor:
+    """The class (a subclass of ``base``) or factory at ``path``, with its arguments; a :class:`ConfigError`
+    naming ``<section>.target`` when it does not import or is of another kind."""
+    try:
+        found = import_path(path)
+    except ValueError as exc:
+        raise ConfigError(f"{section}.target: {exc}") from None
+    if not callable(found) or (isinstance(found, type) and not issubclass(found, base)):
+        raise ConfigError(
+            f"{section}.target: {path} is not {_kinds(base)} (nor a function returning one): it is"
+            f" {kind_of(found)}"
+        )
+    return Constructor(path, section, found, read_arguments(found))
+
+
+def _kinds(base: type) -> str:
+    return "an nn.Module or a LightningModule" if base is nn.Module else f"a {base.__name__}"
+
+
+def data_constructor(cfg: TrainConfig) -> Constructor | None:
+    """The data module's constructor when ``data.target`` is set, its batch-size knob checked: a batch size
+    reaches a constructor that takes ``batch_size``, and is refused (naming why) by one that does not."""
+    if cfg.data.target is None:
+        return None
+    data = constructor(cfg.data.target, "data", L.LightningDataModule)
+    if not data.takes("batch_size") and cfg.data.batch_size != DEFAULT_BATCH_SIZE:
+        raise ConfigError(
+            f"data.batch_size: {data.path} takes no batch_size argument, so the batch size cannot be set;"
+            " leave data.batch_size out"
+        )
+    return data
+
+
+def build_datamodule(cfg: TrainConfig) -> L.LightningDataModule:
+    data = data_constructor(cfg)
+    if data is not None:
+        built = data.build(cfg.data.kwargs, {"batch_size": cfg.data.batch_size})
+        if not isinstance(built, L.LightningDataModule):
+            raise ConfigError(
+                f"data.target: {data.path} returned {kind_of(built)}, not a LightningDataModule"
+            )
+        return built
+    d = cfg.data
+    return MNISTDataModule(
+        name=d.name,
+        data_dir=d.dir,
+        batch_size=d.batch_size,
+        train_subset=d.train_subset,
+        val_split=d.val_split,
+        holdout_size=d.holdout_size,
+        seed=cfg.trainer.seed,
+        split_seed=d.split_seed,
+        scaling=d.scaling,
+        download=d.download,
+    )
+
+
+def checked_datamodule(cfg: TrainConfig) -> L.LightningDataModule:
+    """The data module, once every check that can be made before training has passed: a built-in data set's
+    files found (downloading if allowed, reading headers only), a target imported and constructed, so that
+    an impossible data setup never leaves a half-made run behind."""
+    if cfg.data.target is not None:
+        return build_datamodule(cfg)
+    check_available(cfg.data.name, cfg.data.dir, cfg.data.download)
+    try:
+        datamodule = build_datamodule(cfg)
+        datamodule.prepare_data()
+        datamodule.check_files()
+    except ValueError as exc:
+        field = re.match(r"(\w+)=", str(exc))
+        raise ConfigError(f"data.{field.group(1) if field else 'dir'}: {exc}") from None
+    return datamodule
+
+
+def build_module(cfg: TrainConfig, datamodule: L.LightningDataModule) -> Workload:
+    """The LightningModule the config names, training with its optimizer plan."""
+    plan = optimizer_plan(cfg)
+    num_classes = getattr(datamodule, "num_classes", None)
+    if cfg.model.target is None:
+        seed_cnn = OptimizerModule(
+            optimizer=cfg.optimizer.name,
+            preset=cfg.optimizer.preset,
+            hparams=cfg.optimizer.overrides(),
+            init=cfg.model.init,
+            num_classes=num_classes or 10,
+            fused=cfg.model.fused,
+            seed=cfg.trainer.seed,
+            spec=plan.spec,
+        )
+        return Workload(inject(seed_cnn, plan), plan, own=True)
+    model = constructor(cfg.model.target, "model", nn.Module)
+    with seeded(cfg.trainer.seed):  # the trial's own initialisation, whatever else drew before
+        built = model.build(cfg.model.kwargs, {"num_classes": num_classes} if num_classes else {})
+    if isinstance(built, L.LightningModule):
+        return Workload(inject(built, plan), plan, own=False)
+    if not isinstance(built, nn.Module):
+        raise ConfigError(
+            f"model.target: {model.path} returned {kind_of(built)}, not an nn.Module or a LightningModule"
+        )
+    wrapped = OptimizerModule(
+        optimizer=cfg.optimizer.name,
+        preset=cfg.optimizer.preset,
+        hparams=cfg.optimizer.overrides(),
+        seed=cfg.trainer.seed,
+        network=built,
+        spec=plan.spec,
+    )
+    return Workload(inject(wrapped, plan), plan, own=True)
+
+
+def kwarg_constructors(cfg: TrainConfig) -> dict[str, Constructor]:
+    """The targets whose kwargs a search may hold, by section (``model``, ``data``)."""
+    found = {}
+    if cfg.model.target is not None:
+        found["model"] = constructor(cfg.model.target, "model", nn.Module)
+    data = data_constructor(cfg)
+    if data is not None:
+        found["data"] = data
+    return found

@@ -1,0 +1,71 @@
+"""Files a sweep keeps in MLflow besides its records: trial checkpoints on a tracking server, trained models.
+
+Checkpoints live among the artifacts of the sweep's parent run (``checkpoints/<key>/<file>``) when the study
+is shared by machines, which all reach the tracking server; the engine uses :class:`ArtifactStore` like a
+folder. A model is logged to the run that trained it in MLflow's PyTorch flavour, so that
+``mlflow.pytorch.load_model("runs:/<run id>/model")`` gives it back in one call.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+MODEL_PATH = "model"
+"""Where a run's model is: ``runs:/<run id>/model``."""
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """Checkpoints as artifacts of ``run_id`` under ``prefix``: written, listed, fetched and deleted through
+    the tracking server (its artifact proxy), so every machine of a sweep sees the same files."""
+
+    uri: str
+    run_id: str
+    prefix: str = "checkpoints"
+
+    @property
+    def _client(self) -> MlflowClient:
+        return MlflowClient(self.uri)
+
+    def put(self, key: str, file: Path) -> None:
+        self._client.log_artifact(self.run_id, str(file), f"{self.prefix}/{key}")
+
+    def files(self, key: str) -> list[str]:
+        listed = self._client.list_artifacts(self.run_id, f"{self.prefix}/{key}")
+        return sorted(Path(a.path).name for a in listed if not a.is_dir)
+
+    def fetch(self, key: str, name: str, into: Path) -> Path:
+        return Path(self._client.download_artifacts(self.run_id, f"{self.prefix}/{key}/{name}", str(into)))
+
+    def remove(self, key: str, name: str | None = None) -> None:
+        client = self._client
+        repository = get_artifact_repository(
+            client.get_run(self.run_id).info.artifact_uri, tracking_uri=self.uri
+        )
+        repository.delete_artifacts(f"{self.prefix}/{key}" + (f"/{name}" if name else ""))
+
+    def trials(self) -> list[str]:
+        return sorted(
+            Path(a.path).name for a in self._client.list_artifacts(self.run_id, self.prefix) if a.is_dir
+        )
+
+
+def log_model(uri: str, run_id: str, model: Any) -> None:
+    """``model`` (an ``nn.Module``) as the run's ``model`` artifact in MLflow's PyTorch flavour, pickled whole
+    (the safer ``pt2`` format traces ``forward`` on an example input, which arbitrary user modules may not
+    survive), so it loads back as the same class where its code is importable."""
+    import mlflow.pytorch
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / MODEL_PATH
+        mlflow.pytorch.save_model(
+            model, str(local), serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__}"]
+        )
+        MlflowClient(uri).log_artifacts(run_id, str(local), MODEL_PATH)

@@ -1,0 +1,22 @@
+"""The checkpoint bench: the same fits with and without a save per epoch, and what a save costs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sweeps.tools.checkpoint_bench import main
+
+
+def test_a_save_per_epoch_is_timed_beside_the_same_training_without(tmp_path: Path, tiny_data: Path) -> None:
+    out = tmp_path / "bench.json"
+
+    main(
+        ["--dataset", "mnist", "--data-dir", str(tiny_data), "--train-subset", "0", "--epochs", "2"]
+        + ["--repeats", "1", "--out", str(out)]
+    )
+
+    row = json.loads(out.read_text())
+    assert row["epochs_timed"] == 1 and row["train_subset"] == 256  # 0: the whole (here tiny) split
+    assert row["save_seconds"] > 0 and 15 < row["checkpoint_mb"] < 20  # the seed CNN and Adam's two moments
+    assert row["overhead_share"] == row["save_seconds"] / row["epoch_seconds_without"]
