@@ -18,6 +18,7 @@ from functools import reduce
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -93,7 +94,7 @@ Component = _by_shape(range=Range, list=list[Choice], value=Choice)
 """A range, a list of choices (categorical) or a fixed value."""
 SearchValue = _by_shape(range=Range, list=list[Component], value=Choice)
 """A :data:`Component`, or for a tuple hyperparameter (``betas``) a list of one Component per element."""
-OptimizerName = Annotated[str, BeforeValidator(lambda name: optimizer_spec(name).name)]
+OptimizerName = Annotated[str, AfterValidator(lambda name: optimizer_spec(name).name)]
 BatchSize = Annotated[int | Literal["full"], BeforeValidator(DataConfig._batch_size)]
 Optimizers = _by_shape(list=list[OptimizerName], value=OptimizerName)
 BatchSizes = _by_shape(list=list[BatchSize], value=BatchSize)
