@@ -191,6 +191,15 @@ Storage = Annotated[
         "--storage", help="Optuna storage URL (default: $SWEEPS_STORAGE, else the embedded SQLite file)"
     ),
 ]
+Pack = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=256,
+        envvar="SWEEPS_PACK",
+        help="trials each worker trains as one stacked model (default: $SWEEPS_PACK, else study.pack)",
+    ),
+]
 
 
 @app.command("run")
@@ -207,6 +216,7 @@ def run_sweep(
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch threads per worker (default: cores / workers)")
     ] = None,
+    pack: Pack = None,
 ) -> None:
     """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores."""
     from sweeps.config.sweep import load_sweep
@@ -238,7 +248,7 @@ def run_sweep(
     gpus = launcher.visible_gpus(os.environ, torch.cuda.device_count())
     slots = launcher.plan(workers, workers_per_gpu, gpus, os.cpu_count() or 1, threads)
     try:
-        outcome = launcher.run(created, sweep, url, uri, slots, console)
+        outcome = launcher.run(created, sweep, url, uri, slots, console, pack)
     except KeyboardInterrupt:
         raise _fail("interrupted; run the same command again to resume", code=130) from None
     if outcome.all_failed:
@@ -277,6 +287,7 @@ def worker(
     ] = None,
     index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = None,
+    pack: Pack = None,
 ) -> None:
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
     tune_allocator()
@@ -290,7 +301,7 @@ def worker(
     try:
         url = storage_url(storage)
         check_storage(url)
-        ran = run_worker(study_name, url, tracking_uri, index, threads)
+        ran = run_worker(study_name, url, tracking_uri, index, threads, pack)
     except (StudyNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"worker {index}: {ran} trial(s) run; no budget left")

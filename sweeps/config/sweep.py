@@ -52,6 +52,7 @@ class StudyConfig(Strict):
     time_objective: bool = False  # a second objective, total training seconds (minimised): a Pareto front
     retrain_seeds: Annotated[int, Field(strict=True, ge=0)] = 0  # then best and default on these seeds
     checkpoints: bool = True  # each trial saves its state every epoch; a lost worker's trial resumes from it
+    pack: Annotated[int, Field(strict=True, ge=1, le=256)] = 1  # trials a worker trains as one stacked model
 
     @model_validator(mode="before")
     @classmethod

@@ -54,13 +54,16 @@ def plan(
     return [Slot(i, gpu, threads) for i, gpu in enumerate(devices)]
 
 
-def start(slot: Slot, name: str, storage_url: str, tracking_uri: str, logs: Path) -> subprocess.Popen:
+def start(
+    slot: Slot, name: str, storage_url: str, tracking_uri: str, logs: Path, pack: int | None = None
+) -> subprocess.Popen:
     """One ``sweeps worker`` process. The storage URL and the sweep's MLflow store go by environment, not
     argv, where ``ps`` would show a password; the MLflow store replaces any ``MLFLOW_TRACKING_URI`` the user
     exported, which would otherwise send the trials' runs elsewhere."""
     logs.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "sweeps", "worker", "--study", name]
     command += ["--index", str(slot.index), "--threads", str(slot.threads)]
+    command += ["--pack", str(pack)] if pack else []
     env = os.environ | {
         "CUDA_VISIBLE_DEVICES": slot.gpu,
         STORAGE_ENV: storage_url,
@@ -129,6 +132,7 @@ def run(
     tracking_uri: str,
     slots: list[Slot],
     console: Console,
+    pack: int | None = None,
 ) -> Outcome:
     """Run the sweep with local workers until its budget is spent, then (with ``study.retrain_seeds``) queue
     the retrains and run them too. The parent run ends with the sweep: ``FINISHED``, ``FAILED`` when a worker
@@ -137,7 +141,7 @@ def run(
     logs = Path("sweeps-logs") / sweep.study.name
     try:
         while True:
-            procs = [start(s, sweep.study.name, storage_url, tracking_uri, logs) for s in slots]
+            procs = [start(s, sweep.study.name, storage_url, tracking_uri, logs, pack) for s in slots]
             try:
                 failed = supervise(procs, created, sweep, console)
             except KeyboardInterrupt:

@@ -78,6 +78,16 @@ def _kept_going(what: str, run_id: str) -> Iterator[None]:
         _logger.warning("%s %s failed (%s); the trial's result is kept", what, run_id, first_line(error))
 
 
+@dataclass(frozen=True)
+class Started:
+    """A trial under way: its config, its phase and its child run."""
+
+    cfg: TrainConfig
+    phase: str
+    client: MlflowClient
+    run_id: str
+
+
 @dataclass
 class Objective:
     """Callable Optuna objective; holds where the trial runs go (the sweep's parent run in MLflow) and where
@@ -94,40 +104,66 @@ class Objective:
     checkpoints: Store | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        return self.run(trial, self.begin(trial))
+
+    def run(self, trial: optuna.Trial, started: Started) -> float | tuple[float, float]:
+        """Train a begun trial on its seeds, one after another; its run closed however it ends."""
+        try:
+            values, seconds, models = self._train_repeats(trial, started)
+        except BaseException as exc:
+            self.stopped(trial, started, exc)
+            raise
+        return self.completed(trial, started, values, seconds, models)
+
+    def begin(self, trial: optuna.Trial) -> Started:
+        """The trial's config and its child run, both recorded on the trial; a trial that is not the budget
+        queue's raises :class:`OverBudget` before anything is created."""
         trial.set_user_attr(WORKER_ATTR, self.worker)
         if self.sweep.study.n_trials is not None and not _queued(trial):
             raise OverBudget("another worker took the last queued trial; this one was not run")
         trial_key(trial)
         stage = phase(trial)
         cfg = self._config(trial, stage)
-        study = self.sweep.study
         client = MlflowClient(self.tracking_uri)
         trial_run = runs.start_trial(
             client,
             self.experiment_id,
             self.parent_run_id,
             trial.number,
-            study.name,
+            self.sweep.study.name,
             cfg.optimizer.name,
             self.worker,
             stage,
         )
         trial.set_user_attr(RUN_ATTR, trial_run)
         trial.set_user_attr(CONFIG_ATTR, trial_params(cfg, self.sweep.search.settings()))
-        try:
-            values, seconds, models = self._train_repeats(trial, cfg, client, trial_run, stage)
-        except BaseException as exc:
-            outcome, status, reason = ended_by(exc)
-            if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
-                trial.set_user_attr(SPENT_ATTR, True)
-            with _kept_going("closing the trial's run", trial_run):
-                state = "PRUNED" if outcome == "pruned" else "FAIL"
-                runs.close_run(client, trial_run, state, outcome, reason, status)
-            raise
+        return Started(cfg, stage, client, trial_run)
+
+    def stopped(self, trial: optuna.Trial, started: Started, exc: BaseException) -> None:
+        """A trial that ended without a value: its run closed with why; a trial that failed on its own spends
+        its budget slot."""
+        outcome, status, reason = ended_by(exc)
+        if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
+            trial.set_user_attr(SPENT_ATTR, True)
+        with _kept_going("closing the trial's run", started.run_id):
+            state = "PRUNED" if outcome == "pruned" else "FAIL"
+            runs.close_run(started.client, started.run_id, state, outcome, reason, status)
+
+    def completed(
+        self,
+        trial: optuna.Trial,
+        started: Started,
+        values: list[float],
+        seconds: float,
+        models: list[tuple[str, nn.Module]],
+    ) -> float | tuple[float, float]:
+        """A trial trained on all its seeds: its run closed with the value (the seeds' mean), the models of a
+        trial worth keeping logged; returns what Optuna is told."""
+        study = self.sweep.study
         value = statistics.fmean(values)
-        with _kept_going("closing the trial's run", trial_run):
-            runs.complete_trial(client, trial_run, study.metric, values, seconds)
-        if self.checkpoints is not None and (stage != SEARCH or self._leads(trial, value)):
+        with _kept_going("closing the trial's run", started.run_id):
+            runs.complete_trial(started.client, started.run_id, study.metric, values, seconds)
+        if self.checkpoints is not None and (started.phase != SEARCH or self._leads(trial, value)):
             for run_id, model in models:
                 with _kept_going("logging the model of run", run_id):
                     log_model(self.tracking_uri, run_id, model)
@@ -161,13 +197,13 @@ class Objective:
         return cfg.model_copy(update={"data": cfg.data.model_copy(update={"val_split": "test"})})
 
     def _train_repeats(
-        self, trial: optuna.Trial, cfg: TrainConfig, client: MlflowClient, trial_run: str, phase: str
+        self, trial: optuna.Trial, started: Started
     ) -> tuple[list[float], float, list[tuple[str, nn.Module]]]:
         """Train the config once per seed; with one seed the trial run itself holds the curves. Retrained
         configs get fresh seeds (after those the search selected on), the same list for every optimizer and
         phase: seed i gives each the same initialisation and data order, so the report pairs them by seed.
         Retrains are never pruned."""
-        study = self.sweep.study
+        study, cfg, phase = self.sweep.study, started.cfg, started.phase
         seeds = study.repeats if phase == SEARCH else study.retrain_seeds
         first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
         values, seconds, models = [], 0.0, []
@@ -175,10 +211,10 @@ class Objective:
             seeded = cfg.model_copy(
                 update={"trainer": cfg.trainer.model_copy(update={"seed": first + repeat})}
             )
-            run_id = trial_run
+            run_id = started.run_id
             if seeds > 1:
                 run_id = runs.start_seed(
-                    client, self.experiment_id, trial_run, trial.number, seeded.trainer.seed
+                    started.client, self.experiment_id, started.run_id, trial.number, seeded.trainer.seed
                 )
             callbacks: list[Callback] = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
             if study.pruner != "none" and repeat == 0 and phase == SEARCH:
@@ -220,7 +256,12 @@ class EpochPruning(Callback):
         epoch = trainer.current_epoch + 1
         self.trial.report(float(value), step=epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {self.monitor} {float(value):.4f}")
+            raise optuna.TrialPruned(pruned_reason(epoch, self.monitor, float(value)))
+
+
+def pruned_reason(epoch: int, monitor: str, value: float) -> str:
+    """What a pruned trial's run shows as its reason."""
+    return f"pruned after epoch {epoch}: {monitor} {value:.4f}"
 
 
 def _queued(trial: optuna.Trial) -> bool:

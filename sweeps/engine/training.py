@@ -16,10 +16,11 @@ from rich.console import Console
 from torch import nn
 
 from models.module import Diverged
+from models.schedules import OptimizerPlan
 from sweeps.config.train import TrainConfig
 from sweeps.engine.checkpoints import Checkpointing
 from sweeps.engine.epochs import EpochReport
-from sweeps.engine.workload import Workload, build_module, checked_datamodule
+from sweeps.engine.workload import build_module, checked_datamodule
 from sweeps.tracking.environment import device_name
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
 from sweeps.tracking.uris import mask, tracking_uri
@@ -67,10 +68,9 @@ def prepare(cfg: TrainConfig) -> None:
     L.seed_everything(cfg.trainer.seed, workers=False, verbose=False)
 
 
-def run_params(cfg: TrainConfig, workload: Workload) -> dict[str, Any]:
+def run_params(cfg: TrainConfig, plan: OptimizerPlan) -> dict[str, Any]:
     """The params every run records: optimizer, every hyperparameter it was built with, the schedule, the
     model and data (a target's kwargs as ``model.<key>``, ``data.<key>``), the setup."""
-    plan = workload.plan
     schedule = cfg.scheduler.settings()
     return {
         "optimizer": cfg.optimizer.name,
@@ -125,7 +125,7 @@ def train(
                 resume, saving = checkpoints.latest(Path(scratch)), [checkpoints.saver(Path(scratch))]
             trainer = build_trainer(cfg, callbacks=[report, *callbacks, *saving])
             device = device_name(trainer.strategy.root_device)
-            record.start(run_params(cfg, workload), cfg.model_dump(mode="json"), device)
+            record.start(run_params(cfg, workload.plan), cfg.model_dump(mode="json"), device)
             started = time.perf_counter()
             try:  # the checkpoint is the sweep's own, from its store; it holds numpy's random state too
                 trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=False)

@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 import optuna
 from mlflow import MlflowClient
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.engine.checkpoints import store_for, sweep_up
 from sweeps.engine.objective import Objective
+from sweeps.engine.packs import run_pack
 from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.study import (
@@ -35,7 +35,8 @@ from sweeps.engine.study import (
     tracking_store,
     waiting,
 )
-from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, FAIL_REASON_ATTR, PARENT_ATTR
+from sweeps.engine.tell import interrupted, state_of, tell
+from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, PARENT_ATTR
 from sweeps.tracking import runs
 
 TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -48,9 +49,15 @@ _logger = logging.getLogger(__name__)
 
 
 def run_worker(
-    name: str, storage_url: str, tracking_uri: str | None = None, index: int = 0, threads: int | None = None
+    name: str,
+    storage_url: str,
+    tracking_uri: str | None = None,
+    index: int = 0,
+    threads: int | None = None,
+    pack: int | None = None,
 ) -> int:
-    """Run trials of study ``name`` one at a time, each as soon as the previous ends; returns how many ran.
+    """Run trials of study ``name``, each as soon as the previous ends, or ``pack`` at a time (default: the
+    spec's ``study.pack``) as packs (:mod:`sweeps.engine.packs`); returns how many ran.
 
     Optuna's heartbeat marks a killed worker's trial FAIL and its retry callback re-queues the trial with the
     same params, which any worker then picks up here."""
@@ -70,16 +77,18 @@ def run_worker(
     store = store_for(storage_url, name, uri, attrs[PARENT_ATTR])
     objective = Objective(sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, ends, store)
     parent_best = ParentBest(objective)
+    size = pack or sweep.study.pack
     ran = 0
     while time.time() < ends:
         optuna.storages.fail_stale_trials(study)
         _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective.tracking_uri)
         if sweep.study.n_trials is not None and not waiting(study):
             break
-        trial = run_trial(study, objective)
-        _not_fatal("the parent run's best trial", parent_best, study, trial)
+        told = run_pack(study, objective, size) if size > 1 else [run_trial(study, objective)]
+        for trial in told:
+            _not_fatal("the parent run's best trial", parent_best, study, trial)
         _not_fatal("deleting finished trials' checkpoints", sweep_up, study, store)
-        ran += 1
+        ran += len(told)
     if finished(study, sweep):
         status = "FAILED" if search_failed(study)[0] else "FINISHED"
         _not_fatal("ending the parent run", end_parent, study, objective.tracking_uri, status)
@@ -94,32 +103,12 @@ def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
         value, state = None, None
         try:
             value = objective(trial)
-        except optuna.TrialPruned as pruned:
-            state = TrialState.PRUNED
-            _logger.info("trial %d pruned: %s", trial.number, pruned)
         except Exception as error:
-            state = TrialState.FAIL
-            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {first_line(error)}"[:500])
-            _logger.warning("trial %d failed: %r", trial.number, error, exc_info=True)
+            state = state_of(trial, error)
         except KeyboardInterrupt:
-            trial.set_user_attr(FAIL_REASON_ATTR, "interrupted")
-            _tell(study, trial, None, TrialState.FAIL)
+            interrupted(study, trial)
             raise
-        return _tell(study, trial, value, state)
-
-
-def _tell(study: optuna.Study, trial: optuna.Trial, value: object, state: TrialState | None) -> FrozenTrial:
-    """``study.tell``, where a trial found already finished is no error: either this tell's own write
-    committed before its connection dropped (so the storage tried again), or another worker failed the
-    trial during an outage longer than the heartbeat grace. The stored trial is the truth either way; the
-    second case is logged, its params being queued again by the heartbeat retry."""
-    try:
-        return study.tell(trial, value, state)
-    except (UpdateFinishedTrialError, ValueError):  # Optuna: "Cannot tell a FAIL trial", or a lost race
-        stored = study.tell(trial, value, state, skip_if_finished=True)  # raises again if not finished
-    if stored.state == TrialState.FAIL and state != TrialState.FAIL:
-        _logger.warning("trial %d was failed by another worker while the database was away", trial.number)
-    return stored
+        return tell(study, trial, value, state)
 
 
 def _not_fatal(what: str, step: Callable[..., None], *args: object) -> None:

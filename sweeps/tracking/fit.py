@@ -31,6 +31,7 @@ class FitRecord:
         uri: str,
         tags: Mapping[str, str] | None = None,
         run_id: str | None = None,
+        asynchronous: bool = False,
     ) -> None:
         from lightning.pytorch.loggers import MLFlowLogger
 
@@ -44,6 +45,8 @@ class FitRecord:
             run_id=run_id,
         )
         self.client, self.run_id = self.logger.experiment, self.logger.run_id
+        self.asynchronous = asynchronous
+        self._pending: list[Any] = []
         if run_id is not None:  # the logger tags only the runs it creates
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in run_tags.items()])
 
@@ -55,12 +58,23 @@ class FitRecord:
         self.client.log_dict(self.run_id, config, "config.yaml")
 
     def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None:
-        """One epoch's metrics, in one write, at step = the 1-based ``epoch``."""
+        """One epoch's metrics, in one write, at step = the 1-based ``epoch``; queued on MLflow's background
+        writer when the record is asynchronous (a pack's: its members' writes do not hold up its training)."""
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
+        batch = [Metric(k, v, now, epoch) for k, v in metrics.items()]
+        written = self.client.log_batch(self.run_id, metrics=batch, synchronous=not self.asynchronous)
+        if written is not None:
+            self._pending.append(written)
+
+    def flush(self) -> None:
+        """Wait for the queued epoch writes: a run is ended only once its curves are stored (their errors are
+        raised here)."""
+        while self._pending:
+            self._pending.pop(0).wait()
 
     def ended(self, outcome: str, status: str, reason: str) -> None:
         """A fit that ended with an exception: its outcome and reason as tags, and its MLflow status."""
+        self.flush()
         self.client.log_batch(self.run_id, tags=[RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)])
         self.client.set_terminated(self.run_id, status)
 
@@ -68,6 +82,7 @@ class FitRecord:
         """A fit that ran to its end (or stopped diverged): final metrics at step = the epochs done and the
         outcome in one write, since each MLflow write to SQLite is a transaction of its own; the run ends
         ``FINISHED``, or ``FAILED`` when diverged."""
+        self.flush()
         now = int(time.time() * 1000)
         tags = {OUTCOME_TAG: "diverged", REASON_TAG: diverged} if diverged else {OUTCOME_TAG: "finished"}
         self.client.log_batch(

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.rdb import create_study_once, open_storage
-from sweeps.engine.worker import ParentBest, _not_fatal, _tell, run_trial
+from sweeps.engine.worker import ParentBest, _not_fatal, run_trial
 from sweeps.names import PHASE_ATTR, TUNED
 from tests.sweeps.helpers import database_url, free_ports, fresh_database, take_down
 
@@ -55,7 +55,7 @@ def test_an_objective_error_fails_only_its_trial(tmp_path: Path, caplog: pytest.
         trial.report(0.1, step=1)
         raise optuna.TrialPruned("pruned at epoch 1")
 
-    with caplog.at_level(logging.WARNING, logger="sweeps.engine.worker"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.engine.tell"):
         states = [run_trial(study, objective).state for objective in (broken, pruned, lambda trial: 0.5)]
     assert states == [TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE]
     assert "trial 0 failed: RuntimeError('out of luck')" in caplog.text
@@ -73,24 +73,6 @@ def test_an_interrupted_trial_is_failed_and_the_interrupt_goes_on(tmp_path: Path
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 
-def test_a_tell_that_finds_its_trial_finished_keeps_what_is_stored(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Its own write committed before the connection dropped (the storage retried it), or another worker
-    failed the trial while the database was away: neither is an error, the second is logged."""
-    study = sqlite_study(tmp_path)
-    with pytest.warns(UserWarning, match="Heartbeat"):
-        mine, lost = study.ask(), study.ask()
-    study.tell(mine, 0.5)
-    study._storage.set_trial_state_values(lost._trial_id, TrialState.FAIL)
-    with caplog.at_level(logging.WARNING, logger="sweeps.engine.worker"):
-        assert _tell(study, mine, 0.5, None).state == TrialState.COMPLETE
-        assert "another worker" not in caplog.text
-        assert _tell(study, lost, 0.7, None).state == TrialState.FAIL
-    assert "trial 1 was failed by another worker while the database was away" in caplog.text
-    assert [t.value for t in study.trials] == [0.5, None]
-
-
 def test_mlflow_bookkeeping_that_fails_is_logged_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -104,7 +86,7 @@ def test_mlflow_bookkeeping_that_fails_is_logged_not_raised(
         sweep=SimpleNamespace(study=SimpleNamespace(metric="best_val_acc")),
     )
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="sweeps.engine.worker"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.engine.tell"):
         _not_fatal("the parent run's best trial", ParentBest(objective), study, trial)
     assert time.monotonic() - started < 30
     assert "the parent run's best trial skipped" in caplog.text
