@@ -124,13 +124,15 @@ class Results:
 
     def kept_default(self, name: str) -> bool:
         """Whether ``name``'s tuned config trains exactly as its default: the search found nothing better
-        than the preset (its hyperparameters resolved against the preset, and its batch size)."""
+        than the preset (its hyperparameters resolved against the preset, its batch size and the searched
+        settings)."""
         tuned, default = self.tuned[name].config, self.default[name].config
         spec, preset = optimizer_spec(name), self.sweep.optimizer.preset
 
-        def settings(config: dict[str, Any]) -> tuple[object, dict[str, Any]]:
-            hparams = {k: v for k, v in config.items() if k not in ("optimizer", "batch_size")}
-            return config.get("batch_size"), spec.resolve(preset, **hparams)
+        def settings(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+            hparams = {k: v for k, v in config.items() if k in spec.hyperparams}
+            others = {k: v for k, v in config.items() if k not in spec.hyperparams}
+            return others, spec.resolve(preset, **hparams)
 
         return settings(tuned) == settings(default)
 

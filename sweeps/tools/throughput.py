@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -205,12 +206,15 @@ def _peaks(device: str) -> tuple[float, float] | None:
 
 
 def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[dict[str, Any]]:
-    """Each ``(path, k)`` in its own process, all at once; their JSON results in order."""
+    """Each ``(path, k)`` in its own process, all at once, the CPU cores split between them as ``sweeps run``
+    splits them between its workers (oversubscribed threads would time the contention, not the path); their
+    JSON results in order."""
+    threads = max(1, (os.cpu_count() or 1) // len(paths))
     if console:
         console.print(f"[dim]timing {', '.join(f'{p} K={k}' for p, k in paths)} ...[/]")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "sweeps.tools.throughput", path, str(k), shape.to_json()],
+            [sys.executable, "-m", "sweeps.tools.throughput", path, str(k), shape.to_json(), str(threads)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -336,4 +340,7 @@ def _timer(warmup: int, steps: int, device: str) -> Any:
 
 
 if __name__ == "__main__":
+    import torch
+
+    torch.set_num_threads(int(sys.argv[4]))
     print(json.dumps(_inside(sys.argv[1], int(sys.argv[2]), Shape.from_json(sys.argv[3]))))
