@@ -35,7 +35,9 @@ MEMBERS = [
 ]
 
 
-def trainer(epochs: int = EPOCHS, callbacks: list[Callback] | None = None, **kw: Any) -> L.Trainer:
+def trainer(
+    epochs: int = EPOCHS, callbacks: list[Callback] | None = None, accelerator: str = "cpu", **kw: Any
+) -> L.Trainer:
     return L.Trainer(
         max_epochs=epochs,
         logger=False,
@@ -44,7 +46,8 @@ def trainer(epochs: int = EPOCHS, callbacks: list[Callback] | None = None, **kw:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        accelerator="cpu",
+        accelerator=accelerator,
+        devices=1,
         **kw,
     )
 
@@ -171,11 +174,17 @@ def test_the_pack_ends_when_no_member_is_left(data_dir: Path) -> None:
     assert [len(h) for h in stopped.history] == [1, 1]
 
 
-def test_bf16_autocast_trains_a_pack(data_dir: Path) -> None:
+ON = [pytest.param("cpu"), pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("accelerator", ON)
+def test_bf16_autocast_trains_a_pack(data_dir: Path, accelerator: str) -> None:
     members = [Member("adam", hparams={"lr": lr}, seed=s) for lr, s in ((1e-3, 0), (3e-3, 1))]
     pack = PackModule(members)
     before = [p.detach().clone() for p in pack.stack.parameters()]
-    trainer(epochs=1, precision="bf16-mixed").fit(pack, datamodule=PackData(data(data_dir), pack))
+    fit = trainer(epochs=1, precision="bf16-mixed", accelerator=accelerator)
+    fit.fit(pack, datamodule=PackData(data(data_dir), pack))
+    pack.cpu()
     for history in pack.history:
         assert len(history) == 1 and all(math.isfinite(v) for v in history[0].values())
     for p, old in zip(pack.stack.parameters(), before, strict=True):
@@ -300,3 +309,31 @@ def test_freed_slots_leave_the_optimizer_state_and_keep_the_rest() -> None:
     state = optimizer.state[weight]
     assert state["exp_avg"].shape == (2, 5, 2) and torch.equal(state["exp_avg"], copy_of["exp_avg"][rows])
     assert optimizer.param_groups[0]["lr"].tolist() == [spec.resolve(**varied(name, k))["lr"] for k in (0, 2)]
+
+
+@pytest.mark.gpu
+def test_a_pack_on_cuda_equals_its_members_trained_alone_on_cuda(data_dir: Path) -> None:
+    """Within TF32 tolerance: cuDNN may use TF32 for convolutions, differently for grouped and single ones."""
+    members = MEMBERS[:3]
+    pack = PackModule(members)
+    trainer(accelerator="gpu").fit(pack, datamodule=PackData(data(data_dir), pack))
+    for k, member in enumerate(members):
+        module = OptimizerModule(
+            member.optimizer, member.preset, member.hparams, init=member.init, seed=member.seed
+        )
+        rows = EpochRows()
+        trainer(callbacks=[rows], accelerator="gpu").fit(module, datamodule=data(data_dir, member.seed))
+        for got, want in zip(pack.history[k], rows.rows, strict=True):
+            assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-2)
+            assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registry_optimizer_trains_on_cuda_alone_and_packed(data_dir: Path, name: str) -> None:
+    alone = OptimizerModule(name, seed=0)
+    trainer(epochs=1, accelerator="gpu").fit(alone, datamodule=data(data_dir))
+    packed = PackModule([Member(name, seed=s) for s in range(2)])
+    trainer(epochs=1, accelerator="gpu").fit(packed, datamodule=PackData(data(data_dir), packed))
+    assert not alone.diverged and math.isfinite(alone.best_val_acc)
+    assert all(len(h) == 1 and math.isfinite(h[0]["train_loss"]) for h in packed.history)

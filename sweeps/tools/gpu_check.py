@@ -1,0 +1,122 @@
+"""The whole GPU check as one command, for a machine lent for minutes: the `gpu`-marked tests, the epoch
+bench, the trial-throughput bench (fp32 and bf16), and the same small sweep run three ways (one worker, four
+workers per GPU, packs), each step's output kept in ``--out`` with a ``summary.md`` of them all.
+
+    python -m sweeps.tools.gpu_check --out gpu-check            # on the GPU machine
+    python -m sweeps.tools.gpu_check --out /tmp/check --quick   # tiny sizes: the script itself, on a CPU
+
+Each step runs in its own process with a time limit, so one that fails or hangs costs only its own step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SWEEP = [
+    "conf/quickstart.yaml",
+    "search.optimizer=momentum",
+    "data.train_subset=10000",
+    "trainer.max_epochs=1",
+]
+"""The sweep run three ways: one trial shape (momentum, batch 64), so that every trial can join a pack."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: list[str]
+    timeout: int
+    trials: int = 0
+    """Trials the step runs (a sweep): its summary line gives trials per hour."""
+
+
+def steps(quick: bool) -> list[Step]:
+    """What the check runs, in order: full sizes for the GPU, or tiny ones to try the script anywhere."""
+    sweeps = [sys.executable, "-m", "sweeps"]
+    subset = ["--train-subset", "1000"] if quick else []
+    trials = (
+        ["--packs", "1,4", "--processes", "2", "--epochs", "1", "--steps", "3", *subset]
+        if quick
+        else ["--packs", "1,8,32,64,128", "--processes", "4", "--epochs", "10", "--steps", "60"]
+    )
+    n = 4 if quick else 16
+    sweep = [str(ROOT / SWEEP[0]), *SWEEP[1:], f"study.n_trials={n}", "study.pruner=none"]
+    sweep += ["data.train_subset=1000", "study.sampler=random"] if quick else ["study.sampler=random"]
+    return [
+        Step("gpu tests", [sys.executable, "-m", "pytest", "-m", "gpu", str(ROOT / "tests"), "-q"], 300),
+        Step("epoch bench", [*sweeps, "bench", "--repeats", "1" if quick else "2", "--bf16", *subset], 300),
+        Step("trials bench fp32", [*sweeps, "bench", "--trials", *trials, "--out", "trials.json"], 300),
+        Step(
+            "trials bench bf16",
+            [*sweeps, "bench", "--trials", "--bf16", *trials, "--out", "trials-bf16.json"],
+            300,
+        ),
+        Step("sweep, one worker", [*sweeps, "run", *sweep, "study.name=alone", "--workers", "1"], 400, n),
+        Step(
+            "sweep, 4 workers per GPU",
+            [*sweeps, "run", *sweep, "study.name=workers", "--workers", "4", "--workers-per-gpu", "4"],
+            400,
+            n,
+        ),
+        Step(
+            "sweep, packs",
+            [*sweeps, "run", *sweep, "study.name=packed", "--workers", "1", "--pack", str(n)],
+            400,
+            n,
+        ),
+    ]
+
+
+def run_step(step: Step, out: Path) -> str:
+    """Run one step in ``out`` (its files land there), its output in ``<name>.log``; its summary line."""
+    log = out / f"{step.name.replace(' ', '-').replace(',', '')}.log"
+    env = os.environ | {"COLUMNS": "160"}
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            step.argv, cwd=out, env=env, capture_output=True, text=True, timeout=step.timeout
+        )
+        code, text = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as expired:
+        code, text = "timeout", f"{expired.stdout or ''}{expired.stderr or ''}"
+    seconds = time.perf_counter() - started
+    log.write_text(f"$ {' '.join(step.argv)}\n{text}")
+    rate = f", {3600 * step.trials / seconds:,.0f} trials/hour" if step.trials and code == 0 else ""
+    return f"- **{step.name}**: exit {code} in {seconds:.0f} s{rate} (`{log.name}`)"
+
+
+def summary(out: Path, lines: list[str]) -> str:
+    """The steps' lines, then each bench's printed tables (the last lines of its log)."""
+    parts = ["# GPU check", "", *lines, ""]
+    for log in sorted(out.glob("*bench*.log")):
+        tail = log.read_text().splitlines()[-30:]
+        parts += [f"## {log.stem}", "", "```", *tail, "```", ""]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeps.tools.gpu_check", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for the logs, JSON and summary.md")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to try the script on a CPU")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out.resolve()
+    lines = []
+    for step in steps(args.quick):
+        lines.append(run_step(step, out))
+        print(lines[-1], flush=True)
+    (out / "summary.md").write_text(summary(out, lines))
+    print(f"summary: {out / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()
