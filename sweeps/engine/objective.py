@@ -69,7 +69,7 @@ def tracking_unreachable(error: BaseException) -> bool:
 
 
 @contextmanager
-def _kept_going(what: str, run_id: str) -> Iterator[None]:
+def kept_going(what: str, run_id: str) -> Iterator[None]:
     """The trial's result lives in Optuna; an MLflow call that fails after training (its retries spent) is
     logged, and the result still told."""
     try:
@@ -145,7 +145,7 @@ class Objective:
         outcome, status, reason = ended_by(exc)
         if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
             trial.set_user_attr(SPENT_ATTR, True)
-        with _kept_going("closing the trial's run", started.run_id):
+        with kept_going("closing the trial's run", started.run_id):
             state = "PRUNED" if outcome == "pruned" else "FAIL"
             runs.close_run(started.client, started.run_id, state, outcome, reason, status)
 
@@ -161,11 +161,11 @@ class Objective:
         trial worth keeping logged; returns what Optuna is told."""
         study = self.sweep.study
         value = statistics.fmean(values)
-        with _kept_going("closing the trial's run", started.run_id):
+        with kept_going("closing the trial's run", started.run_id):
             runs.complete_trial(started.client, started.run_id, study.metric, values, seconds)
         if self.checkpoints is not None and (started.phase != SEARCH or self._leads(trial, value)):
             for run_id, model in models:
-                with _kept_going("logging the model of run", run_id):
+                with kept_going("logging the model of run", run_id):
                     log_model(self.tracking_uri, run_id, model)
         return (value, seconds) if study.time_objective else value
 

@@ -35,7 +35,7 @@ from models.pack.rules import RULES
 from sweeps.config.imports import is_path
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
-from sweeps.engine.objective import Objective, Started, metric_value, pruned_reason
+from sweeps.engine.objective import Objective, Started, kept_going, metric_value, pruned_reason
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.study import waiting
 from sweeps.engine.tell import interrupted, state_of, tell
@@ -125,9 +125,8 @@ def _train(trials: list[optuna.Trial], objective: Objective) -> list[Told]:
             done.append((trial, None, error))
             continue
         reason = alone_because(started, objective.sweep)
-        if reason is not None and reason not in _said:
-            _said.add(reason)
-            _logger.info("trial %d trains alone: %s", trial.number, reason)
+        if reason is not None:
+            _say(reason)
         key = f"alone-{trial.number}" if reason else shape_of(started.cfg)
         shapes.setdefault(key, []).append((trial, started))
     for members in shapes.values():
@@ -136,6 +135,18 @@ def _train(trials: list[optuna.Trial], objective: Objective) -> list[Told]:
         else:
             done.extend(_packed(objective, members))
     return done
+
+
+def _say(reason: str) -> None:
+    """Why trials train alone, logged once per reason and worker."""
+    if reason not in _said:
+        _said.add(reason)
+        _logger.info("trials train alone: %s", reason)
+
+
+def _draws_globally(network: nn.Module) -> bool:
+    """Whether ``network`` has torch's dropout layers (with a rate), which draw from the global generator."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in network.modules())
 
 
 def _alone(objective: Objective, trial: optuna.Trial, started: Started) -> Told:
@@ -198,6 +209,13 @@ def _packed(objective: Objective, members: list[Begun]) -> list[Told]:
             datamodule = checked_datamodule(first)
             prepare(first)
             num_classes = getattr(datamodule, "num_classes", None)
+            network = _network(first, num_classes)
+            if network is not None and _draws_globally(network("torch")):
+                _say(
+                    f"{first.model.target} uses torch's nn.Dropout, which cannot be packed (its masks would"
+                    " depend on the pack); with models.dropout.Dropout it can"
+                )
+                return [_alone(objective, trial, started) for trial, started in members]
             module = PackModule(
                 [
                     Member(
@@ -209,7 +227,7 @@ def _packed(objective: Objective, members: list[Begun]) -> list[Told]:
                     )
                     for c in cfgs
                 ],
-                network=_network(first, num_classes),
+                network=network,
                 num_classes=num_classes or 10,
                 fused=first.model.fused,
             )
@@ -255,7 +273,8 @@ def _ended(
     member: int,
     failure: BaseException | None,
 ) -> Told:
-    """Close one member's run and say what its trial is told."""
+    """Close one member's run and say what its trial is told: how it ended in the pack (finished, pruned,
+    diverged), else the error that stopped the whole pack."""
     kept = epochs.module.records[member] if epochs is not None else None
     error: BaseException | None = failure
     if kept is not None and kept.ended == "pruned":
@@ -265,14 +284,15 @@ def _ended(
     history = kept.history if kept is not None else []
     seconds = sum(row["epoch_seconds"] for row in history)
     best = kept.best_val_acc if kept is not None else math.nan
-    if record is not None and (error is None or isinstance(error, Diverged)):
-        record.finished(
-            {"best_val_acc": best, "total_seconds": seconds}, len(history), kept.reason if error else None
-        )
-    elif record is not None and not isinstance(error, optuna.TrialPruned):
-        record.ended(*ended_by(error))
-    elif record is not None:
-        record.flush()
+    if record is not None:
+        with kept_going("closing the run", record.run_id):
+            if error is None or isinstance(error, Diverged):
+                outcome = str(error) if error else None
+                record.finished({"best_val_acc": best, "total_seconds": seconds}, len(history), outcome)
+            elif isinstance(error, optuna.TrialPruned):
+                record.flush()
+            else:
+                record.ended(*ended_by(error))
     if error is not None:
         objective.stopped(trial, started, error)
         return trial, None, error if isinstance(error, Exception) else None

@@ -10,12 +10,16 @@ from torch import Tensor, nn
 
 
 class MLP(nn.Module):
-    """``features`` → ``hidden`` → ``num_classes`` logits, with dropout."""
+    """``features`` (flattened) → ``hidden`` → ``num_classes`` logits, with dropout."""
 
     def __init__(self, num_classes: int, features: int = 8, hidden: int = 32, dropout: float = 0.0) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+            nn.Flatten(),
+            nn.Linear(features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: Tensor) -> Tensor:

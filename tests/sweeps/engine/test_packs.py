@@ -76,6 +76,31 @@ def test_a_pack_ends_each_trial_as_it_would_end_alone(
 
 
 @pytest.mark.parametrize(
+    ("dropout", "said"),
+    [
+        (0.0, "pack of 2 trials (0, 1)"),
+        (0.5, "tests.workload.net:MLP uses torch's nn.Dropout, which cannot be packed"),
+    ],
+)
+def test_a_users_network_is_packed_unless_its_dropout_draws_from_the_global_generator(
+    tmp_path: Path,
+    learnable: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+    dropout: float,
+    said: str,
+) -> None:
+    network = ["model.target=tests.workload.net:MLP", f"model.kwargs={{features: 784, dropout: {dropout}}}"]
+    url, _ = _sweep(
+        tmp_path, learnable, "study.pruner=none", "study.n_trials=2", "search.optimizer=adam", *network
+    )
+    with caplog.at_level(logging.INFO, logger="sweeps.engine.packs"):
+        run_worker("sweep", url, pack=2)
+    study, _ = open_sweep("sweep", url)
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.COMPLETE] * 2
+    assert said in caplog.text
+
+
+@pytest.mark.parametrize(
     ("spec", "overrides", "reason"),
     [
         (CONF / "sweep.yaml", [], None),
