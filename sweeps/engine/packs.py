@@ -243,12 +243,13 @@ def _packed(objective: Objective, members: list[Begun]) -> list[Told]:
             for cfg, record in zip(cfgs, records, strict=True):
                 record.start(run_params(cfg, optimizer_plan(cfg)), cfg.model_dump(mode="json"), device)
             _logger.info(
-                "pack of %d trials (%s): %s, batch %s, %d epochs",
+                "pack of %d trials (%s): %s, batch %s, %d epoch%s",
                 len(trials),
                 ", ".join(str(t.number) for t in trials),
                 first.optimizer.name,
                 first.data.batch_size,
                 first.trainer.max_epochs,
+                "" if first.trainer.max_epochs == 1 else "s",
             )
             started = time.perf_counter()
             trainer.fit(module, datamodule=PackData(datamodule, module))

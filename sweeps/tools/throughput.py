@@ -173,7 +173,7 @@ def table(report: Report) -> Table:
         ]
         for row in report.rows
     ]
-    columns = ["path", "s/step", "trials/hour", "vs (a)", "utilisation", "fp32 peak", "bf16 peak"]
+    columns = ["path", "s/step", "trials/hour", "vs one", "utilisation", "fp32 peak", "bf16 peak"]
     return named_rows(Table(title=title), columns, rows)
 
 
