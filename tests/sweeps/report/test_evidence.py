@@ -43,6 +43,14 @@ def test_a_clear_winner_over_ten_seeds_is_separated() -> None:
     assert list(epoch_table(found, evidence).display["rank"]) == ["2", "1"]
 
 
+def test_alpha_sets_how_sure_a_separation_must_be() -> None:
+    behind = TEN - (0.002 + 0.004 * np.sin(np.arange(10) * 1.7))  # paired t: p = 0.024
+    found = results({"sgd": behind, "adam": TEN})
+    assert 0.01 < scipy_stats.ttest_rel(TEN, behind).pvalue < 0.05
+    assert weigh(found, alpha=0.05).phases[TUNED].comparison.ranks == {"adam": 1, "sgd": 2}
+    assert weigh(found, alpha=0.01).phases[TUNED].comparison.ranks == {"adam": 1, "sgd": 1}
+
+
 def test_intervals_tests_and_holm_equal_scipy_on_the_same_numbers() -> None:
     a = TEN
     b = TEN - np.array([0.004, -0.001, 0.006, 0.002, 0.0, 0.005, 0.003, -0.002, 0.004, 0.001])
