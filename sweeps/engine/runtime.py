@@ -1,9 +1,15 @@
-"""Process-level settings for fast CPU training, applied once before training starts.
+"""Process-level settings for fast CPU training, applied before training starts.
 
 Every training step allocates and frees activations and gradients of several MiB. glibc serves such blocks
 with fresh ``mmap`` calls and unmaps them on ``free``, so each step page-faults on every new block: on these
 VMs, thousands of faults and a third of the step. Raising glibc's mmap and trim thresholds keeps those blocks
 in the heap, where the next step reuses them (measured: 21 → 10 ms per step of the seed CNN).
+
+Adam's first moment of a weight whose gradient stays zero (behind a dead ReLU unit) shrinks by beta1 each step
+and after about 800 steps reaches float32's denormal range, where every CPU operation on it costs many times
+a normal one. Flushing denormals to zero keeps the second epoch of a full MNIST-size run as fast as the first
+(measured: a pack of 4 Adam trials, full Fashion-MNIST, 2 cores: epoch 2 took 105 s against 59 s for epoch 1;
+flushed, 49 and 49 s). Values that small change no step: they are below anything an update adds.
 """
 
 from __future__ import annotations
@@ -26,3 +32,10 @@ def tune_allocator() -> bool:
     if mallopt is None:
         return False
     return all(mallopt(option, _HEAP_BLOCK_LIMIT) for option in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
+
+
+def flush_denormals() -> bool:
+    """Flush float32 denormals to zero on the CPU (x86 with SSE3); returns whether the CPU supports it."""
+    import torch
+
+    return torch.set_flush_denormal(True)

@@ -20,6 +20,7 @@ from models.schedules import OptimizerPlan
 from sweeps.config.train import TrainConfig
 from sweeps.engine.checkpoints import Checkpointing
 from sweeps.engine.epochs import EpochReport
+from sweeps.engine.runtime import flush_denormals
 from sweeps.engine.workload import build_module, checked_datamodule
 from sweeps.tracking.environment import device_name
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
@@ -62,7 +63,8 @@ def build_trainer(
 
 
 def prepare(cfg: TrainConfig) -> None:
-    """Process-wide settings a run depends on: thread count and every RNG seed."""
+    """Process-wide settings a run depends on: thread count, denormals flushed, every RNG seed."""
+    flush_denormals()
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     L.seed_everything(cfg.trainer.seed, workers=False, verbose=False)

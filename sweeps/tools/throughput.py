@@ -244,12 +244,13 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
     from models.module import OptimizerModule
     from models.pack.data import PackData
     from models.pack.module import Member, PackModule
-    from sweeps.engine.runtime import tune_allocator
+    from sweeps.engine.runtime import flush_denormals, tune_allocator
     from sweeps.tracking.environment import environment_tags
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     tune_allocator()
+    flush_denormals()
     device = shape.device if shape.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     data = MNISTDataModule(shape.dataset, shape.data_dir, batch_size=shape.batch_size, download=False)
     if path == "pack":

@@ -55,3 +55,14 @@ def test_training_steps_stop_page_faulting() -> None:
 def test_tune_allocator_can_run_twice() -> None:
     assert tune_allocator() is True
     assert tune_allocator() is True
+
+
+def test_a_run_flushes_denormals_to_zero() -> None:
+    import torch
+
+    from sweeps.config.train import TrainConfig
+    from sweeps.engine.training import prepare
+
+    prepare(TrainConfig())
+    assert (torch.tensor([1e-39]) * 1.0).item() == 0.0  # a denormal float32, read as zero
+    assert (torch.tensor([1e-37]) * 1.0).item() > 0.0
