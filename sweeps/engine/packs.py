@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -114,15 +114,15 @@ def run_pack(study: optuna.Study, objective: Objective, size: int) -> list[Froze
 Told = tuple[optuna.Trial, object, Exception | None]
 
 
-def _train(trials: list[optuna.Trial], objective: Objective) -> list[Told]:
-    """Begin every trial, then train: packs of two or more of one shape, the rest alone."""
-    done: list[Told] = []
+def _train(trials: list[optuna.Trial], objective: Objective) -> Iterator[Told]:
+    """Begin every trial, then train: packs of two or more of one shape, the rest alone; each trial's end
+    as soon as it is known, so that it is told at once."""
     shapes: dict[str, list[Begun]] = {}
     for trial in trials:
         try:
             started = objective.begin(trial)
         except Exception as error:
-            done.append((trial, None, error))
+            yield trial, None, error
             continue
         reason = alone_because(started, objective.sweep)
         if reason is not None:
@@ -131,10 +131,9 @@ def _train(trials: list[optuna.Trial], objective: Objective) -> list[Told]:
         shapes.setdefault(key, []).append((trial, started))
     for members in shapes.values():
         if len(members) == 1:
-            done.append(_alone(objective, *members[0]))
+            yield _alone(objective, *members[0])
         else:
-            done.extend(_packed(objective, members))
-    return done
+            yield from _packed(objective, members)
 
 
 def _say(reason: str) -> None:

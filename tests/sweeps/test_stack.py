@@ -232,12 +232,13 @@ def test_a_sweep_outlives_a_tracking_server_restart_and_a_database_outage(
     sweep.join(0)
     sweep.join(1)
     first = sweep.wait_for(lambda t: True)
+    second = sweep.wait_for(lambda t: t.number != first.number)  # both workers past their start checks
     stopped = datetime.now()
     tracking_server.stop()
     time.sleep(2)
     tracking_server.start()  # meanwhile the workers' MLflow calls wait in MLflow's own retries
     restarted = datetime.now()
-    sweep.wait_for(lambda t: t.number != first.number)
+    sweep.wait_for(lambda t: t.number not in (first.number, second.number))
     take_down(sweep.storage.rsplit("/", 1)[1], 5).join()  # longer than the heartbeat grace
     study = sweep.finish()
 

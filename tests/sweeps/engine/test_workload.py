@@ -41,7 +41,7 @@ def test_a_network_or_a_factory_is_wrapped_and_offered_the_number_of_classes(tar
     workload = build_module(cfg, build_datamodule(cfg))
 
     assert workload.own and isinstance(workload.module, OptimizerModule)
-    assert isinstance(workload.model(), MLP) and workload.model().layers[0].out_features == width
+    assert isinstance(workload.model(), MLP) and workload.model().layers[1].out_features == width
     assert workload.model().layers[-1].out_features == 3  # Blobs' classes
     assert isinstance(workload.module.configure_optimizers, partial)  # the plan, in place of the module's
     assert workload.plan.spec.torch_class is torch.optim.ASGD
