@@ -91,6 +91,8 @@ def supervise(
                 time.sleep(refresh)
                 live.update(summary(study, sweep))
             live.update(summary(study, sweep))
+        if not console.is_terminal:  # Live leaves its last view without a line end in a file or pipe
+            console.line()
     except KeyboardInterrupt:
         console.print("[yellow]stopping workers ...[/]")
         for p in procs:

@@ -122,5 +122,15 @@ def test_the_live_view_keeps_optimizer_names_whole_and_says_why_trials_failed(tm
         assert "last failure (trial 4): Diverged" in " ".join(shown.split())
 
 
+def test_the_live_views_last_line_ends_in_a_file() -> None:
+    sweep = load_sweep(CONF / "shootout.yaml", ["study.n_trials=1"])
+    study = optuna.create_study(directions=["maximize"])
+    study.add_trial(_trial(TrialState.COMPLETE, 0.8, {"optimizer": "adadelta", "lr": 0.5}))
+    out = io.StringIO()
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert launcher.supervise([done], study, sweep, Console(file=out, width=60), refresh=0.05) == 0
+    assert out.getvalue().endswith("\n") and "done 1" in out.getvalue()
+
+
 def _trial(state: TrialState, value: float | None, config: dict, attrs: dict | None = None) -> object:
     return optuna.trial.create_trial(state=state, value=value, user_attrs={"config": config, **(attrs or {})})
