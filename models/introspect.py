@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.optim.optimizer import required as torch_required
 
-from models.optimizers import PRESETS, HyperParam, OptimizerSpec
+from models.optimizers import PRESETS, HyperParam, OptimizerSpec, is_real
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _kind(default: Any, annotation: Any) -> type | None:
         return float
     if isinstance(default, str):
         return str
-    if isinstance(default, tuple | list) and len(default) == 2 and all(_real(v) for v in default):
+    if isinstance(default, tuple | list) and len(default) == 2 and all(map(is_real, default)):
         return tuple
     if default is inspect.Parameter.empty:
         return _annotated_kind(annotation)
@@ -85,10 +85,6 @@ def _annotated_kind(annotation: Any) -> type | None:
         if annotation is kind or annotation == kind.__name__:
             return kind
     return None
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def class_spec(name: str, cls: type[torch.optim.Optimizer]) -> OptimizerSpec:

@@ -89,21 +89,21 @@ class HyperParam:
                 raise ValueError(f"{self.name} must be one of {options}, got {value!r}")
             return value
         if self.kind is tuple:
-            pair = isinstance(value, list | tuple) and len(value) == 2 and all(map(_is_real, value))
+            pair = isinstance(value, list | tuple) and len(value) == 2 and all(map(is_real, value))
             if not (pair and all(self._in_bounds(float(v)) for v in value)):
                 raise ValueError(
                     f"{self.name} must be a pair of numbers, each {self._bounds()}, got {value!r}"
                 )
             return tuple(float(v) for v in value)
         integral = self.kind is int
-        typed = _is_real(value) and (not integral or isinstance(value, numbers.Integral))
+        typed = is_real(value) and (not integral or isinstance(value, numbers.Integral))
         if not (typed and self._in_bounds(float(value))):
             kind = "an integer" if integral else "a number"
             raise ValueError(f"{self.name} must be {kind} {self._bounds()}, got {value!r}")
         return self.kind(value)
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
     """Real numbers, numpy's included; bools are refused although Python counts them as ints."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

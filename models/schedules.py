@@ -112,9 +112,6 @@ class OptimizerPlan:
             "lr_scheduler": self.schedule.scheduler(optimizer, trainer.max_epochs, steps),
         }
 
-    def torch_kwargs(self) -> dict[str, Any]:
-        return self.spec.torch_kwargs(self.hparams)
-
 
 def inject(module: L.LightningModule, plan: OptimizerPlan) -> L.LightningModule:
     """``module`` training with ``plan`` in place of its own ``configure_optimizers``: an attribute of this

@@ -43,16 +43,14 @@ class RunResult:
     model: nn.Module | None = None
 
 
-def build_trainer(
-    cfg: TrainConfig, logger: Any = False, callbacks: Sequence[Callback] = (), **kw: Any
-) -> L.Trainer:
+def build_trainer(cfg: TrainConfig, callbacks: Sequence[Callback] = (), **kw: Any) -> L.Trainer:
     """The Trainer every path shares: no checkpoints, summaries or per-step progress bars in the hot loop."""
     return L.Trainer(
         max_epochs=cfg.trainer.max_epochs,
         accelerator=cfg.trainer.accelerator,
         devices=1,
         precision="bf16-mixed" if cfg.trainer.precision == "bf16" else "32-true",
-        logger=logger,
+        logger=False,
         callbacks=list(callbacks),
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -78,7 +76,7 @@ def run_params(cfg: TrainConfig, plan: OptimizerPlan) -> dict[str, Any]:
         "optimizer": cfg.optimizer.name,
         "preset": cfg.optimizer.preset,
         **plan.hparams,
-        **plan.torch_kwargs(),
+        **plan.spec.torch_kwargs(plan.hparams),
         "batch_size": cfg.data.batch_size,
         "dataset": cfg.data.label,
         "train_subset": cfg.data.train_subset,

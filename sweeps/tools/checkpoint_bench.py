@@ -23,7 +23,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-FULL_EPOCH = 60_000
+from sweeps.tools.throughput import TRAIN_IMAGES
 
 
 class Clock(Callback):
@@ -79,7 +79,7 @@ def measure(overrides: dict[str, Any], repeats: int) -> dict[str, Any]:
                 size = max(size, found)
     plain, saved = statistics.median(runs[False][0]), statistics.median(runs[True][0])
     save = statistics.median(runs[True][1])
-    full = plain * FULL_EPOCH / images
+    full = plain * TRAIN_IMAGES / images
     return {
         "train_subset": images,
         "epochs_timed": len(runs[True][0]),
