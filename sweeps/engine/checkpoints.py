@@ -40,6 +40,7 @@ from lightning.pytorch.callbacks import Callback
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
+from sweeps.engine.study import best_search
 from sweeps.names import CHECKPOINT_ATTR, SEARCH, phase
 from sweeps.tracking.artifacts import ArtifactStore
 from sweeps.tracking.uris import SQLITE
@@ -222,15 +223,6 @@ def _latest(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
     return latest
 
 
-def _best_search_trial(study: optuna.Study, trials: list[FrozenTrial]) -> int | None:
-    """The best complete search trial's number; ``None`` with several objectives (no one best)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and phase(t) == SEARCH]
-    if len(study.directions) > 1 or not done:
-        return None
-    better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return better(done, key=lambda t: t.values[0]).number
-
-
 def keeps(trial: FrozenTrial, best: int | None) -> bool:
     """Whether a key whose latest trial is ``trial`` keeps its checkpoints: while it runs or waits (a lost
     trial's re-run waits with its key), and once complete if it is a retrain or the best search trial."""
@@ -243,7 +235,8 @@ def sweep_up(study: optuna.Study, store: Store) -> list[str]:
     """Delete the checkpoints of finished trials except the best search trial's and the retrains'; returns
     the keys deleted. The trials are read before the store is listed, so a key saved meanwhile is kept."""
     trials = study.get_trials(deepcopy=False)
-    latest, best = _latest(trials), _best_search_trial(study, trials)
+    leader = best_search(study, trials)
+    latest, best = _latest(trials), leader.number if leader else None
     gone = [key for key in store.trials() if key in latest and not keeps(latest[key], best)]
     for key in gone:
         store.remove(key)

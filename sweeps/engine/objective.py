@@ -27,6 +27,7 @@ from sweeps.config.train import TrainConfig
 from sweeps.engine.checkpoints import Checkpointing, Store, trial_key
 from sweeps.engine.retry import first_line
 from sweeps.engine.space import preset_config, suggest, trial_params
+from sweeps.engine.study import best_search
 from sweeps.engine.training import Deadline, RunResult, ended_by, train
 from sweeps.names import (
     CONFIG_ATTR,
@@ -163,7 +164,7 @@ class Objective:
         value = statistics.fmean(values)
         with kept_going("closing the trial's run", started.run_id):
             runs.complete_trial(started.client, started.run_id, study.metric, values, seconds)
-        if self.checkpoints is not None and (started.phase != SEARCH or self._leads(trial, value)):
+        if models and (started.phase != SEARCH or self._leads(trial, value)):
             for run_id, model in models:
                 with kept_going("logging the model of run", run_id):
                     log_model(self.tracking_uri, run_id, model)
@@ -175,13 +176,9 @@ class Objective:
         runs."""
         if self.sweep.study.time_objective:
             return False
-        done = [
-            t.values[0]
-            for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if phase(t) == SEARCH
-        ]
+        best = best_search(trial.study)
         better = max if self.sweep.study.direction == "maximize" else min
-        return not done or better(value, better(done)) == value
+        return best is None or better(value, best.value) == value
 
     def _config(self, trial: optuna.Trial, phase: str) -> TrainConfig:
         """The trial's config: sampled (a tuned trial's params are all fixed, so sampling returns them), or

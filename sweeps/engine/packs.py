@@ -43,17 +43,13 @@ from sweeps.engine.training import (
     Deadline,
     RunResult,
     build_trainer,
-    ended_by,
     prepare,
     run_params,
 )
 from sweeps.engine.workload import checked_datamodule, constructor, optimizer_plan
-from sweeps.names import SEARCH
+from sweeps.names import EPOCH_METRICS, SEARCH
 from sweeps.tracking.environment import device_name
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
-
-PACKED_METRICS = frozenset({"train_loss", "val_loss", "val_acc", "epoch_seconds"})
-"""What a pack's members log each epoch, as the service's single-trial module does."""
 
 _logger = logging.getLogger(__name__)
 _said: set[str] = set()
@@ -78,8 +74,8 @@ def alone_because(started: Started, sweep: SweepConfig) -> str | None:
         found = constructor(cfg.model.target, "model", nn.Module).found
         if isinstance(found, type) and issubclass(found, L.LightningModule):
             return f"{cfg.model.target} is a LightningModule, which trains itself: one trial per process"
-    if sweep.study.epoch_metric not in PACKED_METRICS:
-        return f"a pack logs {', '.join(sorted(PACKED_METRICS))}, not {sweep.study.epoch_metric}"
+    if sweep.study.epoch_metric not in EPOCH_METRICS:
+        return f"a pack logs {', '.join(sorted(EPOCH_METRICS))}, not {sweep.study.epoch_metric}"
     return None
 
 
@@ -164,14 +160,17 @@ class PackEpochs(Callback):
     records: list[FitRecord]
     trials: list[optuna.Trial]
     monitor: str | None
-    written: list[int] = field(default_factory=list)
+    written: list[int] = field(init=False)
+    """Rows already queued, per member."""
     seconds: float = 0.0
     """Time spent here: the pack's bookkeeping."""
+
+    def __post_init__(self) -> None:
+        self.written = [0] * len(self.records)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         started = time.perf_counter()
         epoch = trainer.current_epoch + 1
-        self.written += [0] * (len(self.records) - len(self.written))
         training = set(self.module.slots)
         for member, (record, history) in enumerate(zip(self.records, self.module.history, strict=True)):
             for row in history[self.written[member] :]:
@@ -289,10 +288,8 @@ def _ended(
             if error is None or isinstance(error, Diverged):
                 outcome = str(error) if error else None
                 record.finished({"best_val_acc": best, "total_seconds": seconds}, len(history), outcome)
-            elif isinstance(error, optuna.TrialPruned):
+            else:  # its curves stored; objective.stopped closes the run with why
                 record.flush()
-            else:
-                record.ended(*ended_by(error))
     if error is not None:
         objective.stopped(trial, started, error)
         return trial, None, error if isinstance(error, Exception) else None

@@ -85,8 +85,9 @@ def run_worker(
         if sweep.study.n_trials is not None and not waiting(study):
             break
         told = run_pack(study, objective, size) if size > 1 else [run_trial(study, objective)]
-        for trial in told:
-            _not_fatal("the parent run's best trial", parent_best, study, trial)
+        complete = [t for t in told if t.state == TrialState.COMPLETE]
+        if complete:  # one write of the best per round, however many trials it told
+            _not_fatal("the parent run's best trial", parent_best, study, complete[-1])
         _not_fatal("deleting finished trials' checkpoints", sweep_up, study, store)
         ran += len(told)
     if finished(study, sweep):

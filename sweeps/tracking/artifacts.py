@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from sweeps.tracking.runs import log_folder
 
 MODEL_PATH = "model"
 """Where a run's model is: ``runs:/<run id>/model``."""
@@ -29,9 +32,16 @@ class ArtifactStore:
     run_id: str
     prefix: str = "checkpoints"
 
-    @property
+    @cached_property
     def _client(self) -> MlflowClient:
         return MlflowClient(self.uri)
+
+    @cached_property
+    def _repository(self) -> Any:
+        """The parent run's artifact repository, which deletes (the client cannot); its location is fixed."""
+        return get_artifact_repository(
+            self._client.get_run(self.run_id).info.artifact_uri, tracking_uri=self.uri
+        )
 
     def put(self, key: str, file: Path) -> None:
         self._client.log_artifact(self.run_id, str(file), f"{self.prefix}/{key}")
@@ -44,11 +54,7 @@ class ArtifactStore:
         return Path(self._client.download_artifacts(self.run_id, f"{self.prefix}/{key}/{name}", str(into)))
 
     def remove(self, key: str, name: str | None = None) -> None:
-        client = self._client
-        repository = get_artifact_repository(
-            client.get_run(self.run_id).info.artifact_uri, tracking_uri=self.uri
-        )
-        repository.delete_artifacts(f"{self.prefix}/{key}" + (f"/{name}" if name else ""))
+        self._repository.delete_artifacts(f"{self.prefix}/{key}" + (f"/{name}" if name else ""))
 
     def trials(self) -> list[str]:
         return sorted(
@@ -68,4 +74,4 @@ def log_model(uri: str, run_id: str, model: Any) -> None:
         mlflow.pytorch.save_model(
             model, str(local), serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__}"]
         )
-        MlflowClient(uri).log_artifacts(run_id, str(local), MODEL_PATH)
+        log_folder(uri, run_id, local, MODEL_PATH)
