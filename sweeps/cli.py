@@ -178,7 +178,7 @@ def bench(
             shown = benchmark.table(measured)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
-    except (benchmark.BenchFailed, throughput.ThroughputFailed) as exc:
+    except benchmark.BenchFailed as exc:
         raise _fail(str(exc), code=1) from None
     out.write_text(measured.to_json())
     show(console, shown)

@@ -39,6 +39,20 @@ class BenchFailed(RuntimeError):
     """A measuring subprocess exited with an error; its stderr tail is the message."""
 
 
+def check_options(optimizer: str, dataset: str, device: str) -> None:
+    """The options both benches share, each error naming its option."""
+    from models.data.catalogue import dataset_info
+    from models.optimizers import get_spec
+
+    get_spec(optimizer)
+    try:
+        dataset_info(dataset)
+    except ValueError as exc:
+        raise ValueError(f"--dataset: {exc}") from None
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or auto, got {device!r}")
+
+
 @dataclass(frozen=True)
 class BenchSpec:
     dataset: str = "fashion_mnist"
@@ -51,16 +65,7 @@ class BenchSpec:
     bf16: bool = False
 
     def __post_init__(self) -> None:
-        from models.data.catalogue import dataset_info
-        from models.optimizers import get_spec
-
-        get_spec(self.optimizer)
-        try:
-            dataset_info(self.dataset)
-        except ValueError as exc:
-            raise ValueError(f"--dataset: {exc}") from None
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+        check_options(self.optimizer, self.dataset, self.device)
 
     def paths(self) -> list[str]:
         return ["a", "b", "c", *(["c_bf16"] if self.bf16 else [])]
@@ -159,19 +164,35 @@ def _subprocess(path: str, spec: BenchSpec) -> dict[str, Any]:
 # --- inside the measuring subprocess -------------------------------------------------------------------
 
 
-def _device(spec: BenchSpec) -> str:
+def resolve_device(choice: str) -> str:
+    """``auto``: CUDA when there is one, else the CPU."""
     import torch
 
-    if spec.device == "auto":
+    if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return spec.device
+    return choice
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def quiet() -> None:
+    """A measuring process prints its JSON only."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
 
 
 def _warmup(steps: int) -> int:
     return min(10, steps // 10)
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     import torch
 
     if device == "cuda":
@@ -188,11 +209,11 @@ def _epoch_timer(device: str) -> Any:
 
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
             if batch_idx == _warmup(trainer.num_training_batches):
-                _sync(device)
+                sync(device)
                 self._start = time.perf_counter()
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            _sync(device)
+            sync(device)
             self.steps = trainer.num_training_batches
             self.seconds = (
                 (time.perf_counter() - self._start) * self.steps / (self.steps - _warmup(self.steps))
@@ -286,14 +307,14 @@ def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
     steps = -(-len(y) // spec.batch_size)
     for i in range(steps):
         if i == _warmup(steps):
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
         idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
         loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - start) * steps / (steps - _warmup(steps)), steps
 
 
@@ -332,24 +353,22 @@ def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
 
 
 def _measure(path: str, spec: BenchSpec) -> dict[str, Any]:
-    import logging
-    import warnings
-
-    import torch
-
     from sweeps.tracking.environment import environment_tags
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    device = _device(spec)
+    quiet()
+    device = resolve_device(spec.device)
     if path == "a":
         seconds, steps = _usual_recipe(spec, device)
     elif path == "b":
         seconds, steps = _plain_loop(spec, device)
     else:
         seconds, steps = _ours(spec, device, "bf16" if path == "c_bf16" else "32")
-    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    return {"seconds": seconds, "steps": steps, "device": name, "environment": environment_tags()}
+    return {
+        "seconds": seconds,
+        "steps": steps,
+        "device": device_name(device),
+        "environment": environment_tags(),
+    }
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any
 from rich.table import Table
 
 from sweeps.report.terminal import named_rows
+from sweeps.tools.bench import BenchFailed, check_options, device_name, quiet, resolve_device, sync
 
 TRAIN_IMAGES = 60_000
 PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0), "L40S": (91.6, 362.0)}
@@ -44,10 +45,6 @@ def pack_sizes(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise ValueError(f"--packs must be comma-separated positive integers, e.g. 1,8,32; got {text!r}")
     return sizes
-
-
-class ThroughputFailed(RuntimeError):
-    """A measuring process exited with an error; its stderr tail is the message."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +64,7 @@ class Shape:
     bf16: bool = False
 
     def __post_init__(self) -> None:
-        from models.data.catalogue import dataset_info
-        from models.optimizers import get_spec
-
-        get_spec(self.optimizer)
-        dataset_info(self.dataset)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+        check_options(self.optimizer, self.dataset, self.device)
 
     @property
     def steps_per_trial(self) -> int:
@@ -139,14 +130,12 @@ def run(shape: Shape, console: Any = None) -> Report:
     check_available(shape.dataset, shape.data_dir, download=False)
     alone = _measure([("single", 1)], shape, console)[0]
     report = Report(shape, alone["device"], alone["flops"], environment=alone["environment"])
-    report.rows.append(_row("one trial per process", 1, [alone], shape, report))
+    report.rows.append(_row("one trial per process", 1, [alone], report))
     together = _measure([("single", 1)] * shape.processes, shape, console)
-    report.rows.append(
-        _row(f"{shape.processes} processes per device", shape.processes, together, shape, report)
-    )
+    report.rows.append(_row(f"{shape.processes} processes per device", shape.processes, together, report))
     for k in shape.packs:
         (result,) = _measure([("pack", k)], shape, console)
-        report.rows.append(_row(f"pack of {k}", k, [result], shape, report))
+        report.rows.append(_row(f"pack of {k}", k, [result], report))
         if result.get("error"):
             break
     return report
@@ -181,20 +170,19 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}" if value >= 0.01 else f"{value:.2%}"
 
 
-def _row(path: str, k: int, results: list[dict[str, Any]], shape: Shape, report: Report) -> Row:
+def _row(path: str, k: int, results: list[dict[str, Any]], report: Report) -> Row:
     failed = next((r["error"] for r in results if r.get("error")), None)
     if failed:
         return Row(path, k, error=failed)
-    per_trial = [r["step_seconds"] / r["members"] for r in results]
-    trials_per_second = sum(1 / (s * shape.steps_per_trial) for s in per_trial)
+    member_steps = sum(r["members"] / r["step_seconds"] for r in results)  # per second, all processes
     utils = [r["utilisation"] for r in results if r.get("utilisation") is not None]
     peaks = _peaks(report.device)
-    flops = trials_per_second * shape.steps_per_trial * report.flops_per_trial_step
+    flops = member_steps * report.flops_per_trial_step
     return Row(
         path,
         k,
         step_seconds=max(r["step_seconds"] for r in results),
-        trials_per_hour=3600 * trials_per_second,
+        trials_per_hour=3600 * member_steps / report.shape.steps_per_trial,
         utilisation=max(utils) if utils else None,
         peak_fp32=flops / (peaks[0] * 1e12) if peaks else None,
         peak_bf16=flops / (peaks[1] * 1e12) if peaks else None,
@@ -225,7 +213,7 @@ def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[d
     for (path, k), proc in zip(paths, procs, strict=True):
         out, error = proc.communicate()
         if proc.returncode != 0:
-            raise ThroughputFailed(f"timing {path} K={k} failed:\n{error[-3000:]}")
+            raise BenchFailed(f"timing {path} K={k} failed:\n{error[-3000:]}")
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
 
@@ -234,9 +222,6 @@ def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[d
 
 
 def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
-    import logging
-    import warnings
-
     import lightning as L
     import torch
 
@@ -247,11 +232,10 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
     from sweeps.engine.runtime import flush_denormals, tune_allocator
     from sweeps.tracking.environment import environment_tags
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet()
     tune_allocator()
     flush_denormals()
-    device = shape.device if shape.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(shape.device)
     data = MNISTDataModule(shape.dataset, shape.data_dir, batch_size=shape.batch_size, download=False)
     if path == "pack":
         module: L.LightningModule = PackModule([Member(shape.optimizer, seed=s) for s in range(k)])
@@ -272,8 +256,12 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    found = {"device": name, "members": k, "flops": _flops(shape), "environment": environment_tags()}
+    found = {
+        "device": device_name(device),
+        "members": k,
+        "flops": _flops(shape),
+        "environment": environment_tags(),
+    }
     try:
         trainer.fit(module, datamodule=datamodule)
     except torch.OutOfMemoryError:
@@ -302,10 +290,6 @@ def _timer(warmup: int, steps: int, device: str) -> Any:
     import torch
     from lightning.pytorch.callbacks import Callback
 
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
     class Timer(Callback):
         seconds = math.nan
         utilisation: float | None = None
@@ -318,13 +302,13 @@ def _timer(warmup: int, steps: int, device: str) -> Any:
         def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
             self._batches += 1
             if self._batches == warmup + 1:
-                sync()
+                sync(device)
                 self._start = time.perf_counter()
                 if device == "cuda":
                     threading.Thread(target=self._sample, daemon=True).start()
 
         def on_train_end(self, trainer: Any, *_: Any) -> None:
-            sync()
+            sync(device)
             self.seconds = (time.perf_counter() - self._start) / steps
             self._stop.set()
             if self._samples:
