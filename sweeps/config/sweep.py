@@ -70,7 +70,6 @@ class StudyConfig(Strict):
             f"direction: give study.direction (maximize or minimize) for {metric!r}; it is known for"
             f" {', '.join(METRIC_DIRECTIONS)} only"
         )
-        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
@@ -180,7 +179,10 @@ class SweepConfig(TrainConfig):
         if "scheduler" not in info.data or "trainer" not in info.data:
             return search  # the scheduler or trainer section is wrong, and reported
         settings = search.settings()
-        most = _extreme(settings.get("scheduler.warmup_epochs", 0), max)
+        # a warm-up the spec fixes meets a searched run length here; with neither searched the train config
+        # checks the pair itself
+        fixed = info.data["scheduler"].warmup_epochs or 0 if "trainer.max_epochs" in settings else 0
+        most = _extreme(settings.get("scheduler.warmup_epochs", fixed), max)
         fewest = _extreme(settings.get("trainer.max_epochs", info.data["trainer"].max_epochs), min)
         if most >= fewest:
             raise ValueError(
@@ -188,7 +190,7 @@ class SweepConfig(TrainConfig):
                 " (trainer.max_epochs)"
             )
         schedules = search.schedules(info.data["scheduler"].name)
-        for key in search.settings():
+        for key in settings:
             section, _, name = key.partition(".")
             if section == "scheduler" and name != "name" and not any(name in SCHEDULES[s] for s in schedules):
                 takers = [s for s, takes in SCHEDULES.items() if name in takes]

@@ -292,6 +292,11 @@ BAD = [
         "search.scheduler.warmup_epochs",
         "may run only 1",
     ),
+    (
+        ["scheduler.name=cosine", "scheduler.warmup_epochs=3", "search.trainer.max_epochs=[2, 10]"],
+        "search.scheduler.warmup_epochs",
+        "up to 3 warm-up epochs, but a trial may run only 2",
+    ),
 ]
 
 
