@@ -73,10 +73,14 @@ class Evidence:
         return TEST_NAMES[self.test]
 
 
+def final_of(curve: str) -> Callable[[Entry], np.ndarray]:
+    return lambda e: e.column(curve, e.epochs)
+
+
 QUANTITIES: Mapping[str, Callable[[Entry], np.ndarray]] = {
-    "final acc": lambda e: e.column("val_acc", e.epochs),
+    "final acc": final_of("val_acc"),
     "best acc": lambda e: e.best("val_acc", higher_is_better=True),
-    "final loss": lambda e: e.column("val_loss", e.epochs),
+    "final loss": final_of("val_loss"),
     "best loss": lambda e: e.best("val_loss", higher_is_better=False),
 }
 """Per-seed quantities every optimizer gets an interval of; the time to the target is added per report."""
@@ -110,10 +114,6 @@ def band(entry: Entry, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         np.array([f.low for f in found]),
         np.array([f.high for f in found]),
     )
-
-
-def final_of(curve: str) -> Callable[[Entry], np.ndarray]:
-    return lambda e: e.column(curve, e.epochs)
 
 
 def weigh(

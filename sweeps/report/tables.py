@@ -54,15 +54,17 @@ class Report:
     terminal: bool = True
 
 
-def cell(found: Interval, seeds: int | None = None, digits: int = 4, std: bool = True) -> str:
-    """``mean ± std [low, high]`` (without ``std``: ``mean [low, high]``); the mean alone from one seed,
-    ``—`` from none; ``(n/k)`` when only n of the k seeds have a value."""
+def cell(
+    found: Interval, seeds: int | None = None, digits: int = 4, std: bool = True, bounds: bool = True
+) -> str:
+    """``mean ± std [low, high]`` (without ``std`` or ``bounds``, less those parts); the mean alone from one
+    seed, ``—`` from none; ``(n/k)`` when only n of the k seeds have a value."""
     if not found.n:
         return "—"
     text = f"{found.mean:.{digits}f}"
     if found.n > 1:
         text += f" ± {found.std:.{digits}f}" if std else ""
-        text += f" [{found.low:.{digits}f}, {found.high:.{digits}f}]"
+        text += f" [{found.low:.{digits}f}, {found.high:.{digits}f}]" if bounds else ""
     return text + (f" ({found.n}/{seeds})" if seeds and found.n < seeds else "")
 
 
@@ -78,9 +80,9 @@ def numbers(prefix: str, found: Interval) -> dict[str, float | int]:
 
 
 def scaling(results: Results) -> str:
-    """The input scaling the sweep trained with (``standard`` where the config predates the choice)."""
-    name = getattr(results.sweep.data, "scaling", "standard")
-    return f"input scaling {name} ({SCALINGS.get(name, name)})"
+    """The input scaling the sweep trained with."""
+    name = results.sweep.data.scaling
+    return f"input scaling {name} ({SCALINGS[name]})"
 
 
 def setting(results: Results) -> str:
@@ -110,14 +112,6 @@ def is_seed_setting(results: Results, entries: Mapping[str, Entry]) -> bool:
             for e in entries.values()
         )
     )
-
-
-def _pm(found: Interval, seeds: int) -> str:
-    """``mean ± std`` over the seeds (the mean alone from one, ``—`` from none, ``(n/k)`` from n of k)."""
-    if not found.n:
-        return "—"
-    text = f"{found.mean:.4f}" + (f" ± {found.std:.4f}" if found.n > 1 else "")
-    return text + (f" ({found.n}/{seeds})" if found.n < seeds else "")
 
 
 def _minutes(seconds: float) -> str:
@@ -177,7 +171,7 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
         for epoch in epochs:
             for metric, short in shown_metrics:
                 found = interval(entry.column(metric, epoch))
-                shown[f"{short} @{epoch}"] = _pm(found, entry.seeds)
+                shown[f"{short} @{epoch}"] = cell(found, entry.seeds, bounds=False)
                 row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = found.mean, found.std
         seconds = interval(entry.seconds_each())
         shown["time"] = _minutes(seconds.mean)
@@ -239,7 +233,9 @@ def shootout_table(results: Results, evidence: Evidence) -> Report:
         for label in ("default", "tuned"):
             phase = evidence.phases.get(label)
             found = phase.intervals.get(name) if phase else None
-            shown[f"{label} {time}"] = _mean_of(found[time], k) if found else "—"
+            shown[f"{label} {time}"] = (
+                cell(found[time], k, digits=1, std=False, bounds=False) if found else "—"
+            )
             row |= numbers(f"{label}_seconds_to_target", found[time]) if found else {}
         tuned = results.tuned.get(name)
         if tuned:
@@ -269,13 +265,6 @@ def shootout_table(results: Results, evidence: Evidence) -> Report:
         notes.append("published rank: the classic Keras comparison (MNIST), whose setting the defaults are.")
     title = f"Fair shoot-out: default vs tuned (test split, {k} paired seeds)"
     return Report("shootout", title, pd.DataFrame(display), pd.DataFrame(rows), tuple(notes))
-
-
-def _mean_of(found: Interval, seeds: int) -> str:
-    """Seconds as ``mean`` over the seeds that have a value, ``(n/k)`` when not all do, ``—`` for none."""
-    if not found.n:
-        return "—"
-    return f"{found.mean:.1f}" + (f" ({found.n}/{seeds})" if found.n < seeds else "")
 
 
 def _short(value: object) -> str:
