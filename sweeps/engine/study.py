@@ -212,12 +212,18 @@ def best_search(study: optuna.Study, trials: list[FrozenTrial] | None = None) ->
 
 
 def best_per_optimizer(
-    study: optuna.Study, sweep: SweepConfig, of_phase: str = SEARCH
+    study: optuna.Study,
+    sweep: SweepConfig,
+    of_phase: str = SEARCH,
+    trials: list[FrozenTrial] | None = None,
 ) -> dict[str, FrozenTrial]:
-    """Each optimizer's best complete trial of one phase, in the spec's optimizer order."""
+    """Each optimizer's best complete trial of one phase (of ``trials``, else of the study), in the spec's
+    optimizer order."""
     better = max if sweep.study.direction == "maximize" else min
     done = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if phase(t) == of_phase
+        t
+        for t in (trials if trials is not None else study.get_trials(deepcopy=False))
+        if t.state == TrialState.COMPLETE and phase(t) == of_phase
     ]
     found = {}
     for name in searched_optimizers(sweep):

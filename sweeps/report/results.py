@@ -154,18 +154,19 @@ def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Resul
     client = MlflowClient(tracking_uri)
     experiment = study.user_attrs[EXPERIMENT_ATTR]
     metrics = tuple(dict.fromkeys((*CURVES, sweep.study.epoch_metric)))
+    trials = study.get_trials(deepcopy=False)  # read once for every phase
 
     def entries(of_phase: str) -> dict[str, Entry]:
-        best = best_per_optimizer(study, sweep, of_phase)
+        best = best_per_optimizer(study, sweep, of_phase, trials)
         split = measured_on(sweep, of_phase)
         return {name: _entry(client, experiment, name, t, split, metrics) for name, t in best.items()}
 
-    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(study))
+    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(trials))
 
 
-def _search_trials(study: optuna.Study) -> tuple[SearchTrial, ...]:
+def _search_trials(trials: list[optuna.trial.FrozenTrial]) -> tuple[SearchTrial, ...]:
     found = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         name = trial_optimizer(t)
         if phase(t) != SEARCH or not t.state.is_finished() or not spent(t) or not name:
             continue
