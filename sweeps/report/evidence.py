@@ -10,6 +10,7 @@ pair. Intervals are Student t (``stats.interval`` says why not the bootstrap on 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -107,8 +108,12 @@ def aligned(entries: Mapping[K, Entry], values: Callable[[Entry], np.ndarray]) -
 
 def band(entry: Entry, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per epoch, ``metric``'s mean over the seeds and its interval's bounds (NaN with one seed): the
-    learning curves' bands."""
-    found = [interval(entry.column(metric, e), LEVEL, INTERVAL_METHOD) for e in range(1, entry.epochs + 1)]
+    learning curves' bands. A curve the module never logged is all NaN: an empty line, without warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = [
+            interval(entry.column(metric, e), LEVEL, INTERVAL_METHOD) for e in range(1, entry.epochs + 1)
+        ]
     return (
         np.array([f.mean for f in found]),
         np.array([f.low for f in found]),

@@ -32,13 +32,14 @@ def colours(names: Sequence[str]) -> dict[str, str]:
 def curves(results: Results) -> go.Figure:
     """Validation accuracy and loss per epoch: per optimizer its best (tuned where retrained, solid) and its
     untuned default (dashed), each with the interval of the mean over its seeds as a band."""
-    fig = make_subplots(1, 2, subplot_titles=("validation accuracy", "validation loss"))
+    first = results.first_curve
+    fig = make_subplots(1, 2, subplot_titles=(first[1], "validation loss"))
     palette = colours(list(results.headline))
     for name, entry in results.headline.items():
         label = f"{name} (tuned)" if entry.phase == TUNED else name
-        _line(fig, entry, palette[name], "solid", label)
+        _line(fig, entry, palette[name], "solid", label, first[0])
         if name in results.default:
-            _line(fig, results.default[name], palette[name], "dash", f"{name} (default)")
+            _line(fig, results.default[name], palette[name], "dash", f"{name} (default)", first[0])
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_layout(
@@ -49,9 +50,9 @@ def curves(results: Results) -> go.Figure:
     return fig
 
 
-def _line(fig: go.Figure, entry: Entry, colour: str, dash: str, label: str) -> None:
+def _line(fig: go.Figure, entry: Entry, colour: str, dash: str, label: str, first: str) -> None:
     epochs = np.arange(1, entry.epochs + 1)
-    for col, metric in ((1, "val_acc"), (2, "val_loss")):
+    for col, metric in ((1, first), (2, "val_loss")):
         mean, low, high = band(entry, metric)
         if entry.seeds > 1:
             outline = np.concatenate([epochs, epochs[::-1]])

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from sweeps.names import EPOCH_METRICS, TUNED  # noqa: E402
+from sweeps.names import TUNED  # noqa: E402
 from sweeps.report.evidence import LEVEL, band  # noqa: E402
 from sweeps.report.results import Entry, Results  # noqa: E402
 from sweeps.report.search_plots import SKIPPED, search_plots  # noqa: E402
@@ -32,8 +32,7 @@ def curves(results: Results, path: Path) -> Path:
     (dashed), each with the 95 % interval of the mean over its seeds as a band."""
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     colours = plt.get_cmap("tab10")
-    metric = results.sweep.study.epoch_metric
-    first = ("val_acc", "validation accuracy") if metric in EPOCH_METRICS else (metric, metric)
+    first = results.first_curve
     for i, (name, entry) in enumerate(results.headline.items()):
         label = f"{name} (tuned)" if entry.phase == TUNED else name
         _line(acc, loss, entry, colours(i % 10), "-", label, first[0])
@@ -55,9 +54,7 @@ def curves(results: Results, path: Path) -> Path:
 def _line(acc: plt.Axes, loss: plt.Axes, entry: Entry, colour, style: str, label: str, first: str) -> None:
     epochs = np.arange(1, entry.epochs + 1)
     for axis, metric in ((acc, first), (loss, "val_loss")):
-        with warnings.catch_warnings():  # a curve the module never logged is all NaN: an empty line
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, low, high = band(entry, metric)
+        mean, low, high = band(entry, metric)
         axis.plot(epochs, mean, style, color=colour, marker="o", markersize=3, label=label)
         if entry.seeds > 1:
             axis.fill_between(epochs, low, high, color=colour, alpha=0.15, linewidth=0)

@@ -19,6 +19,7 @@ from sweeps.engine.study import best_per_optimizer, spent
 from sweeps.names import (
     CONFIG_ATTR,
     DEFAULT,
+    EPOCH_METRICS,
     EXPERIMENT_ATTR,
     PARENT_TAG,
     RUN_ATTR,
@@ -121,6 +122,13 @@ class Results:
         """The per-epoch metric optimizers are ranked on: the sweep's metric, read at the final epoch
         (``best_val_acc`` ranks on final val_acc: picking the best epoch on the test split would flatter)."""
         return self.sweep.study.epoch_metric
+
+    @property
+    def first_curve(self) -> tuple[str, str]:
+        """The first curve of the learning-curve figures and its title: validation accuracy, or the study's
+        metric when the module logs its own."""
+        metric = self.sweep.study.epoch_metric
+        return ("val_acc", "validation accuracy") if metric in EPOCH_METRICS else (metric, metric)
 
     def kept_default(self, name: str) -> bool:
         """Whether ``name``'s tuned config trains exactly as its default: the search found nothing better
