@@ -1,0 +1,85 @@
+"""What every command shares: the consoles, the exit codes, the options several commands take, and how a
+mistake ends a command. Nothing heavy is imported here: ``sweeps --help`` and a mistyped command must answer
+before torch, Lightning or MLflow would have loaded."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    ),
+]
+Storage = Annotated[
+    str | None,
+    typer.Option(
+        "--storage", help="Optuna storage URL (default: $SWEEPS_STORAGE, else the embedded SQLite file)"
+    ),
+]
+Pack = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=256,
+        envvar="SWEEPS_PACK",
+        help="trials each worker trains as one stacked model (default: $SWEEPS_PACK, else study.pack)",
+    ),
+]
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+C = TypeVar("C")
+
+
+def checked(loader: Callable[[Path, Sequence[str]], C], config: Path, overrides: list[str] | None) -> C:
+    """A validated config, or exit 2 with the message that names every bad field."""
+    from sweeps.config.files import ConfigError
+
+    try:
+        return loader(config, overrides or ())
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def quiet_libraries() -> None:
+    """Lightning's banners and tips are noise on a terminal that shows one line per epoch."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def log_progress() -> None:
+    """A worker's log (its stderr) shows what the engine reports at INFO: a trial pruned, or resumed from
+    its checkpoint at some epoch."""
+    engine = logging.getLogger("sweeps")
+    engine.setLevel(logging.INFO)
+    if not engine.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        engine.addHandler(handler)

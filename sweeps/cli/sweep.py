@@ -1,0 +1,147 @@
+"""``sweeps run``, ``worker`` and ``status``: a sweep launched, joined from anywhere, and watched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sweeps.cli.common import (
+    Pack,
+    Storage,
+    TrackingUri,
+    checked,
+    console,
+    fail,
+    log_progress,
+    quiet_libraries,
+)
+
+
+def run_sweep(
+    config: Annotated[Path, typer.Argument(help="YAML sweep spec, e.g. conf/sweep.yaml")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="worker processes (CPU: default 1; GPU: cap; 0: create the study only)"),
+    ] = None,
+    workers_per_gpu: Annotated[int, typer.Option(min=1, help="workers packed on each GPU")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch threads per worker (default: cores / workers)")
+    ] = None,
+    pack: Pack = None,
+) -> None:
+    """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores."""
+    from sweeps.config.sweep import load_sweep
+
+    sweep = checked(load_sweep, config, overrides)
+    quiet_libraries()
+    import torch
+
+    from models.data.files import DatasetNotFound
+    from sweeps.config.files import ConfigError
+    from sweeps.engine import launcher, study
+    from sweeps.engine.preflight import check_sweep
+    from sweeps.engine.servers import check_storage, check_tracking
+    from sweeps.engine.storage.urls import storage_url
+    from sweeps.tracking.uris import mask
+    from sweeps.tracking.uris import tracking_uri as resolve_tracking
+
+    try:
+        check_sweep(sweep)
+        url, uri = storage_url(storage), resolve_tracking(tracking_uri)
+        check_storage(url)
+        check_tracking(uri)
+        created = study.create(sweep, url, uri)
+    except (ConfigError, DatasetNotFound, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {mask(uri)}", soft_wrap=True)
+    if workers == 0:
+        console.print(f"created; join with: {_join_command(sweep.study.name, url, uri)}", soft_wrap=True)
+        return
+    gpus = launcher.visible_gpus(os.environ, torch.cuda.device_count())
+    slots = launcher.plan(workers, workers_per_gpu, gpus, os.cpu_count() or 1, threads)
+    try:
+        outcome = launcher.run(created, sweep, url, uri, slots, console, pack)
+    except KeyboardInterrupt:
+        raise fail("interrupted; run the same command again to resume", code=130) from None
+    if outcome.all_failed:
+        raise fail(
+            f"every search trial failed, most with: {outcome.reason}; the tracebacks are in {outcome.logs}/",
+            code=1,
+        )
+    if outcome.failed:
+        raise fail(f"{outcome.failed} worker(s) exited with an error; see {outcome.logs}/", code=1)
+
+
+def _join_command(name: str, storage_url: str, tracking_uri: str) -> str:
+    """A command that joins the sweep when pasted: a URL with a password is not printed, the variable that
+    must hold it is named instead."""
+    from sweeps.tracking.uris import has_secret
+
+    urls = {"SWEEPS_STORAGE": storage_url, "MLFLOW_TRACKING_URI": tracking_uri}
+    hidden = [variable for variable, url in urls.items() if has_secret(url)]
+    shown = "" if has_secret(storage_url) else f"SWEEPS_STORAGE='{storage_url}' "
+    command = f"{shown}sweeps worker --study {name}"
+    if hidden:
+        command += f"   (with ${' and $'.join(hidden)} set: they hold a password, which is not printed)"
+    return command
+
+
+def worker(
+    study_name: Annotated[str, typer.Option("--study", help="name of an existing study")],
+    storage: Storage = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_TRACKING_URI",
+            help="MLflow URI as this machine reaches it (default: $MLFLOW_TRACKING_URI, else the study's)",
+        ),
+    ] = None,
+    index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = None,
+    pack: Pack = None,
+) -> None:
+    """Join an existing sweep from any machine and run its trials until the budget is spent."""
+    from sweeps.engine.runtime import tune_allocator
+
+    tune_allocator()
+    quiet_libraries()
+    log_progress()
+    from sweeps.engine.servers import check_storage
+    from sweeps.engine.storage.rdb import StudyNotFoundError
+    from sweeps.engine.storage.urls import storage_url
+    from sweeps.engine.worker import run_worker
+
+    try:
+        url = storage_url(storage)
+        check_storage(url)
+        ran = run_worker(study_name, url, tracking_uri, index, threads, pack)
+    except (StudyNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"worker {index}: {ran} trial(s) run; no budget left")
+
+
+def status(
+    study_name: Annotated[str, typer.Argument(help="the sweep's study name")],
+    storage: Storage = None,
+) -> None:
+    """Progress of a running or finished sweep, read from its storage."""
+    quiet_libraries()
+    from sweeps.engine.progress import summary
+    from sweeps.engine.servers import check_storage
+    from sweeps.engine.storage.rdb import StudyNotFoundError
+    from sweeps.engine.storage.urls import storage_url
+    from sweeps.engine.study import open_sweep
+
+    try:
+        url = storage_url(storage)
+        check_storage(url)
+        found, sweep = open_sweep(study_name, url)
+    except (StudyNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(summary(found, sweep))

@@ -1,0 +1,131 @@
+"""``sweeps optimizers``, ``bench`` and ``trajectories``: the registry, benchmarks and optimizer paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sweeps.cli.common import TrackingUri, console, fail
+
+
+def optimizers() -> None:
+    """List the optimizer registry: each entry's hyperparameters and its torch and keras presets."""
+    from rich.table import Table
+
+    from models.optimizers import PRESETS, REGISTRY
+
+    caption = "any torch.optim.Optimizer subclass works too: optimizer.name=package.module:Class"
+    table = Table("name", "summary", *(f"{p} preset" for p in PRESETS), caption=caption)
+    for spec in REGISTRY.values():
+        presets = (", ".join(f"{k}={v}" for k, v in spec.presets[p].items()) for p in PRESETS)
+        table.add_row(spec.name, spec.summary, *presets)
+    console.print(table)
+
+
+def bench(
+    dataset: Annotated[str, typer.Option(help="data set to time on")] = "fashion_mnist",
+    data_dir: Annotated[Path | None, typer.Option(help="folder with the IDX files")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    optimizer: Annotated[str, typer.Option(help="registry optimizer every path uses")] = "adam",
+    train_subset: Annotated[
+        int | None, typer.Option(min=1, help="time on a subset (default: all 60k)")
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="epochs timed per path, interleaved")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    bf16: Annotated[bool, typer.Option(help="also time our path with bf16 autocast")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON results")] = Path("bench.json"),
+    trials: Annotated[
+        bool, typer.Option("--trials", help="trials per hour instead: one per process, K processes, packs")
+    ] = False,
+    packs: Annotated[str, typer.Option(help="with --trials: the pack sizes K to time")] = "1,8,32,64,128",
+    processes: Annotated[int, typer.Option(min=1, help="with --trials: processes sharing the device")] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="with --trials: epochs of one trial")] = 10,
+    steps: Annotated[int, typer.Option(min=1, help="with --trials: training steps timed per path")] = 20,
+) -> None:
+    """Seconds per training epoch, side by side: (a) the usual Lightning + DataLoader recipe, (b) a plain
+    PyTorch loop on resident tensors, (c) this project's training path. With --trials: trials per hour of
+    one trial shape, one trial per process, K processes per device, and packs of K trials."""
+    from sweeps.config.files import ConfigError
+    from sweeps.report.terminal import show
+    from sweeps.tools import bench as benchmark
+    from sweeps.tools import throughput
+
+    common = {"dataset": dataset, "data_dir": data_dir, "optimizer": optimizer, "batch_size": batch_size}
+    common |= {"device": device, "bf16": bf16}
+    try:
+        if trials:
+            shape = throughput.Shape(
+                **common, epochs=epochs, packs=throughput.pack_sizes(packs), processes=processes, steps=steps
+            )
+            measured: Any = throughput.run(shape, console)
+            shown = throughput.table(measured)
+        else:
+            measured = benchmark.run(
+                benchmark.BenchSpec(**common, train_subset=train_subset, repeats=repeats), console
+            )
+            shown = benchmark.table(measured)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    except benchmark.BenchFailed as exc:
+        raise fail(str(exc), code=1) from None
+    out.write_text(measured.to_json())
+    show(console, shown)
+    console.print(f"results written to {out}")
+
+
+def trajectories(
+    out: Annotated[Path, typer.Option(help="folder for the PNG, GIF, CSV and JSON")] = Path("trajectories"),
+    optimizers: Annotated[
+        str | None,
+        typer.Option(help="comma-separated registry names (default: all; see `sweeps optimizers`)"),
+    ] = None,
+    surfaces: Annotated[
+        str | None, typer.Option(help="comma-separated: rosenbrock, saddle, double_well (default: all)")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, max=100_000, help="optimizer steps per path")] = 300,
+    preset: Annotated[str, typer.Option(help="default hyperparameters: torch or keras")] = "torch",
+    surface_lr: Annotated[
+        bool,
+        typer.Option(
+            "--surface-lr/--preset-lr",
+            help="each surface's lr per optimizer (the presets' are invisible or explode) or the preset's",
+        ),
+    ] = True,
+    gif: Annotated[bool, typer.Option("--gif/--no-gif", help="also write the animated GIF")] = True,
+    log: Annotated[
+        bool,
+        typer.Option("--log/--no-log", help="log the files to an MLflow run (experiment 'trajectories')"),
+    ] = False,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Run every optimizer (real torch.optim steps) on classic 2-D surfaces — a narrow valley, a saddle, a
+    local minimum — and draw their paths on the contours. --tracking-uri implies --log."""
+    from models.optimizers import PRESETS
+    from sweeps.tools.trajectories.make import EXPERIMENT, Settings, checked_names, make
+    from sweeps.tracking.uris import mask
+    from sweeps.tracking.uris import tracking_uri as resolve_tracking
+
+    try:
+        settings = Settings(
+            checked_names(optimizers, "optimizer"),
+            checked_names(surfaces, "surface"),
+            steps,
+            preset,
+            surface_lr,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if preset not in PRESETS:
+        raise fail(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"cannot create --out {out}: {exc}") from None
+    uri = resolve_tracking(tracking_uri) if log or tracking_uri else None
+    made = make(settings, out, gif, uri)
+    console.print(made.table)
+    console.print(f"written to {out}/: {', '.join(f.name for f in made.files)}")
+    if uri:
+        console.print(f"logged as run {made.run_id} in experiment '{EXPERIMENT}' of {mask(uri)}")

@@ -1,0 +1,47 @@
+"""``sweeps train``: one tracked training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sweeps.cli.common import EXIT_DIVERGED, TrackingUri, checked, console, fail, quiet_libraries
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML run config, e.g. conf/train.yaml")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Train once with one optimizer and record the run (params, per-epoch curves, config) in MLflow."""
+    from sweeps.config.train import load
+
+    cfg = checked(load, config, overrides)
+    from sweeps.engine.runtime import tune_allocator
+
+    tune_allocator()
+    quiet_libraries()
+    from models.data.files import DatasetNotFound
+    from sweeps.config.files import ConfigError
+    from sweeps.engine.servers import Unreachable, check_tracking
+    from sweeps.engine.training import train as run
+    from sweeps.tracking.uris import tracking_uri as resolve_tracking
+
+    try:
+        uri = resolve_tracking(tracking_uri)
+        check_tracking(uri)
+        result = run(cfg, uri, console=console)
+    except (ConfigError, DatasetNotFound, Unreachable) as exc:
+        raise fail(str(exc)) from None
+    if result.outcome == "diverged":
+        console.print(f"[bold red]diverged:[/] {result.reason} (run {result.run_id} marked FAILED)")
+        raise typer.Exit(EXIT_DIVERGED)
+    last = {k: v for k, v in (result.history or [{}])[-1].items() if k not in ("epoch", "epoch_seconds")}
+    found = f"best val_acc {result.best_val_acc:.4f}" if "val_acc" in last else _shown(last)
+    console.print(f"[bold green]done[/] {found} in {result.total_seconds:.1f}s (run {result.run_id})")
+
+
+def _shown(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{key} {value:.4f}" for key, value in metrics.items()) or "no metrics logged"
