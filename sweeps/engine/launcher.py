@@ -1,16 +1,19 @@
-"""``sweeps run``: create the study, start one worker process per GPU (or split the CPU cores), and show
-live progress from the storage until the budget is spent."""
+"""``sweeps run``: create the study, start its workers (here: one process per GPU, or splitting the CPU cores;
+elsewhere through a scheduler, :mod:`sweeps.engine.slurm` and :mod:`sweeps.engine.raycluster`), and show live
+progress from the storage until the budget is spent."""
 
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
@@ -19,9 +22,9 @@ from rich.live import Live
 
 from sweeps.config.sweep import SweepConfig
 from sweeps.engine import study as sweep_study
-from sweeps.engine.progress import summary
+from sweeps.engine.progress import JobStates, summary
 from sweeps.engine.storage.urls import STORAGE_ENV
-from sweeps.names import WORKER_ATTR
+from sweeps.names import JOBS_ATTR, WORKER_ATTR
 from sweeps.tracking.uris import TRACKING_ENV
 
 
@@ -54,21 +57,42 @@ def plan(
     return [Slot(i, gpu, threads) for i, gpu in enumerate(devices)]
 
 
+def worker_args(name: str, index: int, threads: int | None = None, pack: int | None = None) -> list[str]:
+    """The arguments of ``sweeps worker`` for worker ``index``: the one command every launcher runs, in a
+    process of its own here, in an array task's or a Ray actor's process elsewhere."""
+    args = ["--study", name, "--index", str(index)]
+    args += ["--threads", str(threads)] if threads else []
+    return args + (["--pack", str(pack)] if pack else [])
+
+
+def worker_env(storage_url: str, tracking_uri: str) -> dict[str, str]:
+    """What a worker gets by environment, not argv, where ``ps`` would show a password: the storage URL and
+    the sweep's MLflow store, which replaces any ``MLFLOW_TRACKING_URI`` the user exported (it would send the
+    trials' runs elsewhere)."""
+    return {STORAGE_ENV: storage_url, TRACKING_ENV: tracking_uri}
+
+
+def worker_main(args: Sequence[str]) -> int:
+    """``sweeps worker ARGS`` in this process, as ``python -m sweeps worker ARGS`` runs it: how an array task
+    or a Ray actor, whose process the scheduler starts, runs the worker. Returns its exit code."""
+    argv = sys.argv
+    sys.argv = ["sweeps", "worker", *args]
+    try:
+        runpy.run_module("sweeps", run_name="__main__", alter_sys=True)
+    except SystemExit as exit:  # the command line always ends this way
+        return exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    finally:
+        sys.argv = argv
+    return 0
+
+
 def start(
     slot: Slot, name: str, storage_url: str, tracking_uri: str, logs: Path, pack: int | None = None
 ) -> subprocess.Popen:
-    """One ``sweeps worker`` process. The storage URL and the sweep's MLflow store go by environment, not
-    argv, where ``ps`` would show a password; the MLflow store replaces any ``MLFLOW_TRACKING_URI`` the user
-    exported, which would otherwise send the trials' runs elsewhere."""
+    """One ``sweeps worker`` process on the slot's GPU, its output in ``logs/worker-<i>.log``."""
     logs.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "sweeps", "worker", "--study", name]
-    command += ["--index", str(slot.index), "--threads", str(slot.threads)]
-    command += ["--pack", str(pack)] if pack else []
-    env = os.environ | {
-        "CUDA_VISIBLE_DEVICES": slot.gpu,
-        STORAGE_ENV: storage_url,
-        TRACKING_ENV: tracking_uri,
-    }
+    command = [sys.executable, "-m", "sweeps", "worker", *worker_args(name, slot.index, slot.threads, pack)]
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": slot.gpu} | worker_env(storage_url, tracking_uri)
     with (logs / f"worker-{slot.index}.log").open("ab") as log:  # the child keeps its own copy
         # A session of its own: a terminal's Ctrl-C reaches the launcher only, which sends each worker
         # exactly one SIGINT (a second one would interrupt the worker while it records the stopped trial).
@@ -76,44 +100,108 @@ def start(
         return subprocess.Popen(command, env=env, start_new_session=True, **out)
 
 
-def supervise(
-    procs: list[subprocess.Popen],
-    study: optuna.Study,
-    sweep: SweepConfig,
-    console: Console,
-    refresh: float = 1.0,
-) -> int:
-    """Show progress until every worker exits; Ctrl-C stops the workers cleanly (their trials end as failed
-    or killed, nothing stays RUNNING). Returns the number of workers that exited with an error."""
-    try:
-        with Live(summary(study, sweep), console=console, refresh_per_second=4, transient=False) as live:
-            while any(p.poll() is None for p in procs):
-                time.sleep(refresh)
-                live.update(summary(study, sweep))
-            live.update(summary(study, sweep))
-        if not console.is_terminal:  # Live leaves its last view without a line end in a file or pipe
-            console.line()
-    except KeyboardInterrupt:
+class Workers(Protocol):
+    """How a launcher's workers start, are polled and are stopped: local processes, a SLURM job array, Ray
+    actors. Everything else (the live view, Ctrl-C, the parent run's end, the retrains) is :func:`run`'s."""
+
+    logs: Path
+    """Where their logs go."""
+    refresh: float
+    """Seconds between two polls."""
+
+    def start(self) -> dict[str, Any] | None:
+        """Start one round of workers; returns the scheduler job to record on the study, if any."""
+
+    def poll(self) -> list[JobStates]:
+        """Ask the scheduler about the workers once; what it says, for the live view."""
+
+    def alive(self) -> bool:
+        """Whether any worker may still run a trial (as of the last poll)."""
+
+    def failed(self) -> int:
+        """How many workers exited with an error, once none is alive."""
+
+    def stop(self, console: Console) -> None:
+        """Stop every worker (Ctrl-C), saying so, and wait for them to go."""
+
+    def owns(self, worker: str) -> bool:
+        """Whether a trial's worker label (``WORKER_ATTR``) names one of these workers."""
+
+
+@dataclass
+class Processes:
+    """Workers as processes of this machine, one per slot."""
+
+    slots: list[Slot]
+    name: str
+    storage_url: str
+    tracking_uri: str
+    logs: Path
+    pack: int | None = None
+    refresh: float = 1.0
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.procs = [
+            start(s, self.name, self.storage_url, self.tracking_uri, self.logs, self.pack) for s in self.slots
+        ]
+
+    def poll(self) -> list[JobStates]:
+        return []
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for p in self.procs)
+
+    def failed(self) -> int:
+        return sum(p.returncode != 0 for p in self.procs)
+
+    def stop(self, console: Console) -> None:
+        """Each worker gets one SIGINT: its trial ends failed or killed, nothing stays RUNNING."""
         console.print("[yellow]stopping workers ...[/]")
-        for p in procs:
+        for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-        for p in procs:
+        for p in self.procs:
             try:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
-        fail_running(study, {str(p.pid) for p in procs})
+
+    def owns(self, worker: str) -> bool:
+        pid = worker.split(":")[1:2]  # host:pid[:...]
+        return bool(pid) and pid[0] in {str(p.pid) for p in self.procs}
+
+
+def supervise(workers: Workers, study: optuna.Study, sweep: SweepConfig, console: Console) -> int:
+    """Show progress until every worker is done; Ctrl-C stops the workers cleanly (their trials end as failed
+    or killed, or are given back; nothing stays RUNNING). Returns the number of workers that exited with an
+    error."""
+    try:
+        with Live(summary(study, sweep, workers.poll()), console=console, refresh_per_second=4) as live:
+            while workers.alive():
+                time.sleep(workers.refresh)
+                live.update(summary(study, sweep, workers.poll()))
+            live.update(summary(study, sweep, workers.poll()))
+        if not console.is_terminal:  # Live leaves its last view without a line end in a file or pipe
+            console.line()
+    except KeyboardInterrupt:
+        workers.stop(console)
+        fail_running(study, workers.owns)
         raise
-    return sum(p.returncode != 0 for p in procs)
+    return workers.failed()
 
 
-def fail_running(study: optuna.Study, pids: set[str]) -> None:
+def fail_running(study: optuna.Study, owns: Callable[[str], bool]) -> None:
     """Trials our stopped workers left RUNNING (killed before they could record anything) end as FAIL."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(t.user_attrs.get(WORKER_ATTR, ""))
-        if worker.split(":")[1:2] and worker.split(":")[1] in pids:
+        if owns(str(t.user_attrs.get(WORKER_ATTR, ""))):
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def record_job(study: optuna.Study, job: dict[str, Any] | None) -> None:
+    """The scheduler job a launcher submitted, kept on the study for ``sweeps status``."""
+    if job is not None:
+        study.set_user_attr(JOBS_ATTR, [*study.user_attrs.get(JOBS_ATTR, []), job])
 
 
 @dataclass(frozen=True)
@@ -128,24 +216,18 @@ class Outcome:
 
 
 def run(
-    created: optuna.Study,
-    sweep: SweepConfig,
-    storage_url: str,
-    tracking_uri: str,
-    slots: list[Slot],
-    console: Console,
-    pack: int | None = None,
+    created: optuna.Study, sweep: SweepConfig, tracking_uri: str, workers: Workers, console: Console
 ) -> Outcome:
-    """Run the sweep with local workers until its budget is spent, then (with ``study.retrain_seeds``) queue
+    """Run the sweep with ``workers`` until its budget is spent, then (with ``study.retrain_seeds``) queue
     the retrains and run them too. The parent run ends with the sweep: ``FINISHED``, ``FAILED`` when a worker
     exited with an error or every search trial failed, ``KILLED`` on Ctrl-C (``KeyboardInterrupt`` is raised
     again for the caller). The time it ran counts against ``study.timeout``."""
-    logs = Path("sweeps-logs") / sweep.study.name
+    logs = workers.logs
     try:
         while True:
-            procs = [start(s, sweep.study.name, storage_url, tracking_uri, logs, pack) for s in slots]
+            record_job(created, workers.start())
             try:
-                failed = supervise(procs, created, sweep, console)
+                failed = supervise(workers, created, sweep, console)
             except KeyboardInterrupt:
                 sweep_study.close_lost_runs(created, tracking_uri)
                 sweep_study.end_parent(created, tracking_uri, "KILLED")

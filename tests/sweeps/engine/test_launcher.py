@@ -54,9 +54,8 @@ def test_a_worker_that_exits_with_an_error_ends_the_parent_failed(
         return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
 
     monkeypatch.setattr(launcher, "start", broken)
-    outcome = launcher.run(
-        created, sweep, url, tracking, launcher.plan(2, 1, [], 2), Console(file=io.StringIO())
-    )
+    workers = launcher.Processes(launcher.plan(2, 1, [], 2), "e2e", url, tracking, tmp_path / "logs")
+    outcome = launcher.run(created, sweep, tracking, workers, Console(file=io.StringIO()))
 
     assert outcome.failed == 2
     parent = MlflowClient(tracking).get_run(created.user_attrs["sweeps.parent_run_id"])
@@ -127,8 +126,9 @@ def test_the_live_views_last_line_ends_in_a_file() -> None:
     study = optuna.create_study(directions=["maximize"])
     study.add_trial(_trial(TrialState.COMPLETE, 0.8, {"optimizer": "adadelta", "lr": 0.5}))
     out = io.StringIO()
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    assert launcher.supervise([done], study, sweep, Console(file=out, width=60), refresh=0.05) == 0
+    workers = launcher.Processes([], "none", "", "", Path("logs"), refresh=0.05)
+    workers.procs = [subprocess.Popen([sys.executable, "-c", "pass"])]
+    assert launcher.supervise(workers, study, sweep, Console(file=out, width=60)) == 0
     assert out.getvalue().endswith("\n") and "done 1" in out.getvalue()
 
 
