@@ -126,6 +126,12 @@ def run_sweep(
         )
     if outcome.failed:
         raise fail(f"{outcome.failed} worker(s) exited with an error; see {outcome.logs}/", code=1)
+    if outcome.left:
+        raise fail(
+            f"the workers were stopped (preempted or cancelled) with {outcome.left} trial(s) left waiting;"
+            " run the same command again to resume them",
+            code=1,
+        )
 
 
 def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:

@@ -124,6 +124,9 @@ class Workers(Protocol):
     def stop(self, console: Console) -> None:
         """Stop every worker (Ctrl-C), saying so, and wait for them to go."""
 
+    def drop_pending(self) -> None:
+        """The study has nothing left to run: workers still waiting for the scheduler are not needed."""
+
     def owns(self, worker: str) -> bool:
         """Whether a trial's worker label (``WORKER_ATTR``) names one of these workers."""
 
@@ -167,6 +170,9 @@ class Processes:
             except subprocess.TimeoutExpired:
                 p.kill()
 
+    def drop_pending(self) -> None:
+        """Local workers start at once."""
+
     def owns(self, worker: str) -> bool:
         pid = worker.split(":")[1:2]  # host:pid[:...]
         return bool(pid) and pid[0] in {str(p.pid) for p in self.procs}
@@ -180,7 +186,10 @@ def supervise(workers: Workers, study: optuna.Study, sweep: SweepConfig, console
         with Live(summary(study, sweep, workers.poll()), console=console, refresh_per_second=4) as live:
             while workers.alive():
                 time.sleep(workers.refresh)
-                live.update(summary(study, sweep, workers.poll()))
+                jobs = workers.poll()
+                live.update(summary(study, sweep, jobs))
+                if any(job.counts.get("pending") for job in jobs) and not _busy(study):
+                    workers.drop_pending()
             live.update(summary(study, sweep, workers.poll()))
         if not console.is_terminal:  # Live leaves its last view without a line end in a file or pipe
             console.line()
@@ -189,6 +198,11 @@ def supervise(workers: Workers, study: optuna.Study, sweep: SweepConfig, console
         fail_running(study, workers.owns)
         raise
     return workers.failed()
+
+
+def _busy(study: optuna.Study) -> bool:
+    """Whether a trial waits or runs: the budget is not done."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
 
 
 def fail_running(study: optuna.Study, owns: Callable[[str], bool]) -> None:
@@ -207,12 +221,14 @@ def record_job(study: optuna.Study, job: dict[str, Any] | None) -> None:
 @dataclass(frozen=True)
 class Outcome:
     """How a launched sweep ended: ``failed`` workers exited with an error, or every search trial failed
-    (``all_failed``, the commonest reason in ``reason``); the workers' logs are in ``logs``."""
+    (``all_failed``, the commonest reason in ``reason``), or the workers were stopped from outside with
+    ``left`` trials waiting (preempted or cancelled, not requeued); the workers' logs are in ``logs``."""
 
     failed: int
     all_failed: bool
     reason: str
     logs: Path
+    left: int = 0
 
 
 def run(
@@ -236,6 +252,10 @@ def run(
             if failed or all_failed:
                 sweep_study.end_parent(created, tracking_uri, "FAILED")
                 return Outcome(failed, all_failed, reason, logs)
+            left = len(created.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            if left:
+                sweep_study.end_parent(created, tracking_uri, "KILLED")
+                return Outcome(0, False, "", logs, left)
             if not sweep_study.queue_retrains(created, sweep):
                 sweep_study.end_parent(created, tracking_uri)
                 return Outcome(0, False, "", logs)

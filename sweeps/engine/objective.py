@@ -90,6 +90,8 @@ class Started:
     phase: str
     client: MlflowClient
     run_id: str
+    reopened: bool = False
+    """The run of a preempted trial, resumed in place: it holds the epochs saved before."""
 
 
 @dataclass
@@ -133,7 +135,8 @@ class Objective:
         cfg = self._config(trial, stage)
         client = MlflowClient(self.tracking_uri)
         trial_run = trial.user_attrs.get(RUN_ATTR)
-        if trial_run is not None and trial.user_attrs.get(GIVEN_BACK_ATTR) == trial.number:
+        reopened = trial_run is not None and trial.user_attrs.get(GIVEN_BACK_ATTR) == trial.number
+        if reopened:
             runs.reopen_trial(client, trial_run, self.worker, self.placement)
         else:
             trial_run = runs.start_trial(
@@ -149,7 +152,7 @@ class Objective:
             )
             trial.set_user_attr(RUN_ATTR, trial_run)
         trial.set_user_attr(CONFIG_ATTR, trial_params(cfg, self.sweep.search.settings()))
-        return Started(cfg, stage, client, trial_run)
+        return Started(cfg, stage, client, trial_run, reopened)
 
     def stopped(self, trial: optuna.Trial, started: Started, exc: BaseException) -> None:
         """A trial that ended without a value: its run closed with why; a trial that failed on its own spends
@@ -221,15 +224,20 @@ class Objective:
         seeds = study.repeats if phase == SEARCH else study.retrain_seeds
         first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
         values, seconds, models = [], 0.0, []
+        earlier = (
+            runs.seed_runs(started.client, self.experiment_id, started.run_id) if started.reopened else {}
+        )
         for repeat in range(seeds):
             seeded = cfg.model_copy(
                 update={"trainer": cfg.trainer.model_copy(update={"seed": first + repeat})}
             )
-            run_id = started.run_id
+            run_id, in_place = started.run_id, started.reopened
             if seeds > 1:
-                run_id = runs.start_seed(
-                    started.client, self.experiment_id, started.run_id, trial.number, seeded.trainer.seed
+                seed = seeded.trainer.seed
+                run_id = earlier.get(seed) or runs.start_seed(
+                    started.client, self.experiment_id, started.run_id, trial.number, seed
                 )
+                in_place = seed in earlier
             callbacks: list[Callback] = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
             if study.pruner != "none" and repeat == 0 and phase == SEARCH:
                 callbacks.append(EpochPruning(trial, study.epoch_metric))
@@ -243,6 +251,7 @@ class Objective:
                 run_id=run_id,
                 checkpoints=saved,
                 required=study.epoch_metric,
+                resumed_in_place=in_place,
             )
             if result.outcome == "diverged":
                 raise Diverged(result.reason)

@@ -43,6 +43,7 @@ class Stop:
 
     def __init__(self) -> None:
         self.signal: str | None = None
+        self.listening = False
 
     def listen(self) -> None:
         """Take SIGTERM and SIGUSR2 as a request to stop at the next epoch end (a process's main thread only:
@@ -50,6 +51,7 @@ class Stop:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, TIME_LIMIT_SIGNAL):
                 signal.signal(signum, self._heard)
+            self.listening = True
 
     def _heard(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -69,7 +71,15 @@ STOP = Stop()
 
 class StopAtEpochEnd(Callback):
     """Stops a fit whose worker was told to stop, as the next epoch starts: the epoch before is complete and
-    checkpointed. The last epoch is never cut: its trial ends as it would have."""
+    checkpointed. The last epoch is never cut: its trial ends as it would have.
+
+    Lightning's fit installs a SIGTERM handler of its own, which stops training mid-epoch (its
+    ``SIGTERMException``, a ``SystemExit``); a listening worker takes SIGTERM back as training starts, and
+    Lightning puts the worker's handler back when the fit ends."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if STOP.listening:
+            STOP.listen()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if STOP.requested:

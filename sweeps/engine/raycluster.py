@@ -172,5 +172,8 @@ class RayActors:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
 
+    def drop_pending(self) -> None:
+        """An actor still waiting for resources is left to start: it finds nothing to run and ends."""
+
     def owns(self, worker: str) -> bool:
         return f":ray {self.job_id}_" in worker

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from sweeps.config.launcher import SlurmConfig
 from sweeps.engine.launcher import worker_args, worker_env, worker_main
+from sweeps.engine.preemption import EXIT_PREEMPTED
 from sweeps.engine.progress import JobStates
 from sweeps.names import JOBS_ATTR
 
@@ -86,7 +87,8 @@ def check(settings: SlurmConfig, workers: int, logs: Path) -> None:
 def _executor(settings: SlurmConfig, name: str, logs: Path) -> Any:
     """A submitit executor with the launcher block's options. Every array task may be requeued (preemption,
     time limit) and gets the launcher's environment: the workers' storage URL and MLflow store travel there,
-    never in a file."""
+    never in a file. Without ``launcher.slurm.time`` a task gets its partition's limit (submitit would ask for
+    5 minutes)."""
     import submitit
 
     executor = submitit.SlurmExecutor(folder=logs / "slurm")
@@ -99,13 +101,22 @@ def _executor(settings: SlurmConfig, name: str, logs: Path) -> Any:
         "account": settings.account,
         "qos": settings.qos,
     }
+    limit = {} if settings.time is not None else {"time": _partition_limit(settings.partition)}
     executor.update_parameters(
         job_name=f"sweeps-{name}",
         signal_delay_s=settings.signal_seconds,
-        additional_parameters={"requeue": True, "export": "ALL", **settings.extra_options()},
+        additional_parameters={"requeue": True, "export": "ALL", **limit, **settings.extra_options()},
         **{k: v for k, v in options.items() if v is not None},
     )
     return executor
+
+
+def _partition_limit(partition: str | None) -> str:
+    """The time limit of ``partition`` (default: the cluster's default partition), as sinfo prints it."""
+    listed = _slurm(["sinfo", "-h", "-o", "%P %l"])
+    limits = dict(line.split() for line in listed.stdout.splitlines() if line.strip())
+    default = next((p for p in limits if p.endswith("*")), "")
+    return limits.get(partition or default, limits.get(f"{partition}*", "infinite"))
 
 
 @contextmanager
@@ -196,15 +207,15 @@ class SlurmArray:
         return self._states is None or bool(self._states)
 
     def failed(self) -> int:
-        """Tasks that ended without their worker's result, with an error, or with a non-zero exit code (a
-        worker stopped by someone's ``scancel`` gave its trials back, but did not finish its work)."""
+        """Tasks that ended without their worker's result, with an error, or with an exit code other than 0 or
+        a stopped worker's (its trials given back: resumed by another task, or waiting for a resume)."""
         from submitit.core.utils import pickle_load
 
         failed = 0
         for job in self.jobs:
             result = job.paths.result_pickle
             outcome, code = pickle_load(result) if result.exists() else ("missing", None)
-            failed += outcome != "success" or code not in (0, None)
+            failed += outcome != "success" or code not in (0, EXIT_PREEMPTED)
         return failed
 
     def stop(self, console: Console) -> None:
@@ -218,6 +229,10 @@ class SlurmArray:
         console.print(
             f"cancelled SLURM job {self.job_id} ({self.count} tasks); running trials were given back"
         )
+
+    def drop_pending(self) -> None:
+        """Tasks not started yet (a requeued one waiting to start again) would start only to find nothing."""
+        _slurm(["scancel", "--state=PENDING", self.job_id])
 
     def owns(self, worker: str) -> bool:
         return f":slurm {self.job_id}_" in worker

@@ -106,13 +106,15 @@ def train(
     run_id: str | None = None,
     checkpoints: Checkpointing | None = None,
     required: str | None = None,
+    resumed_in_place: bool = False,
 ) -> RunResult:
     """Train once and record it as one MLflow run; each epoch's row (whatever the module logs) is written as
     the epoch ends, step = the 1-based epoch.
 
     ``run_id`` fills a run created beforehand (a sweep's trial run); otherwise a new run is created. With
     ``checkpoints`` the run saves its state every epoch and resumes from the newest one saved; ``required``
-    names a metric the module must log (checked after the first epoch). Raises :class:`ConfigError` (data or
+    names a metric the module must log (checked after the first epoch). ``resumed_in_place``: ``run_id`` is a
+    preempted run that already holds the epochs its checkpoint restores. Raises :class:`ConfigError` (data or
     model setup) or ``DatasetNotFound`` before any run is created or touched."""
     datamodule = checked_datamodule(cfg)
     prepare(cfg)
@@ -120,7 +122,7 @@ def train(
     uri = tracking_uri(uri)
     with kept_tracking_env():
         record = FitRecord(cfg.experiment, cfg.run_name, uri, tags or {}, run_id)
-        report = EpochReport(console, record.log_epoch, required)
+        report = EpochReport(console, record.log_epoch, required, run_has_restored=resumed_in_place)
         with tempfile.TemporaryDirectory(prefix="sweeps-run-") as scratch:
             resume, saving = None, []
             if checkpoints is not None:

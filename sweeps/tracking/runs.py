@@ -149,6 +149,12 @@ def start_seed(client: MlflowClient, experiment_id: str, trial_run: str, trial: 
     ).info.run_id
 
 
+def seed_runs(client: MlflowClient, experiment_id: str, trial_run: str) -> dict[int, str]:
+    """The seed runs a trial's run already has (a preempted trial resumes in them), by seed."""
+    found = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{trial_run}'", max_results=1000)
+    return {int(run.info.run_name.rsplit("-", 1)[1]): run.info.run_id for run in found}
+
+
 def close_run(
     client: MlflowClient,
     run_id: str,
