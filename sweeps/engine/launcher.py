@@ -9,6 +9,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +75,9 @@ def worker_env(storage_url: str, tracking_uri: str) -> dict[str, str]:
 
 def worker_main(args: Sequence[str]) -> int:
     """``sweeps worker ARGS`` in this process, as ``python -m sweeps worker ARGS`` runs it: how an array task
-    or a Ray actor, whose process the scheduler starts, runs the worker. Returns its exit code."""
-    argv = sys.argv
+    or a Ray actor, whose process the scheduler starts, runs the worker. Returns its exit code; the process's
+    own signal handlers are back afterwards."""
+    argv, handlers = sys.argv, {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
     sys.argv = ["sweeps", "worker", *args]
     try:
         runpy.run_module("sweeps", run_name="__main__", alter_sys=True)
@@ -83,6 +85,9 @@ def worker_main(args: Sequence[str]) -> int:
         return exit.code if isinstance(exit.code, int) else int(exit.code is not None)
     finally:
         sys.argv = argv
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
     return 0
 
 
