@@ -17,7 +17,7 @@ from rich.console import Console
 from sweeps.config.sweep import load_sweep
 from sweeps.engine import launcher
 from sweeps.engine import study as sweep_study
-from sweeps.engine.progress import summary
+from sweeps.engine.progress import JobStates, summary
 from sweeps.engine.worker import run_worker
 from sweeps.names import FAIL_REASON_ATTR, PHASE_ATTR, TUNED
 from tests.sweeps.helpers import CONF, small_sweep_spec
@@ -88,6 +88,14 @@ def test_a_resumed_sweep_gets_what_is_left_of_its_timeout(
     assert sweep_study.deadline(resumed, sweep) == 90_000 + 500
 
 
+def test_a_sweep_resumes_where_its_workers_run_has_changed(tmp_path: Path, tiny_data: Path) -> None:
+    created, sweep, url, tracking = _created(tmp_path, tiny_data)
+    moved = load_sweep(
+        small_sweep_spec(tmp_path, tiny_data, epochs=1, n_trials=2), ["launcher.slurm.partition=gpu"]
+    )
+    assert sweep_study.create(moved, url, tracking).study_name == created.study_name  # not "a different spec"
+
+
 def test_a_trial_running_at_the_timeout_is_stopped_and_its_budget_given_back(
     tmp_path: Path, tiny_data: Path
 ) -> None:
@@ -119,6 +127,20 @@ def test_the_live_view_keeps_optimizer_names_whole_and_says_why_trials_failed(tm
         assert "best (search, hold-out of the train split): best_val_acc 0.8000" in " ".join(shown.split())
         assert "2× CUDA out of memory" in shown and "1× Diverged" in shown
         assert "last failure (trial 4): Diverged" in " ".join(shown.split())
+
+
+def test_the_live_view_shows_the_schedulers_jobs_and_tells_preemptions_from_failures() -> None:
+    sweep = load_sweep(CONF / "shootout.yaml", ["study.n_trials=1"])
+    study = optuna.create_study(directions=["maximize"])
+    study.add_trial(_trial(TrialState.COMPLETE, 0.8, {"optimizer": "adam"}, {"sweeps.preempted": 1}))
+    study.add_trial(_trial(TrialState.FAIL, None, {"optimizer": "sgd"}))
+    jobs = [JobStates("SLURM job 1234", {"running": 3, "pending": 1})]
+    out = io.StringIO()
+    Console(file=out, width=80).print(summary(study, sweep, jobs))
+    shown = " ".join(out.getvalue().split())
+    assert "SLURM job 1234: 3 running, 1 pending" in shown
+    assert "preempted 1× (given back at an epoch end and resumed: not failures)" in shown
+    assert "failed 1" in shown and "1× its worker was lost or stopped" in shown
 
 
 def test_the_live_views_last_line_ends_in_a_file() -> None:
