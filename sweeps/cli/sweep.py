@@ -94,26 +94,23 @@ def run_sweep(
             "[yellow]note:[/] the study is a SQLite file: every worker must run on this machine; give"
             " workers on other machines a PostgreSQL study (--storage)"
         )
+    join = launcher.Join(
+        sweep.study.name, url, uri, logs.absolute() if launcher_kind != "local" else logs, pack
+    )
     if launcher_kind == "slurm":
-        pool: launcher.Workers = slurm.SlurmArray(
-            sweep.launcher.slurm, workers or 1, sweep.study.name, url, uri, logs.absolute(), pack
-        )
+        pool: launcher.Workers = slurm.SlurmArray(sweep.launcher.slurm, workers or 1, join)
     elif launcher_kind == "ray":
-        count = workers or raycluster.default_workers()
-        pool = raycluster.RayActors(
-            sweep.launcher.ray, count, sweep.study.name, url, uri, logs.absolute(), pack
-        )
+        pool = raycluster.RayActors(sweep.launcher.ray, workers or raycluster.default_workers(), join)
     else:
         gpus = launcher.visible_gpus(os.environ, torch.cuda.device_count())
         slots = launcher.plan(workers, workers_per_gpu, gpus, os.cpu_count() or 1, threads)
-        pool = launcher.Processes(slots, sweep.study.name, url, uri, logs, pack)
+        pool = launcher.Processes(slots, join)
     if detach:
         job = pool.start()
         launcher.record_job(created, job)
         follow = _join_command(sweep.study.name, url, "", f"sweeps status {sweep.study.name}")
-        console.print(
-            f"submitted SLURM job {job['job_id']} ({job['workers']} workers); follow it with: {follow}"
-        )
+        said = f"submitted SLURM job {job['job_id']} ({job['workers']} workers); follow it with: {follow}"
+        console.print(said, soft_wrap=True)
         return
     try:
         outcome = launcher.run(created, sweep, uri, pool, console)

@@ -58,19 +58,29 @@ def plan(
     return [Slot(i, gpu, threads) for i, gpu in enumerate(devices)]
 
 
-def worker_args(name: str, index: int, threads: int | None = None, pack: int | None = None) -> list[str]:
-    """The arguments of ``sweeps worker`` for worker ``index``: the one command every launcher runs, in a
-    process of its own here, in an array task's or a Ray actor's process elsewhere."""
-    args = ["--study", name, "--index", str(index)]
-    args += ["--threads", str(threads)] if threads else []
-    return args + (["--pack", str(pack)] if pack else [])
+@dataclass(frozen=True)
+class Join:
+    """What every worker of a sweep is started with, whoever starts it: ``sweeps worker`` joining study
+    ``name`` (in a process of its own here, in an array task's or a Ray actor's process elsewhere), its
+    stores, where its log goes and its pack size."""
 
+    name: str
+    storage_url: str
+    tracking_uri: str
+    logs: Path
+    pack: int | None = None
 
-def worker_env(storage_url: str, tracking_uri: str) -> dict[str, str]:
-    """What a worker gets by environment, not argv, where ``ps`` would show a password: the storage URL and
-    the sweep's MLflow store, which replaces any ``MLFLOW_TRACKING_URI`` the user exported (it would send the
-    trials' runs elsewhere)."""
-    return {STORAGE_ENV: storage_url, TRACKING_ENV: tracking_uri}
+    def args(self, index: int, threads: int | None = None) -> list[str]:
+        """The arguments of ``sweeps worker`` for worker ``index``."""
+        args = ["--study", self.name, "--index", str(index)]
+        args += ["--threads", str(threads)] if threads else []
+        return args + (["--pack", str(self.pack)] if self.pack else [])
+
+    def env(self) -> dict[str, str]:
+        """What a worker gets by environment, not argv, where ``ps`` would show a password: the storage URL
+        and the sweep's MLflow store, which replaces any ``MLFLOW_TRACKING_URI`` the user exported (it would
+        send the trials' runs elsewhere)."""
+        return {STORAGE_ENV: self.storage_url, TRACKING_ENV: self.tracking_uri}
 
 
 def worker_main(args: Sequence[str]) -> int:
@@ -91,14 +101,12 @@ def worker_main(args: Sequence[str]) -> int:
     return 0
 
 
-def start(
-    slot: Slot, name: str, storage_url: str, tracking_uri: str, logs: Path, pack: int | None = None
-) -> subprocess.Popen:
-    """One ``sweeps worker`` process on the slot's GPU, its output in ``logs/worker-<i>.log``."""
-    logs.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "sweeps", "worker", *worker_args(name, slot.index, slot.threads, pack)]
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": slot.gpu} | worker_env(storage_url, tracking_uri)
-    with (logs / f"worker-{slot.index}.log").open("ab") as log:  # the child keeps its own copy
+def start(slot: Slot, join: Join) -> subprocess.Popen:
+    """One ``sweeps worker`` process on the slot's GPU, its output in ``<logs>/worker-<i>.log``."""
+    join.logs.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "sweeps", "worker", *join.args(slot.index, slot.threads)]
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": slot.gpu} | join.env()
+    with (join.logs / f"worker-{slot.index}.log").open("ab") as log:  # the child keeps its own copy
         # A session of its own: a terminal's Ctrl-C reaches the launcher only, which sends each worker
         # exactly one SIGINT (a second one would interrupt the worker while it records the stopped trial).
         out = {"stdout": log, "stderr": subprocess.STDOUT}
@@ -109,8 +117,7 @@ class Workers(Protocol):
     """How a launcher's workers start, are polled and are stopped: local processes, a SLURM job array, Ray
     actors. Everything else (the live view, Ctrl-C, the parent run's end, the retrains) is :func:`run`'s."""
 
-    logs: Path
-    """Where their logs go."""
+    join: Join
     refresh: float
     """Seconds between two polls."""
 
@@ -141,18 +148,12 @@ class Processes:
     """Workers as processes of this machine, one per slot."""
 
     slots: list[Slot]
-    name: str
-    storage_url: str
-    tracking_uri: str
-    logs: Path
-    pack: int | None = None
+    join: Join
     refresh: float = 1.0
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def start(self) -> None:
-        self.procs = [
-            start(s, self.name, self.storage_url, self.tracking_uri, self.logs, self.pack) for s in self.slots
-        ]
+        self.procs = [start(slot, self.join) for slot in self.slots]
 
     def poll(self) -> list[JobStates]:
         return []
@@ -243,7 +244,7 @@ def run(
     the retrains and run them too. The parent run ends with the sweep: ``FINISHED``, ``FAILED`` when a worker
     exited with an error or every search trial failed, ``KILLED`` on Ctrl-C (``KeyboardInterrupt`` is raised
     again for the caller). The time it ran counts against ``study.timeout``."""
-    logs = workers.logs
+    logs = workers.join.logs
     try:
         while True:
             record_job(created, workers.start())

@@ -126,7 +126,8 @@ class Objective:
     def begin(self, trial: optuna.Trial) -> Started:
         """The trial's config and its child run, both recorded on the trial; a trial that is not the budget
         queue's raises :class:`OverBudget` before anything is created. A trial given back by a preempted
-        worker carries on in its own run."""
+        worker resumes from its checkpoint in its own run (without checkpoints it starts again, in a new
+        run)."""
         trial.set_user_attr(WORKER_ATTR, self.worker)
         if self.sweep.study.n_trials is not None and not _queued(trial):
             raise OverBudget("another worker took the last queued trial; this one was not run")
@@ -135,7 +136,8 @@ class Objective:
         cfg = self._config(trial, stage)
         client = MlflowClient(self.tracking_uri)
         trial_run = trial.user_attrs.get(RUN_ATTR)
-        reopened = trial_run is not None and trial.user_attrs.get(GIVEN_BACK_ATTR) == trial.number
+        given_back = trial_run is not None and trial.user_attrs.get(GIVEN_BACK_ATTR) == trial.number
+        reopened = given_back and self.checkpoints is not None and self.sweep.study.checkpoints
         if reopened:
             runs.reopen_trial(client, trial_run, self.worker, self.placement)
         else:

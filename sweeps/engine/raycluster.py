@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from sweeps.config.launcher import RayConfig
-from sweeps.engine.launcher import worker_args, worker_env, worker_main
+from sweeps.engine.launcher import Join, worker_main
 from sweeps.engine.placement import RAY_JOB_ENV, RAY_TASK_ENV
 from sweeps.engine.progress import JobStates
 
@@ -101,11 +101,7 @@ class RayActors:
 
     settings: RayConfig
     count: int
-    name: str
-    storage_url: str
-    tracking_uri: str
-    logs: Path
-    pack: int | None = None
+    join: Join
     refresh: float = 1.0
     job_id: str = ""
     actors: list[Any] = field(default_factory=list)
@@ -125,14 +121,14 @@ class RayActors:
             num_cpus=cpus, num_gpus=gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS
         )
         forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
-        env = forwarded | worker_env(self.storage_url, self.tracking_uri) | {RAY_JOB_ENV: self.job_id}
+        env = forwarded | self.join.env() | {RAY_JOB_ENV: self.job_id}
         self.actors = [actor.remote() for _ in range(self.count)]
         self.ready = [a.ready.remote() for a in self.actors]
         self.runs = [
             a.run.remote(
-                worker_args(self.name, i, cpus, self.pack),
+                self.join.args(i, cpus),
                 env | {RAY_TASK_ENV: str(i)},
-                str((self.logs / f"worker-{i}.log").absolute()),
+                str(self.join.logs / f"worker-{i}.log"),
             )
             for i, a in enumerate(self.actors)
         ]

@@ -27,7 +27,7 @@ import optuna
 from rich.console import Console
 
 from sweeps.config.launcher import SlurmConfig
-from sweeps.engine.launcher import worker_args, worker_env, worker_main
+from sweeps.engine.launcher import Join, worker_main
 from sweeps.engine.preemption import EXIT_PREEMPTED
 from sweeps.engine.progress import JobStates
 from sweeps.names import JOBS_ATTR
@@ -176,11 +176,7 @@ class SlurmArray:
 
     settings: SlurmConfig
     count: int
-    name: str
-    storage_url: str
-    tracking_uri: str
-    logs: Path
-    pack: int | None = None
+    join: Join
     refresh: float = SQUEUE_EVERY_S
     job_id: str = ""
     jobs: list[Any] = field(default_factory=list)
@@ -188,9 +184,9 @@ class SlurmArray:
 
     def start(self) -> dict[str, Any]:
         threads = self.settings.cpus_per_worker
-        args = [worker_args(self.name, i, threads, self.pack) for i in range(self.count)]
-        executor = _executor(self.settings, self.name, self.logs)
-        with _exported(worker_env(self.storage_url, self.tracking_uri)):
+        args = [self.join.args(i, threads) for i in range(self.count)]
+        executor = _executor(self.settings, self.join.name, self.join.logs)
+        with _exported(self.join.env()):
             self.jobs = executor.map_array(worker_main, args)
         self.job_id = self.jobs[0].job_id.split("_")[0]
         self._states = None

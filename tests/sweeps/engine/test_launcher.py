@@ -50,11 +50,12 @@ def test_a_worker_that_exits_with_an_error_ends_the_parent_failed(
 ) -> None:
     created, sweep, url, tracking = _created(tmp_path, tiny_data)
 
-    def broken(slot: launcher.Slot, name: str, *args: object) -> subprocess.Popen:
+    def broken(slot: launcher.Slot, join: launcher.Join) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
 
     monkeypatch.setattr(launcher, "start", broken)
-    workers = launcher.Processes(launcher.plan(2, 1, [], 2), "e2e", url, tracking, tmp_path / "logs")
+    join = launcher.Join("e2e", url, tracking, tmp_path / "logs")
+    workers = launcher.Processes(launcher.plan(2, 1, [], 2), join)
     outcome = launcher.run(created, sweep, tracking, workers, Console(file=io.StringIO()))
 
     assert outcome.failed == 2
@@ -64,7 +65,9 @@ def test_a_worker_that_exits_with_an_error_ends_the_parent_failed(
 
 def test_the_worker_log_files_are_closed_by_the_launcher(tmp_path: Path) -> None:
     before = _open_files()
-    proc = launcher.start(launcher.Slot(0, "", 1), "none", "sqlite:////x", "sqlite:////y", tmp_path / "logs")
+    proc = launcher.start(
+        launcher.Slot(0, "", 1), launcher.Join("none", "sqlite:////x", "sqlite:////y", tmp_path / "logs")
+    )
     proc.wait(timeout=120)
     assert not [f for f in _open_files() - before if f.endswith("worker-0.log")]
 
@@ -148,7 +151,7 @@ def test_the_live_views_last_line_ends_in_a_file() -> None:
     study = optuna.create_study(directions=["maximize"])
     study.add_trial(_trial(TrialState.COMPLETE, 0.8, {"optimizer": "adadelta", "lr": 0.5}))
     out = io.StringIO()
-    workers = launcher.Processes([], "none", "", "", Path("logs"), refresh=0.05)
+    workers = launcher.Processes([], launcher.Join("none", "", "", Path("logs")), refresh=0.05)
     workers.procs = [subprocess.Popen([sys.executable, "-c", "pass"])]
     assert launcher.supervise(workers, study, sweep, Console(file=out, width=60)) == 0
     assert out.getvalue().endswith("\n") and "done 1" in out.getvalue()

@@ -109,18 +109,26 @@ def test_what_the_cluster_refuses_is_one_line_before_anything_is_created(
 
 
 @pytest.mark.slow
-def test_a_sweep_through_a_slurm_job_array_records_every_trial_once_tagged_with_its_task(
+def test_a_detached_sweep_through_a_slurm_job_array_records_every_trial_once_tagged_with_its_task(
     slurm: dict[str, str], tmp_path: Path, tiny_data: Path
 ) -> None:
     spec = small_sweep_spec(tmp_path, tiny_data, n_trials=3)
-    proc = sweeps_process("run", str(spec), *ON_THE_TEST_NODE, *TWO_TASKS, cwd=tmp_path, env=slurm)
-    out, _ = proc.communicate(timeout=600)
+    proc = sweeps_process(
+        "run", str(spec), *ON_THE_TEST_NODE, *TWO_TASKS, "--detach", cwd=tmp_path, env=slurm
+    )
+    out, _ = proc.communicate(timeout=120)
 
     assert proc.returncode == 0, out
     study = _study(tmp_path)
     (job,) = study.user_attrs["sweeps.jobs"]
     assert job == {"launcher": "slurm", "job_id": job["job_id"], "workers": 2}
-    assert f"SLURM job {job['job_id']}" in out
+    said = " ".join(out.split())
+    assert f"submitted SLURM job {job['job_id']} (2 workers); follow it with:" in said
+    assert said.endswith("sweeps status e2e")
+    deadline = time.monotonic() + 600
+    while squeue(slurm, job["job_id"]):
+        assert time.monotonic() < deadline
+        time.sleep(1)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     check_recorded_once(study, tracking, 3)
     client = MlflowClient(tracking)
@@ -129,7 +137,9 @@ def test_a_sweep_through_a_slurm_job_array_records_every_trial_once_tagged_with_
         assert tags["sweeps.launcher"] == "slurm" and tags["sweeps.job_id"] == job["job_id"]
         assert tags["sweeps.task_id"] in {"0", "1"} and tags["sweeps.node"] == os.uname().nodename
         assert tags["sweeps.worker"].endswith(f"slurm {job['job_id']}_{tags['sweeps.task_id']}")
-    assert squeue(slurm, job["job_id"]) == ""
+    assert (
+        client.get_run(study.user_attrs["sweeps.parent_run_id"]).info.status == "FINISHED"
+    )  # the last worker
     status = sweeps_process("status", "e2e", cwd=tmp_path, env=slurm)
     shown, _ = status.communicate(timeout=120)
     assert f"SLURM job {job['job_id']} (2 workers): finished" in shown and "done 3" in shown
@@ -149,6 +159,7 @@ def test_a_task_requeued_mid_trial_resumes_it_from_its_checkpoint_and_the_sweep_
     out, _ = proc.communicate(timeout=600)
 
     assert proc.returncode == 0, out
+    assert "SLURM job" in out and "preempted 1×" in out  # the live view: the array's tasks, the preemption
     study = _study(tmp_path)
     trials = study.get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # the same two trials: no copy, no failure
