@@ -24,6 +24,8 @@ OWN_OPTIONS = {
     "open-mode": "sweeps-logs/",
     "signal": "launcher.slurm.signal_seconds",
     "requeue": "a requeued worker resumes its trials",
+    "export": "the workers get the launcher's environment, with the study's URL",
+    "nodes": "one node per worker",
     "partition": "launcher.slurm.partition",
     "gpus-per-node": "launcher.slurm.gpus_per_worker",
     "cpus-per-task": "launcher.slurm.cpus_per_worker",

@@ -26,7 +26,6 @@ from tests.sweeps.helpers import (
     invoke,
     running_trials,
     small_sweep_spec,
-    squash,
     sweeps_process,
 )
 from tests.sweeps.test_cli import nothing_written
@@ -91,20 +90,15 @@ def test_no_sbatch_on_the_path_is_refused_before_anything_is_created(
     ],
 )
 def test_what_the_cluster_refuses_is_one_line_before_anything_is_created(
-    slurm: dict[str, str],
-    tmp_path: Path,
-    tiny_data: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    override: str,
-    said: str,
+    slurm: dict[str, str], tmp_path: Path, tiny_data: Path, override: str, said: str
 ) -> None:
-    for name, value in slurm.items():
-        monkeypatch.setenv(name, value)
     spec = small_sweep_spec(tmp_path, tiny_data)
-    result = invoke("run", str(spec), *ON_THE_TEST_NODE, override, *TWO_TASKS)
+    proc = sweeps_process("run", str(spec), *ON_THE_TEST_NODE, override, *TWO_TASKS, cwd=tmp_path, env=slurm)
+    out, _ = proc.communicate(timeout=300)
 
-    assert result.exit_code == 2, result.output
-    assert said in squash(result.stderr) or said in " ".join(result.stderr.split()), result.stderr
+    assert proc.returncode == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and said in " ".join(out[out.index("error:") :].split()), out
     assert nothing_written(tmp_path)
 
 
