@@ -226,9 +226,9 @@ class Objective:
         seeds = study.repeats if phase == SEARCH else study.retrain_seeds
         first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
         values, seconds, models = [], 0.0, []
-        earlier = (
-            runs.seed_runs(started.client, self.experiment_id, started.run_id) if started.reopened else {}
-        )
+        earlier = {}
+        if started.reopened and seeds > 1:  # a preempted trial's seeds resume in their own runs
+            earlier = runs.seed_runs(started.client, self.experiment_id, started.run_id)
         for repeat in range(seeds):
             seeded = cfg.model_copy(
                 update={"trainer": cfg.trainer.model_copy(update={"seed": first + repeat})}
