@@ -16,6 +16,9 @@ STARTED_ATTR = "sweeps.started_at"
 """When the sweep's current run started (``sweeps run`` creating or resuming it)."""
 ELAPSED_ATTR = "sweeps.elapsed_seconds"
 """How long its earlier runs ran: with ``STARTED_ATTR``, what is left of ``study.timeout``."""
+JOBS_ATTR = "sweeps.jobs"
+"""The scheduler jobs that run the sweep's workers (``{"launcher": "slurm", "job_id": ..., "workers": N}``),
+which ``sweeps status`` asks the scheduler about."""
 
 # --- a trial's user attrs -----------------------------------------------------------------------------------
 RUN_ATTR = "mlflow_run_id"
@@ -32,6 +35,14 @@ OPTIMIZER_ATTR = "sweeps.optimizer"
 CHECKPOINT_ATTR = "sweeps.checkpoint"
 """The key of a trial's checkpoints (``trial-<n>``, n the first trial of its params): the heartbeat retry
 copies user attrs to the trial that re-runs a lost one, which resumes from what the lost one saved."""
+
+PREEMPTED_ATTR = "sweeps.preempted"
+"""How often a trial was preempted (given back at an epoch end when its worker was told to stop) and resumed:
+no failure, no retry spent."""
+GIVEN_BACK_ATTR = "sweeps.given_back"
+"""The number of a trial given back to the queue as it was: the worker that takes it next reopens its MLflow
+run. Optuna's heartbeat retry copies user attrs to a lost trial's re-run, whose other number makes it open a
+run of its own."""
 
 SEARCH, DEFAULT, TUNED = "search", "default", "tuned"
 """A trial's phase (a user attr, kept by the heartbeat retry): ``search`` trials are sampled and spend the
@@ -54,6 +65,9 @@ STORAGE_TAG = "sweeps.storage"
 DEVICE_TAG = "sweeps.device"
 OUTCOME_TAG = "sweeps.outcome"
 REASON_TAG = "sweeps.reason"
+PREEMPTED_TAG = PREEMPTED_ATTR
+PLACEMENT_TAGS = ("launcher", "job_id", "task_id", "node")
+"""Where a trial's worker ran, as its scheduler names it: tags ``sweeps.<name>`` on the trial's run."""
 EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 """MLflow's own tag for what an experiment holds: model training runs. MLflow 3 UIs with a per-experiment kind
 open such an experiment on its runs; 3.17's follows a global view instead (see ``sweeps.tools.ui``)."""

@@ -53,6 +53,14 @@ ELSEWHERE = {
     "sweeps bench --trials --packs 1,4 --processes 2 --epochs 10 --steps 30 --device cpu --out trials.json": (
         "tests/sweeps/tools/test_throughput.py (on tiny data)"
     ),
+    "sweeps run conf/sweep.yaml": "tests/sweeps/test_sweep.py (the same command on tiny data)",
+    "sweeps run conf/sweep.yaml --launcher slurm --workers 8 launcher.slurm.partition=gpu"
+    " launcher.slurm.time=4:00:00": "tests/sweeps/engine/test_slurm.py (a real single-node SLURM, tiny data)",
+    "sweeps run conf/sweep.yaml --launcher ray --ray-address 10.0.0.5:6379": (
+        "tests/sweeps/engine/test_raycluster.py (a real local Ray, tiny data)"
+    ),
+    "sweeps run conf/sweep.yaml --workers 0": "tests/sweeps/test_stack.py (the study a stack's workers join)",
+    "sweeps status sweep": "tests/sweeps/test_sweep.py and engine/test_slurm.py (a sweep's status)",
 }
 
 

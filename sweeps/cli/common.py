@@ -67,6 +67,9 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings(
+        "ignore", message=r".*The `srun` command is available on your system"
+    )  # SLURM nodes
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     import optuna
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -34,28 +34,54 @@ def run_sweep(
         int | None, typer.Option(min=1, help="torch threads per worker (default: cores / workers)")
     ] = None,
     pack: Pack = None,
+    launcher_kind: Annotated[
+        Literal["local", "slurm", "ray"],
+        typer.Option("--launcher", help="where workers start: here, as a SLURM job array, or as Ray actors"),
+    ] = "local",
+    detach: Annotated[
+        bool, typer.Option(help="--launcher slurm: submit the job array, print its id and return")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAY_ADDRESS", help="--launcher ray: the cluster (default: a local one started here)"
+        ),
+    ] = None,
 ) -> None:
-    """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores."""
+    """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores, or
+    through SLURM or Ray."""
     from sweeps.config.sweep import load_sweep
 
+    if detach and launcher_kind != "slurm":
+        raise fail("--detach needs --launcher slurm: local and Ray workers live with this command")
     sweep = checked(load_sweep, config, overrides)
+    if detach and sweep.study.retrain_seeds:
+        raise fail(
+            "--detach: study.retrain_seeds are queued by the launching command once the search is over;"
+            " run without --detach, or with study.retrain_seeds=0"
+        )
     quiet_libraries()
     import torch
 
     from models.data.files import DatasetNotFound
     from sweeps.config.files import ConfigError
-    from sweeps.engine import launcher, study
+    from sweeps.engine import launcher, raycluster, slurm, study
     from sweeps.engine.preflight import check_sweep
     from sweeps.engine.servers import check_storage, check_tracking
     from sweeps.engine.storage.urls import storage_url
     from sweeps.tracking.uris import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
+    logs = Path("sweeps-logs") / sweep.study.name  # a scheduler's workers get it absolute
     try:
         check_sweep(sweep)
         url, uri = storage_url(storage), resolve_tracking(tracking_uri)
         check_storage(url)
         check_tracking(uri)
+        if workers != 0 and launcher_kind == "slurm":
+            slurm.check(sweep.launcher.slurm, workers or 1, logs.absolute())
+        if workers != 0 and launcher_kind == "ray":
+            console.print(f"workers on {raycluster.connect(ray_address)}")
         created = study.create(sweep, url, uri)
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise fail(str(exc)) from None
@@ -63,10 +89,31 @@ def run_sweep(
     if workers == 0:
         console.print(f"created; join with: {_join_command(sweep.study.name, url, uri)}", soft_wrap=True)
         return
-    gpus = launcher.visible_gpus(os.environ, torch.cuda.device_count())
-    slots = launcher.plan(workers, workers_per_gpu, gpus, os.cpu_count() or 1, threads)
+    if launcher_kind != "local" and url.startswith("sqlite"):
+        console.print(
+            "[yellow]note:[/] the study is a SQLite file: every worker must run on this machine; give"
+            " workers on other machines a PostgreSQL study (--storage)"
+        )
+    join = launcher.Join(
+        sweep.study.name, url, uri, logs.absolute() if launcher_kind != "local" else logs, pack
+    )
+    if launcher_kind == "slurm":
+        pool: launcher.Workers = slurm.SlurmArray(sweep.launcher.slurm, workers or 1, join)
+    elif launcher_kind == "ray":
+        pool = raycluster.RayActors(sweep.launcher.ray, workers or raycluster.default_workers(), join)
+    else:
+        gpus = launcher.visible_gpus(os.environ, torch.cuda.device_count())
+        slots = launcher.plan(workers, workers_per_gpu, gpus, os.cpu_count() or 1, threads)
+        pool = launcher.Processes(slots, join)
+    if detach:
+        job = pool.start()
+        launcher.record_job(created, job)
+        follow = _join_command(sweep.study.name, url, "", f"sweeps status {sweep.study.name}")
+        said = f"submitted SLURM job {job['job_id']} ({job['workers']} workers); follow it with: {follow}"
+        console.print(said, soft_wrap=True)
+        return
     try:
-        outcome = launcher.run(created, sweep, url, uri, slots, console, pack)
+        outcome = launcher.run(created, sweep, uri, pool, console)
     except KeyboardInterrupt:
         raise fail("interrupted; run the same command again to resume", code=130) from None
     if outcome.all_failed:
@@ -76,17 +123,23 @@ def run_sweep(
         )
     if outcome.failed:
         raise fail(f"{outcome.failed} worker(s) exited with an error; see {outcome.logs}/", code=1)
+    if outcome.left:
+        raise fail(
+            f"the workers were stopped (preempted or cancelled) with {outcome.left} trial(s) left waiting;"
+            " run the same command again to resume them",
+            code=1,
+        )
 
 
-def _join_command(name: str, storage_url: str, tracking_uri: str) -> str:
-    """A command that joins the sweep when pasted: a URL with a password is not printed, the variable that
-    must hold it is named instead."""
+def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:
+    """A command that joins the sweep (or ``command`` on it) when pasted: a URL with a password is not
+    printed, the variable that must hold it is named instead."""
     from sweeps.tracking.uris import has_secret
 
     urls = {"SWEEPS_STORAGE": storage_url, "MLFLOW_TRACKING_URI": tracking_uri}
     hidden = [variable for variable, url in urls.items() if has_secret(url)]
     shown = "" if has_secret(storage_url) else f"SWEEPS_STORAGE='{storage_url}' "
-    command = f"{shown}sweeps worker --study {name}"
+    command = f"{shown}{command or f'sweeps worker --study {name}'}"
     if hidden:
         command += f"   (with ${' and $'.join(hidden)} set: they hold a password, which is not printed)"
     return command
@@ -112,17 +165,22 @@ def worker(
     tune_allocator()
     quiet_libraries()
     log_progress()
+    from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish
     from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker
 
+    STOP.listen()
     try:
         url = storage_url(storage)
         check_storage(url)
         ran = run_worker(study_name, url, tracking_uri, index, threads, pack)
     except (StudyNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
+    if STOP.requested:
+        console.print(f"worker {index}: {finish()}")
+        raise typer.Exit(EXIT_PREEMPTED)
     console.print(f"worker {index}: {ran} trial(s) run; no budget left")
 
 
@@ -134,6 +192,7 @@ def status(
     quiet_libraries()
     from sweeps.engine.progress import summary
     from sweeps.engine.servers import check_storage
+    from sweeps.engine.slurm import recorded_jobs
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep
@@ -144,4 +203,4 @@ def status(
         found, sweep = open_sweep(study_name, url)
     except (StudyNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-    console.print(summary(found, sweep))
+    console.print(summary(found, sweep, recorded_jobs(found)))

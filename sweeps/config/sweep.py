@@ -16,6 +16,7 @@ from pydantic import Field, StrictInt, ValidationInfo, field_validator, model_va
 from models.schedules import SCHEDULES
 from sweeps.config.files import Strict, merge, parse_overrides, read_yaml, validate
 from sweeps.config.imports import optimizer_spec
+from sweeps.config.launcher import LauncherConfig
 from sweeps.config.search import Range, SearchConfig
 from sweeps.config.train import Count, OptimizerConfig, TrainConfig
 
@@ -124,6 +125,7 @@ class SweepConfig(TrainConfig):
 
     search: SearchConfig
     study: StudyConfig  # after search: its checks need the space
+    launcher: LauncherConfig = LauncherConfig()  # where workers run under a scheduler: not part of the study
 
     @model_validator(mode="before")
     @classmethod

@@ -34,11 +34,13 @@ class EpochReport(Callback):
     the first epoch, a ``required`` metric the module does not log raises :class:`MetricNotLogged`.
 
     Its rows are part of a checkpoint (``state_dict``): a resumed run writes the restored rows first, so its
-    curves are the whole run's."""
+    curves are the whole run's; unless the run already holds them (``run_has_restored``: a preempted run
+    resumed in place)."""
 
     console: Console | None = None
     write: Callable[[Row, int], None] | None = None
     required: str | None = None
+    run_has_restored: bool = False
     history: list[Row] = field(default_factory=list)
     diverged: str | None = None
     restored: int = 0
@@ -93,6 +95,7 @@ class EpochReport(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [dict(row) for row in state_dict["history"]]
         self.restored = len(self.history)
+        self._written = self.restored if self.run_has_restored else 0
 
     @property
     def restored_seconds(self) -> float:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 import optuna
@@ -31,7 +31,10 @@ from sweeps.engine.study import best_search
 from sweeps.engine.training import Deadline, RunResult, ended_by, train
 from sweeps.names import (
     CONFIG_ATTR,
+    GIVEN_BACK_ATTR,
     OPTIMIZER_ATTR,
+    PREEMPTED_ATTR,
+    PREEMPTED_TAG,
     QUEUED,
     RUN_ATTR,
     SEARCH,
@@ -87,6 +90,8 @@ class Started:
     phase: str
     client: MlflowClient
     run_id: str
+    reopened: bool = False
+    """The run of a preempted trial, resumed in place: it holds the epochs saved before."""
 
 
 @dataclass
@@ -103,6 +108,8 @@ class Objective:
     deadline: float = math.inf
     """When ``study.timeout`` runs out (seconds since the epoch): a trial still training then is stopped."""
     checkpoints: Store | None = None
+    placement: Mapping[str, str] = field(default_factory=dict)
+    """Where the worker runs, as its scheduler names it (launcher, job, task, node): tags on trial runs."""
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         return self.run(trial, self.begin(trial))
@@ -118,7 +125,9 @@ class Objective:
 
     def begin(self, trial: optuna.Trial) -> Started:
         """The trial's config and its child run, both recorded on the trial; a trial that is not the budget
-        queue's raises :class:`OverBudget` before anything is created."""
+        queue's raises :class:`OverBudget` before anything is created. A trial given back by a preempted
+        worker resumes from its checkpoint in its own run (without checkpoints it starts again, in a new
+        run)."""
         trial.set_user_attr(WORKER_ATTR, self.worker)
         if self.sweep.study.n_trials is not None and not _queued(trial):
             raise OverBudget("another worker took the last queued trial; this one was not run")
@@ -126,29 +135,42 @@ class Objective:
         stage = phase(trial)
         cfg = self._config(trial, stage)
         client = MlflowClient(self.tracking_uri)
-        trial_run = runs.start_trial(
-            client,
-            self.experiment_id,
-            self.parent_run_id,
-            trial.number,
-            self.sweep.study.name,
-            cfg.optimizer.name,
-            self.worker,
-            stage,
-        )
-        trial.set_user_attr(RUN_ATTR, trial_run)
+        trial_run = trial.user_attrs.get(RUN_ATTR)
+        given_back = trial_run is not None and trial.user_attrs.get(GIVEN_BACK_ATTR) == trial.number
+        reopened = given_back and self.checkpoints is not None and self.sweep.study.checkpoints
+        if reopened:
+            runs.reopen_trial(client, trial_run, self.worker, self.placement)
+        else:
+            trial_run = runs.start_trial(
+                client,
+                self.experiment_id,
+                self.parent_run_id,
+                trial.number,
+                self.sweep.study.name,
+                cfg.optimizer.name,
+                self.worker,
+                stage,
+                self.placement,
+            )
+            trial.set_user_attr(RUN_ATTR, trial_run)
         trial.set_user_attr(CONFIG_ATTR, trial_params(cfg, self.sweep.search.settings()))
-        return Started(cfg, stage, client, trial_run)
+        return Started(cfg, stage, client, trial_run, reopened)
 
     def stopped(self, trial: optuna.Trial, started: Started, exc: BaseException) -> None:
         """A trial that ended without a value: its run closed with why; a trial that failed on its own spends
-        its budget slot."""
+        its budget slot; a preempted one counts its preemptions (given back, it resumes in this run)."""
         outcome, status, reason = ended_by(exc)
         if outcome in ("failed", "diverged") and not tracking_unreachable(exc):
             trial.set_user_attr(SPENT_ATTR, True)
+        more = {}
+        if outcome == "preempted":
+            count = trial.user_attrs.get(PREEMPTED_ATTR, 0) + 1
+            trial.set_user_attr(PREEMPTED_ATTR, count)
+            where = " ".join(f"{k} {v}" for k, v in self.placement.items())
+            reason, more = f"{reason} [{where or self.worker}]", {PREEMPTED_TAG: str(count)}
         with kept_going("closing the trial's run", started.run_id):
-            state = "PRUNED" if outcome == "pruned" else "FAIL"
-            runs.close_run(started.client, started.run_id, state, outcome, reason, status)
+            state = {"pruned": "PRUNED", "preempted": "WAITING"}.get(outcome, "FAIL")
+            runs.close_run(started.client, started.run_id, state, outcome, reason, status, more)
 
     def completed(
         self,
@@ -204,15 +226,20 @@ class Objective:
         seeds = study.repeats if phase == SEARCH else study.retrain_seeds
         first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
         values, seconds, models = [], 0.0, []
+        earlier = {}
+        if started.reopened and seeds > 1:  # a preempted trial's seeds resume in their own runs
+            earlier = runs.seed_runs(started.client, self.experiment_id, started.run_id)
         for repeat in range(seeds):
             seeded = cfg.model_copy(
                 update={"trainer": cfg.trainer.model_copy(update={"seed": first + repeat})}
             )
-            run_id = started.run_id
+            run_id, in_place = started.run_id, started.reopened
             if seeds > 1:
-                run_id = runs.start_seed(
-                    started.client, self.experiment_id, started.run_id, trial.number, seeded.trainer.seed
+                seed = seeded.trainer.seed
+                run_id = earlier.get(seed) or runs.start_seed(
+                    started.client, self.experiment_id, started.run_id, trial.number, seed
                 )
+                in_place = seed in earlier
             callbacks: list[Callback] = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
             if study.pruner != "none" and repeat == 0 and phase == SEARCH:
                 callbacks.append(EpochPruning(trial, study.epoch_metric))
@@ -226,6 +253,7 @@ class Objective:
                 run_id=run_id,
                 checkpoints=saved,
                 required=study.epoch_metric,
+                resumed_in_place=in_place,
             )
             if result.outcome == "diverged":
                 raise Diverged(result.reason)

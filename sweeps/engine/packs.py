@@ -60,6 +60,8 @@ Begun = tuple[optuna.Trial, Started]
 def alone_because(started: Started, sweep: SweepConfig) -> str | None:
     """Why this trial cannot join a pack (``None``: it can)."""
     cfg = started.cfg
+    if started.reopened:
+        return "a preempted trial resumes alone, from its checkpoint"
     if started.phase != SEARCH:
         return "retrains train their seeds one after another"
     if sweep.study.repeats > 1:

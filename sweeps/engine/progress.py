@@ -4,6 +4,8 @@ the budget, the best so far, and what each worker is running, read from the stor
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import optuna
@@ -14,13 +16,23 @@ from rich.text import Text
 
 from sweeps.config.sweep import SweepConfig
 from sweeps.engine.study import best_search, fail_reason
-from sweeps.names import CONFIG_ATTR, SEARCH, WORKER_ATTR, phase, trial_optimizer
+from sweeps.names import CONFIG_ATTR, PREEMPTED_ATTR, SEARCH, WORKER_ATTR, phase, trial_optimizer
 
 
-def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
-    """Trials by state against the budget, why trials failed, the best search trial so far, and what each
-    worker is running. Read from the trials in hand (one storage read per refresh). Lines wrap at spaces in a
-    narrow terminal, and optimizer names are never cut."""
+@dataclass(frozen=True)
+class JobStates:
+    """What a scheduler says of the jobs that run a sweep's workers: ``SLURM job 1234`` with its tasks
+    counted by state (``pending``, ``running``, ...), or why it could not be asked."""
+
+    name: str
+    counts: Mapping[str, int]
+    note: str = ""
+
+
+def summary(study: optuna.Study, sweep: SweepConfig, jobs: Sequence[JobStates] = ()) -> Group:
+    """Trials by state against the budget, why trials failed, trials preempted, the best search trial so far,
+    what each worker is running and the scheduler's jobs. Read from the trials in hand (one storage read per
+    refresh). Lines wrap at spaces in a narrow terminal, and optimizer names are never cut."""
     trials = study.get_trials(deepcopy=False)
     counts = Counter(t.state for t in trials)
     budget = sweep.study.n_trials
@@ -38,6 +50,9 @@ def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
     ]
     parts: list = [Text.from_markup("  ".join(head))]
     parts += _failures(trials)
+    preempted = sum(t.user_attrs.get(PREEMPTED_ATTR, 0) for t in trials)
+    if preempted:
+        parts.append(Text(f"preempted {preempted}× (given back at an epoch end and resumed: not failures)"))
     best = best_search(study, trials)
     if best is not None:
         where = f"search, {_split(sweep)}"
@@ -52,6 +67,9 @@ def summary(study: optuna.Study, sweep: SweepConfig) -> Group:
             running.add_row(worker, str(t.number), trial_optimizer(t), _config(t, skip="optimizer"))
     if running.row_count:
         parts.append(running)
+    for job in jobs:
+        states = ", ".join(f"{n} {state}" for state, n in job.counts.items())
+        parts.append(Text(f"{job.name}: {states or job.note}"))
     return Group(*parts)
 
 

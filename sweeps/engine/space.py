@@ -115,7 +115,7 @@ def _configured(
 ) -> TrainConfig:
     """The sweep's train config with a trial's optimizer section, batch size and settings (dotted keys); a
     schedule keeps the base section's settings it takes."""
-    raw = cfg.model_dump(exclude={"study", "search"})
+    raw = cfg.model_dump(exclude={"study", "search", "launcher"})
     raw["optimizer"] = optimizer
     if batch_size is not None:
         raw["data"]["batch_size"] = batch_size

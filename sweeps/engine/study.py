@@ -54,7 +54,7 @@ def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.St
     """Create the study and its parent run, or resume the existing one (same spec required); top up the
     budget queue either way."""
     storage = open_storage(storage_url)
-    spec = sweep.model_dump_json()
+    spec = sweep.model_dump_json(exclude={"launcher"})  # where the workers run may change on a resume
     study, new = create_study_once(
         storage,
         sweep.study.name,

@@ -8,15 +8,20 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.engine.preemption import Preempted
 from sweeps.engine.retry import first_line
-from sweeps.names import FAIL_REASON_ATTR
+from sweeps.names import FAIL_REASON_ATTR, GIVEN_BACK_ATTR
 
 _logger = logging.getLogger(__name__)
 
 
 def state_of(trial: optuna.Trial, error: Exception) -> TrialState:
-    """The state of a trial whose objective raised ``error``: PRUNED when pruned, else FAIL with the error's
-    first line kept as the trial's fail reason (logged with its traceback)."""
+    """The state of a trial whose objective raised ``error``: PRUNED when pruned, WAITING (given back) when
+    preempted, else FAIL with the error's first line kept as the trial's fail reason (logged with its
+    traceback)."""
+    if isinstance(error, Preempted):
+        _logger.info("trial %d %s", trial.number, error)
+        return TrialState.WAITING
     if isinstance(error, optuna.TrialPruned):
         _logger.info("trial %d pruned: %s", trial.number, error)
         return TrialState.PRUNED
@@ -35,7 +40,10 @@ def tell(study: optuna.Study, trial: optuna.Trial, value: object, state: TrialSt
     """``study.tell``, where a trial found already finished is no error: either this tell's own write
     committed before its connection dropped (so the storage tried again), or another worker failed the
     trial during an outage longer than the heartbeat grace. The stored trial is the truth either way; the
-    second case is logged, its params being queued again by the heartbeat retry."""
+    second case is logged, its params being queued again by the heartbeat retry. WAITING gives the trial
+    back (:func:`give_back`)."""
+    if state == TrialState.WAITING:
+        return give_back(study, trial)
     try:
         return study.tell(trial, value, state)
     except (UpdateFinishedTrialError, ValueError):  # Optuna: "Cannot tell a FAIL trial", or a lost race
@@ -43,3 +51,14 @@ def tell(study: optuna.Study, trial: optuna.Trial, value: object, state: TrialSt
     if stored.state == TrialState.FAIL and state != TrialState.FAIL:
         _logger.warning("trial %d was failed by another worker while the database was away", trial.number)
     return stored
+
+
+def give_back(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """A preempted trial back in the queue as it was: WAITING, with its number, params, user attrs (its
+    checkpoint key, its MLflow run) and retry budget; the next worker to ask resumes it, and reopens its run
+    (``GIVEN_BACK_ATTR``). Optuna moves a trial only forward through ``tell``; its storage's own state write
+    does the step back, as popping a queued trial does the step forward."""
+    trial.set_user_attr(GIVEN_BACK_ATTR, trial.number)
+    storage = study._storage  # Optuna has no public accessor for a study's storage
+    storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+    return storage.get_trial(trial._trial_id)

@@ -20,6 +20,7 @@ from models.schedules import OptimizerPlan
 from sweeps.config.train import TrainConfig
 from sweeps.engine.checkpoints import Checkpointing
 from sweeps.engine.epochs import EpochReport
+from sweeps.engine.preemption import Preempted, StopAtEpochEnd
 from sweeps.engine.runtime import flush_denormals
 from sweeps.engine.workload import build_module, checked_datamodule
 from sweeps.tracking.environment import device_name
@@ -44,14 +45,15 @@ class RunResult:
 
 
 def build_trainer(cfg: TrainConfig, callbacks: Sequence[Callback] = (), **kw: Any) -> L.Trainer:
-    """The Trainer every path shares: no checkpoints, summaries or per-step progress bars in the hot loop."""
+    """The Trainer every path shares: no checkpoints, summaries or per-step progress bars in the hot loop;
+    a worker told to stop stops as the next epoch starts."""
     return L.Trainer(
         max_epochs=cfg.trainer.max_epochs,
         accelerator=cfg.trainer.accelerator,
         devices=1,
         precision="bf16-mixed" if cfg.trainer.precision == "bf16" else "32-true",
         logger=False,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, StopAtEpochEnd()],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -104,13 +106,15 @@ def train(
     run_id: str | None = None,
     checkpoints: Checkpointing | None = None,
     required: str | None = None,
+    resumed_in_place: bool = False,
 ) -> RunResult:
     """Train once and record it as one MLflow run; each epoch's row (whatever the module logs) is written as
     the epoch ends, step = the 1-based epoch.
 
     ``run_id`` fills a run created beforehand (a sweep's trial run); otherwise a new run is created. With
     ``checkpoints`` the run saves its state every epoch and resumes from the newest one saved; ``required``
-    names a metric the module must log (checked after the first epoch). Raises :class:`ConfigError` (data or
+    names a metric the module must log (checked after the first epoch). ``resumed_in_place``: ``run_id`` is a
+    preempted run that already holds the epochs its checkpoint restores. Raises :class:`ConfigError` (data or
     model setup) or ``DatasetNotFound`` before any run is created or touched."""
     datamodule = checked_datamodule(cfg)
     prepare(cfg)
@@ -118,7 +122,7 @@ def train(
     uri = tracking_uri(uri)
     with kept_tracking_env():
         record = FitRecord(cfg.experiment, cfg.run_name, uri, tags or {}, run_id)
-        report = EpochReport(console, record.log_epoch, required)
+        report = EpochReport(console, record.log_epoch, required, run_has_restored=resumed_in_place)
         with tempfile.TemporaryDirectory(prefix="sweeps-run-") as scratch:
             resume, saving = None, []
             if checkpoints is not None:
@@ -141,8 +145,8 @@ def train(
 
 
 def ended_by(exc: BaseException) -> tuple[str, str, str]:
-    """(outcome tag, MLflow status, reason) for a run that ended with ``exc``: pruned, interrupted and
-    timed-out runs are KILLED (stopped on purpose), anything else FAILED. The reason is masked: an error's
+    """(outcome tag, MLflow status, reason) for a run that ended with ``exc``: pruned, interrupted, preempted
+    and timed-out runs are KILLED (stopped on purpose), anything else FAILED. The reason is masked: an error's
     text may hold a URL with its password."""
     import optuna
 
@@ -154,6 +158,8 @@ def ended_by(exc: BaseException) -> tuple[str, str, str]:
         return "pruned", "KILLED", str(exc) or "pruned"
     if isinstance(exc, TimedOut):
         return "stopped", "KILLED", str(exc)
+    if isinstance(exc, Preempted):
+        return "preempted", "KILLED", str(exc)
     if isinstance(exc, torch.OutOfMemoryError):
         return "failed", "FAILED", mask(f"out of memory: {exc}")[:4000]
     return "failed", "FAILED", mask(f"{exc!r}")[:4000]

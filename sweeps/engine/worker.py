@@ -22,6 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.engine.checkpoints import store_for, sweep_up
 from sweeps.engine.objective import Objective
 from sweeps.engine.packs import run_pack
+from sweeps.engine.placement import job_label, placement
+from sweeps.engine.preemption import STOP
 from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.study import (
@@ -60,7 +62,8 @@ def run_worker(
     spec's ``study.pack``) as packs (:mod:`sweeps.engine.packs`); returns how many ran.
 
     Optuna's heartbeat marks a killed worker's trial FAIL and its retry callback re-queues the trial with the
-    same params, which any worker then picks up here."""
+    same params, which any worker then picks up here. A worker told to stop (:mod:`sweeps.engine.preemption`)
+    gives its trials back and returns."""
     import torch
 
     for variable, value in TRACKING_RETRIES.items():
@@ -69,17 +72,27 @@ def run_worker(
         torch.set_num_threads(threads)
     study, sweep = open_sweep(name, storage_url, worker=index)
     attrs = study.user_attrs
-    label = f"{platform.node()}:{os.getpid()}" + (
-        f":gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else ""
+    where = placement()
+    label = ":".join(
+        part
+        for part in (
+            platform.node(),
+            str(os.getpid()),
+            f"gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else "",
+            job_label(where),
+        )
+        if part
     )
     ends = deadline(study, sweep)
     uri = tracking_store(study, tracking_uri)
     store = store_for(storage_url, name, uri, attrs[PARENT_ATTR])
-    objective = Objective(sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, ends, store)
+    objective = Objective(
+        sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, ends, store, placement=where
+    )
     parent_best = ParentBest(objective)
     size = pack or sweep.study.pack
     ran = 0
-    while time.time() < ends:
+    while time.time() < ends and not STOP.requested:
         optuna.storages.fail_stale_trials(study)
         _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective.tracking_uri)
         if sweep.study.n_trials is not None and not waiting(study):

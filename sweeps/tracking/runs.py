@@ -109,8 +109,10 @@ def start_trial(
     optimizer: str,
     worker: str,
     phase: str,
+    placement: Mapping[str, str] | None = None,
 ) -> str:
-    """A trial's child run under the sweep's parent; returns its id."""
+    """A trial's child run under the sweep's parent; returns its id. ``placement`` (the worker's scheduler
+    job, task and node) is tagged ``sweeps.<name>``."""
     return client.create_run(
         experiment_id,
         run_name=f"trial-{trial}",
@@ -122,8 +124,20 @@ def start_trial(
             OPTIMIZER_TAG: optimizer,
             WORKER_TAG: worker,
             PHASE_TAG: phase,
+            **placement_tags(placement),
         },
     ).info.run_id
+
+
+def reopen_trial(client: MlflowClient, run_id: str, worker: str, placement: Mapping[str, str] | None) -> None:
+    """A preempted trial's run, RUNNING again under the worker that resumes it (its earlier epochs kept)."""
+    tags = {STATE_TAG: "RUNNING", WORKER_TAG: worker, OUTCOME_TAG: "resumed", **placement_tags(placement)}
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    client.update_run(run_id, status="RUNNING")
+
+
+def placement_tags(placement: Mapping[str, str] | None) -> dict[str, str]:
+    return {f"sweeps.{k}": v for k, v in (placement or {}).items()}
 
 
 def start_seed(client: MlflowClient, experiment_id: str, trial_run: str, trial: int, seed: int) -> str:
@@ -135,10 +149,24 @@ def start_seed(client: MlflowClient, experiment_id: str, trial_run: str, trial: 
     ).info.run_id
 
 
-def close_run(client: MlflowClient, run_id: str, state: str, outcome: str, reason: str, status: str) -> None:
-    """End a trial's run with its Optuna state, outcome and reason as tags."""
-    tags = [RunTag(STATE_TAG, state), RunTag(OUTCOME_TAG, outcome), RunTag(REASON_TAG, reason)]
-    client.log_batch(run_id, tags=tags)
+def seed_runs(client: MlflowClient, experiment_id: str, trial_run: str) -> dict[int, str]:
+    """The seed runs a trial's run already has (a preempted trial resumes in them), by seed."""
+    found = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{trial_run}'", max_results=1000)
+    return {int(run.info.run_name.rsplit("-", 1)[1]): run.info.run_id for run in found}
+
+
+def close_run(
+    client: MlflowClient,
+    run_id: str,
+    state: str,
+    outcome: str,
+    reason: str,
+    status: str,
+    more: Mapping[str, str] | None = None,
+) -> None:
+    """End a trial's run with its Optuna state, outcome and reason (and ``more``) as tags."""
+    tags = {STATE_TAG: state, OUTCOME_TAG: outcome, REASON_TAG: reason, **(more or {})}
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     client.set_terminated(run_id, status)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.sweeps import clusters
 from tests.sweeps.helpers import OUTSIDE_ENV, Store, open_store
 
 # Variables a run sets process-wide; restored after every test so that tests stay independent.
@@ -58,3 +59,14 @@ def store(tmp_path: Path, _schema_only_store: Path) -> Store:
     database = tmp_path / "mlflow.db"
     shutil.copyfile(_schema_only_store, database)
     return open_store(database)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real single-node SLURM cluster for the session (tests using it are ``slow``); yields the environment
+    its commands need. Skips, naming the packages, where SLURM is not installed."""
+    reason = clusters.missing()
+    if reason:
+        pytest.skip(reason)
+    with clusters.slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
+        yield env

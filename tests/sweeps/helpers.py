@@ -3,14 +3,16 @@ databases of a test's own (which a test may take down without disturbing the oth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,17 @@ def sweeps_process(*args: str, cwd: Path, env: dict[str, str] | None = None, **k
         text=True,
         **kw,
     )
+
+
+def running_trials(database: Path) -> int:
+    """RUNNING trials in a study file, read only: opening it as an Optuna storage while the launcher still
+    writes the schema would race it (both insert the schema version)."""
+    if not database.exists():
+        return 0
+    read_only = f"{database.as_uri()}?mode=ro"
+    with contextlib.suppress(sqlite3.OperationalError), closing(sqlite3.connect(read_only, uri=True)) as db:
+        return db.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
+    return 0  # the trials table is not written yet
 
 
 def check_recorded_once(study: Any, tracking: str, expected: int) -> None:

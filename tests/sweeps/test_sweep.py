@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 import warnings
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -28,6 +25,7 @@ from tests.sweeps.helpers import (
     database_url,
     logged_model,
     needs_fashion_mnist,
+    running_trials,
     small_sweep_spec,
     sweeps_process,
 )
@@ -151,17 +149,6 @@ def test_a_bad_spec_creates_no_study_and_no_run(tmp_path: Path, write_idx_datase
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def _running_trials(database: Path) -> int:
-    """RUNNING trials in a study file, read only: opening it as an Optuna storage while the launcher still
-    writes the schema would race it (both insert the schema version)."""
-    if not database.exists():
-        return 0
-    read_only = f"{database.as_uri()}?mode=ro"
-    with contextlib.suppress(sqlite3.OperationalError), closing(sqlite3.connect(read_only, uri=True)) as db:
-        return db.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
-    return 0  # the trials table is not written yet
-
-
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
@@ -170,7 +157,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     proc = sweeps_process("run", str(spec), cwd=tmp_path, start_new_session=True)
     deadline = time.time() + 120
-    while not _running_trials(tmp_path / "optuna.db"):
+    while not running_trials(tmp_path / "optuna.db"):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.2)
     study = optuna.load_study(study_name="e2e", storage=open_storage(url, heartbeat=False))

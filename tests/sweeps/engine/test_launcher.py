@@ -17,7 +17,7 @@ from rich.console import Console
 from sweeps.config.sweep import load_sweep
 from sweeps.engine import launcher
 from sweeps.engine import study as sweep_study
-from sweeps.engine.progress import summary
+from sweeps.engine.progress import JobStates, summary
 from sweeps.engine.worker import run_worker
 from sweeps.names import FAIL_REASON_ATTR, PHASE_ATTR, TUNED
 from tests.sweeps.helpers import CONF, small_sweep_spec
@@ -50,13 +50,13 @@ def test_a_worker_that_exits_with_an_error_ends_the_parent_failed(
 ) -> None:
     created, sweep, url, tracking = _created(tmp_path, tiny_data)
 
-    def broken(slot: launcher.Slot, name: str, *args: object) -> subprocess.Popen:
+    def broken(slot: launcher.Slot, join: launcher.Join) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
 
     monkeypatch.setattr(launcher, "start", broken)
-    outcome = launcher.run(
-        created, sweep, url, tracking, launcher.plan(2, 1, [], 2), Console(file=io.StringIO())
-    )
+    join = launcher.Join("e2e", url, tracking, tmp_path / "logs")
+    workers = launcher.Processes(launcher.plan(2, 1, [], 2), join)
+    outcome = launcher.run(created, sweep, tracking, workers, Console(file=io.StringIO()))
 
     assert outcome.failed == 2
     parent = MlflowClient(tracking).get_run(created.user_attrs["sweeps.parent_run_id"])
@@ -65,7 +65,9 @@ def test_a_worker_that_exits_with_an_error_ends_the_parent_failed(
 
 def test_the_worker_log_files_are_closed_by_the_launcher(tmp_path: Path) -> None:
     before = _open_files()
-    proc = launcher.start(launcher.Slot(0, "", 1), "none", "sqlite:////x", "sqlite:////y", tmp_path / "logs")
+    proc = launcher.start(
+        launcher.Slot(0, "", 1), launcher.Join("none", "sqlite:////x", "sqlite:////y", tmp_path / "logs")
+    )
     proc.wait(timeout=120)
     assert not [f for f in _open_files() - before if f.endswith("worker-0.log")]
 
@@ -87,6 +89,14 @@ def test_a_resumed_sweep_gets_what_is_left_of_its_timeout(
     clock[0] = 90_000  # ... and is resumed a day later
     resumed = sweep_study.create(sweep, url, tracking)
     assert sweep_study.deadline(resumed, sweep) == 90_000 + 500
+
+
+def test_a_sweep_resumes_where_its_workers_run_has_changed(tmp_path: Path, tiny_data: Path) -> None:
+    created, sweep, url, tracking = _created(tmp_path, tiny_data)
+    moved = load_sweep(
+        small_sweep_spec(tmp_path, tiny_data, epochs=1, n_trials=2), ["launcher.slurm.partition=gpu"]
+    )
+    assert sweep_study.create(moved, url, tracking).study_name == created.study_name  # not "a different spec"
 
 
 def test_a_trial_running_at_the_timeout_is_stopped_and_its_budget_given_back(
@@ -122,13 +132,28 @@ def test_the_live_view_keeps_optimizer_names_whole_and_says_why_trials_failed(tm
         assert "last failure (trial 4): Diverged" in " ".join(shown.split())
 
 
+def test_the_live_view_shows_the_schedulers_jobs_and_tells_preemptions_from_failures() -> None:
+    sweep = load_sweep(CONF / "shootout.yaml", ["study.n_trials=1"])
+    study = optuna.create_study(directions=["maximize"])
+    study.add_trial(_trial(TrialState.COMPLETE, 0.8, {"optimizer": "adam"}, {"sweeps.preempted": 1}))
+    study.add_trial(_trial(TrialState.FAIL, None, {"optimizer": "sgd"}))
+    jobs = [JobStates("SLURM job 1234", {"running": 3, "pending": 1})]
+    out = io.StringIO()
+    Console(file=out, width=80).print(summary(study, sweep, jobs))
+    shown = " ".join(out.getvalue().split())
+    assert "SLURM job 1234: 3 running, 1 pending" in shown
+    assert "preempted 1× (given back at an epoch end and resumed: not failures)" in shown
+    assert "failed 1" in shown and "1× its worker was lost or stopped" in shown
+
+
 def test_the_live_views_last_line_ends_in_a_file() -> None:
     sweep = load_sweep(CONF / "shootout.yaml", ["study.n_trials=1"])
     study = optuna.create_study(directions=["maximize"])
     study.add_trial(_trial(TrialState.COMPLETE, 0.8, {"optimizer": "adadelta", "lr": 0.5}))
     out = io.StringIO()
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    assert launcher.supervise([done], study, sweep, Console(file=out, width=60), refresh=0.05) == 0
+    workers = launcher.Processes([], launcher.Join("none", "", "", Path("logs")), refresh=0.05)
+    workers.procs = [subprocess.Popen([sys.executable, "-c", "pass"])]
+    assert launcher.supervise(workers, study, sweep, Console(file=out, width=60)) == 0
     assert out.getvalue().endswith("\n") and "done 1" in out.getvalue()
 
 
