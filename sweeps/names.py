@@ -16,6 +16,9 @@ STARTED_ATTR = "sweeps.started_at"
 """When the sweep's current run started (``sweeps run`` creating or resuming it)."""
 ELAPSED_ATTR = "sweeps.elapsed_seconds"
 """How long its earlier runs ran: with ``STARTED_ATTR``, what is left of ``study.timeout``."""
+COMMAND_ATTR = "sweeps.command"
+"""The ``sweeps run`` arguments that made the sweep (spec file, overrides): the report builds the command
+that continues it from them."""
 JOBS_ATTR = "sweeps.jobs"
 """The scheduler jobs that run the sweep's workers (``{"launcher": "slurm", "job_id": ..., "workers": N}``),
 which ``sweeps status`` asks the scheduler about."""

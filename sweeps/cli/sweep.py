@@ -82,7 +82,7 @@ def run_sweep(
             slurm.check(sweep.launcher.slurm, workers or 1, logs.absolute())
         if workers != 0 and launcher_kind == "ray":
             console.print(f"workers on {raycluster.connect(ray_address)}")
-        created = study.create(sweep, url, uri)
+        created = study.create(sweep, url, uri, [str(config), *(overrides or ())])
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {mask(uri)}", soft_wrap=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import optuna
 from mlflow import MlflowClient
@@ -26,6 +27,7 @@ from sweeps.engine.servers import check_tracking
 from sweeps.engine.space import preset_params, searched_optimizers
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
 from sweeps.names import (
+    COMMAND_ATTR,
     DEFAULT,
     ELAPSED_ATTR,
     EXPERIMENT_ATTR,
@@ -50,9 +52,12 @@ def directions(sweep: SweepConfig) -> list[str]:
     return [sweep.study.direction, *(["minimize"] if sweep.study.time_objective else [])]
 
 
-def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.Study:
+def create(
+    sweep: SweepConfig, storage_url: str, tracking_uri: str, command: Sequence[str] = ()
+) -> optuna.Study:
     """Create the study and its parent run, or resume the existing one (same spec required); top up the
-    budget queue either way."""
+    budget queue either way. ``command`` (the spec file and overrides it was made with) is kept for the
+    report's suggestions."""
     storage = open_storage(storage_url)
     spec = sweep.model_dump_json(exclude={"launcher"})  # where the workers run may change on a resume
     study, new = create_study_once(
@@ -79,6 +84,7 @@ def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.St
         study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
         study.set_user_attr(PARENT_ATTR, parent)
         study.set_user_attr(TRACKING_ATTR, mask(tracking_uri))  # user attrs are shown by optuna-dashboard
+        study.set_user_attr(COMMAND_ATTR, [mask(word) for word in command])
     elif study.user_attrs.get(SPEC_ATTR) != spec:
         raise ValueError(
             f"study {sweep.study.name!r} already exists in {mask(storage_url)} with a different spec; "
