@@ -58,8 +58,9 @@ def write_page(
     links: Mapping[str, str] | None = None,
     leading: Sequence[str] = (),
 ) -> Path:
-    """``path``: the heading, the ``leading`` sentences (the answer), ``intro`` lines, the ``conclusions`` as a list, a contents bar, every table,
-    every figure, and ``links`` (label → relative URL) to related pages."""
+    """``path``: the heading, the ``leading`` sentences (the answer), ``intro`` lines, the ``conclusions``
+    as a list, a contents bar, every table, every figure, and ``links`` (label → relative URL) to related
+    pages."""
     titles = [t.title for t in tables] + list(figures)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
