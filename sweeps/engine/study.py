@@ -12,10 +12,12 @@ holds across any number of workers and machines without a coordinator.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import optuna
 from mlflow import MlflowClient
@@ -85,17 +87,45 @@ def create(
         study.set_user_attr(PARENT_ATTR, parent)
         study.set_user_attr(TRACKING_ATTR, mask(tracking_uri))  # user attrs are shown by optuna-dashboard
         study.set_user_attr(COMMAND_ATTR, [mask(word) for word in command])
-    elif study.user_attrs.get(SPEC_ATTR) != spec:
-        raise ValueError(
-            f"study {sweep.study.name!r} already exists in {mask(storage_url)} with a different spec; "
-            "use another study.name, or the same spec to resume it"
-        )
     else:
+        _check_resumable(json.loads(study.user_attrs[SPEC_ATTR]), json.loads(spec), mask(storage_url))
+        study.set_user_attr(SPEC_ATTR, spec)  # workers read the budget from here
         tracking_store(study, tracking_uri)
         study.set_user_attr(STARTED_ATTR, time.time())
         end_parent(study, tracking_uri, "RUNNING")
     top_up(study, sweep)
     return study
+
+
+GROWABLE = {"study.n_trials", "study.timeout", "study.retrain_seeds"}
+"""What may change when a sweep is run again: its budget may grow, and a search-only sweep may ask for its
+retrains. Anything else would mix trials of two different sweeps in one study."""
+
+
+def _check_resumable(before: dict[str, Any], after: dict[str, Any], where: str) -> None:
+    """Refuse a changed spec, naming the keys that differ, unless only its budget grew."""
+    changed = sorted(_differences(before, after))
+    name = after["study"]["name"]
+    fixed = [key for key in changed if key not in GROWABLE]
+    study_before, study_after = before["study"], after["study"]
+    if (study_after["n_trials"] or 0) < (study_before["n_trials"] or 0):
+        fixed.append("study.n_trials (it may only grow)")
+    if study_before["retrain_seeds"] and study_after["retrain_seeds"] != study_before["retrain_seeds"]:
+        fixed.append("study.retrain_seeds (its retrains are queued already)")
+    if fixed:
+        raise ValueError(
+            f"study {name!r} already exists in {where} with a different {', '.join(fixed)}; use another"
+            " study.name, or the same spec to resume it (only study.n_trials, study.timeout and, on a"
+            " search-only sweep, study.retrain_seeds may change)"
+        )
+
+
+def _differences(before: Any, after: Any, prefix: str = "") -> set[str]:
+    """The dotted keys whose values differ between two nested dicts."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return set() if before == after else {prefix.rstrip(".")}
+    keys = before.keys() | after.keys()
+    return {d for k in keys for d in _differences(before.get(k), after.get(k), f"{prefix}{k}.")}
 
 
 def end_parent(study: optuna.Study, tracking_uri: str, status: str = "FINISHED") -> None:
