@@ -17,6 +17,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -27,7 +28,7 @@ from sweeps.config.sweep import SweepConfig
 from sweeps.engine.sampling import pruner_for, sampler_for
 from sweeps.engine.servers import check_tracking
 from sweeps.engine.space import preset_params, searched_optimizers
-from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
+from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
 from sweeps.names import (
     COMMAND_ATTR,
     DEFAULT,
@@ -47,7 +48,7 @@ from sweeps.names import (
     trial_optimizer,
 )
 from sweeps.tracking import runs
-from sweeps.tracking.uris import TRACKING_ENV, absolute_sqlite, is_masked, mask
+from sweeps.tracking.uris import SQLITE, TRACKING_ENV, absolute_sqlite, is_masked, mask
 
 
 def directions(sweep: SweepConfig) -> list[str]:
@@ -297,7 +298,13 @@ def finished(study: optuna.Study, sweep: SweepConfig) -> bool:
 
 
 def open_sweep(name: str, storage_url: str, worker: int = 0) -> tuple[optuna.Study, SweepConfig]:
-    """An existing sweep, as a worker sees it: the study with this worker's sampler, and the stored spec."""
+    """An existing sweep, as a worker sees it: the study with this worker's sampler, and the stored spec. A
+    SQLite file that is not there holds no sweep: it is not created (opening it would)."""
+    if storage_url.startswith(SQLITE) and not Path(storage_url.removeprefix(SQLITE)).exists():
+        raise StudyNotFoundError(
+            f"no study {name!r}: {mask(storage_url)} does not exist; run the sweep first (sweeps run SPEC),"
+            " or name its storage (--storage / $SWEEPS_STORAGE)"
+        )
     study = load_study(open_storage(storage_url), name)
     spec = SweepConfig.model_validate_json(study.user_attrs[SPEC_ATTR])
     study.sampler, study.pruner = sampler_for(spec, worker), pruner_for(spec)

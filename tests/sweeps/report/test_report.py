@@ -258,6 +258,13 @@ def test_report_of_an_unknown_or_unfinished_study_is_refused(tmp_path: Path, tin
     assert not (tmp_path / "reports").exists()
 
 
+def test_report_where_no_sweep_ran_creates_nothing(tmp_path: Path) -> None:
+    result = invoke("report", "nosuch")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no study 'nosuch':") and "does not exist" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def _entry(acc: list[list[float]], seconds: list[list[float]], name: str = "adam") -> Entry:
     curves = {"val_acc": np.array(acc), "epoch_seconds": np.array(seconds)}
     curves |= {"val_loss": 1 - curves["val_acc"], "train_loss": 1 - curves["val_acc"]}
