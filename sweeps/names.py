@@ -4,6 +4,7 @@ and the tools agree on them without importing one another."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # --- a study's user attrs: everything a worker on another machine needs besides the study's name ------------
@@ -77,6 +78,21 @@ open such an experiment on its runs; 3.17's follows a global view instead (see `
 
 # --- the metrics the service's own module logs per epoch (step = the 1-based epoch) ------------------------
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
+
+
+def trial_run_name(number: int, config: Mapping[str, Any], of_phase: str = SEARCH) -> str:
+    """``t3 adam lr=1.2e-03 bs=64``: a trial's run named by what it trained (its ``CONFIG_ATTR``: optimizer,
+    hyperparameters, searched settings by their last part, then batch size; a retrain says which), so a
+    list of runs reads as a list of configs."""
+    shown = {k: v for k, v in config.items() if k not in ("optimizer", "batch_size")}
+    settings = [f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in shown.items()]
+    batch = [f"bs={config['batch_size']}"] if "batch_size" in config else []
+    retrain = [] if of_phase == SEARCH else [of_phase]
+    return " ".join([f"t{number}", *retrain, str(config.get("optimizer", "")), *settings, *batch])
+
+
+def _short(value: Any) -> str:
+    return f"{value:.1e}" if isinstance(value, float) else str(value)
 
 
 def phase(trial: Any) -> str:

@@ -129,6 +129,9 @@ def run_sweep(
             " run the same command again to resume them",
             code=1,
         )
+    for command in (f"sweeps report {sweep.study.name}", f"sweeps ui {sweep.study.name}"):
+        shown = command if url == storage_url() else _join_command(sweep.study.name, url, "", command)
+        console.print(f"next: {shown}", soft_wrap=True, highlight=False)
 
 
 def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:

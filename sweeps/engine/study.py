@@ -55,6 +55,11 @@ def directions(sweep: SweepConfig) -> list[str]:
     return [sweep.study.direction, *(["minimize"] if sweep.study.time_objective else [])]
 
 
+def metric_names(sweep: SweepConfig) -> list[str]:
+    """What each objective is, in the order of :func:`directions`."""
+    return [sweep.study.metric, *(["total_seconds"] if sweep.study.time_objective else [])]
+
+
 def create(
     sweep: SweepConfig, storage_url: str, tracking_uri: str, command: Sequence[str] = ()
 ) -> optuna.Study:
@@ -88,6 +93,7 @@ def create(
         study.set_user_attr(PARENT_ATTR, parent)
         study.set_user_attr(TRACKING_ATTR, mask(tracking_uri))  # user attrs are shown by optuna-dashboard
         study.set_user_attr(COMMAND_ATTR, [mask(word) for word in command])
+        study.set_metric_names(metric_names(sweep))  # optuna-dashboard's axes, not "Objective 0"
     else:
         _check_resumable(json.loads(study.user_attrs[SPEC_ATTR]), json.loads(spec), mask(storage_url))
         study.set_user_attr(SPEC_ATTR, spec)  # workers read the budget from here

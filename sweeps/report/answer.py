@@ -35,12 +35,16 @@ def answer(results: Results, evidence: Evidence, command: Sequence[str] = ()) ->
     sign = 1.0 if results.higher_is_better else -1.0
     found = interval(sign * (values[leader] - values[runner]), LEVEL)
     comparison = phase.comparison
+    margin = (
+        f"{leader} leads {runner} by {found.mean:.4f} {metric}"
+        if round(found.mean, 4) > 0
+        else f"{leader} and {runner} tie on {metric}"  # as far as the 4 digits shown tell
+    )
     if comparison is None or found.n < 2:
-        lead = f"{leader} leads {runner} by {found.mean:.4f} {metric} on one seed each ({where})"
+        lead = f"{margin} on one seed each ({where})"
         return [f"{lead}: untested.", f"To rank them: `{_retrain_command(command)}`"]
     lead = (
-        f"{leader} leads {runner} by {found.mean:.4f} {metric}"
-        f" [{LEVEL:.0%} interval {found.low:+.4f} to {found.high:+.4f}]"
+        f"{margin} [{LEVEL:.0%} interval of the difference {found.low:+.4f} to {found.high:+.4f}]"
         f" on {found.n} paired seeds ({where})"
     )
     pair = comparison.pair(leader, runner)

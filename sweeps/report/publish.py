@@ -90,7 +90,7 @@ def write(
     relative = [f.relative_to(out).as_posix() for f in pngs]
     markdown += ["## Figures", *(f"![{Path(f).stem}]({f})" for f in relative)] if relative else []
     markdown += ["## Reports", *(f"- [{k}]({u})" for k, u in links.items())] if links else []
-    markdown.append("The interactive figures are in report.html.")
+    markdown.append("The learning curves and the interactive figures are in report.html.")
     (out / "report.md").write_text("\n\n".join(markdown) + "\n", encoding="utf-8")
     page = write_page(
         out / "report.html", heading, lines, conclusions, tables, interactive or {}, links, leading
@@ -115,9 +115,7 @@ def make(
     evidence = weigh(results, target, alpha, test)
     tables = tables_of(results, evidence)
     conclusions = verdict(results, evidence)
-    pngs = [plots.curves(results, out / "curves.png")]
-    drawn, skipped = plots.optuna_figures(study, results, out)
-    pngs += drawn
+    pngs, skipped = plots.optuna_figures(study, results, out)
     lines = intro(results, evidence)
     leading = answer(results, evidence, study.user_attrs.get(COMMAND_ATTR, ()))
     interactive = figures.for_sweep(study, results, evidence)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from scipy import stats as scipy_stats
 
@@ -44,6 +46,15 @@ def test_one_seed_each_is_untested_and_names_the_command_that_ranks_them() -> No
         "To rank them: `sweeps run conf/quickstart.yaml 'search.optimizer=[momentum, adam]'"
         " study.retrain_seeds=5`",
     ]
+
+
+def test_equal_means_are_a_tie_not_a_lead() -> None:
+    found = results({"sgd": SEEDS, "adam": SEEDS[::-1]})
+    [line] = answer(found, weigh(found))
+    assert re.match(
+        r"(sgd and adam|adam and sgd) tie on final val_acc \[95% interval of the difference -0\.", line
+    )
+    assert "not significant" in line
 
 
 def test_a_lone_optimizer_is_said_to_have_nothing_to_compare_with() -> None:

@@ -84,5 +84,8 @@ def test_the_page_renders_every_figure_offline_in_headless_chromium(tmp_path: Pa
     assert drawn == expected and not errors
     heading, first = [line for line in text.splitlines() if line.strip()][:2]
     assert heading == "Sweep constructed"
-    assert first.startswith("adam leads sgd by 0.0200 final val_acc [95% interval") and "significant" in first
+    assert (
+        first.startswith("adam leads sgd by 0.0200 final val_acc [95% interval of the difference")
+        and "significant" in first
+    )
     assert requests == [path.as_uri()]  # the page itself, nothing else
