@@ -4,6 +4,9 @@ after the arguments and the config have been checked, so help and mistakes answe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Annotated, Any
+
 import typer
 
 from sweeps.cli import report, sweep, tools, train, ui
@@ -14,23 +17,42 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"sweeps {version('optimizer-sweeps')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _every_command() -> None:
+def _every_command(
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Passwords in URLs never reach the terminal or a log, whichever command runs."""
     from sweeps.tracking.uris import mask_output
 
     mask_output()
 
 
-app.command("run")(sweep.run_sweep)
-app.command()(sweep.status)
-app.command()(report.report)
-app.command()(ui.ui)
-app.command()(train.train)
-app.command()(sweep.worker)
-app.command()(tools.optimizers)
-app.command()(tools.bench)
-app.command()(tools.trajectories)
+def _command(function: Callable[..., Any], name: str | None = None) -> None:
+    """``function`` as a command whose help is its docstring as one paragraph: the terminal wraps it, so
+    the docstring's own line breaks do not show."""
+    app.command(name, help=" ".join((function.__doc__ or "").split()))(function)
+
+
+_command(sweep.run_sweep, "run")
+_command(sweep.status)
+_command(report.report)
+_command(ui.ui)
+_command(train.train)
+_command(sweep.worker)
+_command(tools.optimizers)
+_command(tools.bench)
+_command(tools.trajectories)

@@ -155,7 +155,7 @@ def worker(
         str | None,
         typer.Option(
             envvar="MLFLOW_TRACKING_URI",
-            help="MLflow URI as this machine reaches it (default: $MLFLOW_TRACKING_URI, else the study's)",
+            help="MLflow URI as this machine reaches it (default: the study's)",
         ),
     ] = None,
     index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,
