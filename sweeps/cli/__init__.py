@@ -4,12 +4,14 @@ after the arguments and the config have been checked, so help and mistakes answe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from sweeps.cli import report, sweep, tools, train, ui
+from sweeps.cli.common import VERBOSE_ENV
 
 app = typer.Typer(
     name="sweeps",
@@ -34,10 +36,15 @@ def _every_command(
     _: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Keep the libraries' notes (MLflow, Lightning, Optuna).")
+    ] = False,
 ) -> None:
     """Passwords in URLs never reach the terminal or a log, whichever command runs."""
     from sweeps.tracking.uris import mask_output
 
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
     mask_output()
 
 

@@ -5,6 +5,7 @@ before torch, Lightning or MLflow would have loaded."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,10 +63,21 @@ def checked(loader: Callable[[Path, Sequence[str]], C], config: Path, overrides:
         raise fail(str(exc)) from None
 
 
+VERBOSE_ENV = "SWEEPS_VERBOSE"
+"""Set by ``sweeps -v``; inherited by the workers a sweep starts, so their logs keep the libraries' lines."""
+QUIET = ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning", "mlflow")
+
+
 def quiet_libraries() -> None:
-    """Lightning's banners and tips are noise on a terminal that shows one line per epoch."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow"):
+    """The libraries' banners, tips and notes (Lightning's device lines and tips, MLflow's table creation,
+    its missing-experiment and pickle notes) are noise beside one line per epoch; ``sweeps -v`` keeps them.
+    MLflow sets its logger's level when it is imported, hence its variable as well as the level."""
+    if os.environ.get(VERBOSE_ENV):
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle caution: we load tensors only
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     warnings.filterwarnings(
