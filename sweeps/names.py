@@ -81,18 +81,25 @@ EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
 
 
 def trial_run_name(number: int, config: Mapping[str, Any], of_phase: str = SEARCH) -> str:
-    """``t3 adam lr=1.2e-03 bs=64``: a trial's run named by what it trained (its ``CONFIG_ATTR``: optimizer,
-    hyperparameters, searched settings by their last part, then batch size; a retrain says which), so a
+    """``t3 adam lr=1.2e-03 bs=64``: a trial's run named by what it trained (a retrain says which), so a
     list of runs reads as a list of configs."""
+    retrain = [] if of_phase == SEARCH else [of_phase]
+    return " ".join([f"t{number}", *retrain, str(config.get("optimizer", "")), settings_label(config)])
+
+
+def settings_label(config: Mapping[str, Any]) -> str:
+    """``lr=1.2e-03 momentum=0.795 hidden=128 bs=64``: a trial's ``CONFIG_ATTR`` less its optimizer
+    (hyperparameters, searched settings by their last part, batch size last), short enough for a run name
+    or a table cell."""
     shown = {k: v for k, v in config.items() if k not in ("optimizer", "batch_size")}
     settings = [f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in shown.items()]
-    batch = [f"bs={config['batch_size']}"] if "batch_size" in config else []
-    retrain = [] if of_phase == SEARCH else [of_phase]
-    return " ".join([f"t{number}", *retrain, str(config.get("optimizer", "")), *settings, *batch])
+    return " ".join([*settings, *([f"bs={config['batch_size']}"] if "batch_size" in config else [])])
 
 
 def _short(value: Any) -> str:
-    return f"{value:.1e}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.1e}" if 0 < abs(value) < 0.01 else f"{value:.3g}"
+    return str(value)
 
 
 def phase(trial: Any) -> str:

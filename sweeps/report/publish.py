@@ -50,14 +50,20 @@ def tables_of(results: Results, evidence: Evidence) -> list[Report]:
 
 
 def intro(results: Results, evidence: Evidence) -> list[str]:
-    """What every number shares: the setting, the splits, the statistics."""
+    """What every number shares: the setting, the splits, and where there are seeds to compare, the
+    statistics."""
     test = evidence.test_name
     retrained = bool(results.tuned or results.default)
-    return [
+    lines = [
         setting(results),
         f"Splits: search trials are scored on the {measured_on(results.sweep, SEARCH)} split, the one the"
         " search selected on"
         + ("; retrains (default, tuned) on the test split, which no selection saw." if retrained else "."),
+    ]
+    if all(len(p.seeds) < 2 for p in evidence.phases.values()):  # one seed: no spread, nothing tested
+        return lines
+    return [
+        *lines,
         f"Statistics: mean ± std [{LEVEL:.0%} Student t interval] over seeds; seeds are paired (seed i is the"
         f" same initialisation and data order for every optimizer); a {test} per pair, Holm-corrected across"
         f" all pairs at α = {evidence.alpha:g}, decides the group ranks on {evidence.ranked_on}.",

@@ -464,7 +464,7 @@ def test_a_sweep_names_its_runs_and_metric_and_its_report_opens_with_the_answer(
     assert len(names) == 3
     for name in names:
         assert re.fullmatch(
-            r"t\d (sgd|momentum|adam) lr=\d\.\de-0\d( momentum=\d\.\de-0\d)? bs=(32|64)", name
+            r"t\d (sgd|momentum|adam) lr=(\d\.\de-03|0\.0\d+)( momentum=0\.\d+)? bs=(32|64)", name
         )
     proc = sweeps_process("report", "e2e", cwd=tmp_path, env={"COLUMNS": "80"})
     out, _ = proc.communicate(timeout=300)

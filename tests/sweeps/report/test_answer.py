@@ -11,6 +11,7 @@ from sweeps.config.sweep import load_sweep
 from sweeps.names import SEARCH
 from sweeps.report.answer import answer
 from sweeps.report.evidence import weigh
+from sweeps.report.publish import intro
 from sweeps.report.results import Results
 from tests.sweeps.helpers import CONF
 from tests.sweeps.report.constructed import entry, results
@@ -62,3 +63,11 @@ def test_a_lone_optimizer_is_said_to_have_nothing_to_compare_with() -> None:
     assert answer(found, weigh(found)) == [
         "adam is the only optimizer with a result (tuned, test split): there is nothing to compare it with."
     ]
+
+
+def test_one_seed_gets_no_statistics_paragraph() -> None:
+    sweep = load_sweep(CONF / "quickstart.yaml")
+    found = Results(sweep, {n: entry(n, [0.7], SEARCH) for n in ("sgd", "adam")})
+    assert not any(line.startswith("Statistics") for line in intro(found, weigh(found)))
+    seeded = results({"sgd": SEEDS, "adam": SEEDS})
+    assert intro(seeded, weigh(seeded))[-1].startswith("Statistics: mean ± std [95% Student t interval]")
