@@ -157,7 +157,10 @@ def test_a_sweep_outside_the_seed_setting_is_not_called_the_seed_table() -> None
     table = tables_of(found, weigh(found))[0]
     assert "published rank" not in table.display.columns
     assert any("input scaling standard" in note for note in table.notes)  # the default where unset
-    assert list(table.display["split"]) == ["holdout", "holdout"]  # the search selected on held-out images
+    assert list(table.numbers["split"]) == ["holdout", "holdout"]  # the search selected on held-out images
+    assert "split" not in table.display and "seeds" not in table.display  # one value for all: the caption
+    assert "Values are of one seed each, measured on held-out training images" in " ".join(table.notes)
+    assert list(table.display["settings"]) == ["lr=0.01 bs=64", "lr=0.01 bs=64"]
 
 
 def test_one_seed_each_is_untested_and_said_so() -> None:
