@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -166,13 +167,17 @@ def worker(
     from sweeps.engine.runtime import tune_allocator
 
     tune_allocator()
-    quiet_libraries()
     log_progress()
     from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish
     from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker
+
+    with contextlib.suppress(ImportError):  # MLflow imports it to log a model, which would reset its level
+        import pytorch_lightning  # noqa: F401
+
+    quiet_libraries()  # after the imports: Lightning sets its loggers' level when it is imported
 
     STOP.listen()
     try:

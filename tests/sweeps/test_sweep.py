@@ -453,6 +453,8 @@ def test_a_sweep_names_its_runs_and_metric_and_its_report_opens_with_the_answer(
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert out.splitlines()[-2:] == ["next: sweeps report e2e", "next: sweeps ui e2e"]
+    log = (tmp_path / "sweeps-logs" / "e2e" / "worker-0.log").read_text()
+    assert "GPU available" not in log and "Tip:" not in log and "Pickle" not in log, log
     study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
     assert study.metric_names == ["best_val_acc"]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
