@@ -78,6 +78,8 @@ def quiet_libraries() -> None:
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle caution: we load tensors only
+    for creates_experiment in ("lightning.pytorch.loggers.mlflow", "pytorch_lightning.loggers.mlflow"):
+        logging.getLogger(creates_experiment).setLevel(logging.ERROR)  # "not found. Creating it": expected
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     warnings.filterwarnings(
