@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +33,7 @@ def train(
     try:
         uri = resolve_tracking(tracking_uri)
         check_tracking(uri)
-        result = run(cfg, uri, console=console)
+        result = run(cfg, uri, show=_epoch)
     except (ConfigError, DatasetNotFound, Unreachable) as exc:
         raise fail(str(exc)) from None
     if result.outcome == "diverged":
@@ -43,5 +44,11 @@ def train(
     console.print(f"[bold green]done[/] {found} in {result.total_seconds:.1f}s (run {result.run_id})")
 
 
-def _shown(metrics: dict[str, float]) -> str:
+def _epoch(metrics: Mapping[str, float], epoch: int) -> None:
+    """One line per epoch as the engine reports it: the metrics, then the epoch's seconds."""
+    shown = _shown({k: v for k, v in metrics.items() if k != "epoch_seconds"})
+    console.print(f"epoch {epoch:>3}  {shown}  {metrics['epoch_seconds']:.1f}s", highlight=False)
+
+
+def _shown(metrics: Mapping[str, float]) -> str:
     return "  ".join(f"{key} {value:.4f}" for key, value in metrics.items()) or "no metrics logged"

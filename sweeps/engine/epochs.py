@@ -17,7 +17,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from rich.console import Console
 
 Row = dict[str, float]
 _NOT_METRICS = frozenset({"step", "epoch"})
@@ -29,15 +28,16 @@ class MetricNotLogged(ValueError):
 
 @dataclass
 class EpochReport(Callback):
-    """Keeps each epoch's row (``epoch`` and the metrics), prints it given a console and writes it given a
-    writer. A non-finite value ends the run as diverged (``diverged`` says why) without adding its row; after
-    the first epoch, a ``required`` metric the module does not log raises :class:`MetricNotLogged`.
+    """Keeps each epoch's row (``epoch`` and the metrics), and hands it to ``show`` (the command line's
+    view: the engine prints nothing) and to ``write``. A non-finite value ends the run as diverged
+    (``diverged`` says why) without adding its row; after the first epoch, a ``required`` metric the module
+    does not log raises :class:`MetricNotLogged`.
 
     Its rows are part of a checkpoint (``state_dict``): a resumed run writes the restored rows first, so its
     curves are the whole run's; unless the run already holds them (``run_has_restored``: a preempted run
     resumed in place)."""
 
-    console: Console | None = None
+    show: Callable[[Row, int], None] | None = None
     write: Callable[[Row, int], None] | None = None
     required: str | None = None
     run_has_restored: bool = False
@@ -79,14 +79,12 @@ class EpochReport(Callback):
         self._flush()
 
     def _flush(self) -> None:
-        """Write (and print) the rows not written yet: restored ones when a run resumes, then each new one."""
+        """Write (and show) the rows not written yet: restored ones when a run resumes, then each new one."""
         for row in self.history[self._written :]:
             metrics = {k: v for k, v in row.items() if k != "epoch"}
-            if self.write:
-                self.write(metrics, int(row["epoch"]))
-            if self.console:
-                shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
-                self.console.print(f"epoch {row['epoch']:>3.0f}  {shown}  {metrics['epoch_seconds']:.1f}s")
+            for hand_to in (self.write, self.show):
+                if hand_to:
+                    hand_to(metrics, int(row["epoch"]))
         self._written = len(self.history)
 
     def state_dict(self) -> dict[str, Any]:

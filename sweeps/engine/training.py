@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -12,14 +12,13 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from rich.console import Console
 from torch import nn
 
 from models.module import Diverged
 from models.schedules import OptimizerPlan
 from sweeps.config.train import TrainConfig
 from sweeps.engine.checkpoints import Checkpointing
-from sweeps.engine.epochs import EpochReport
+from sweeps.engine.epochs import EpochReport, Row
 from sweeps.engine.preemption import Preempted, StopAtEpochEnd
 from sweeps.engine.runtime import flush_denormals
 from sweeps.engine.workload import build_module, checked_datamodule
@@ -100,7 +99,7 @@ def run_params(cfg: TrainConfig, plan: OptimizerPlan) -> dict[str, Any]:
 def train(
     cfg: TrainConfig,
     uri: str | None = None,
-    console: Console | None = None,
+    show: Callable[[Row, int], None] | None = None,
     callbacks: Sequence[Callback] = (),
     tags: dict[str, str] | None = None,
     run_id: str | None = None,
@@ -122,7 +121,7 @@ def train(
     uri = tracking_uri(uri)
     with kept_tracking_env():
         record = FitRecord(cfg.experiment, cfg.run_name, uri, tags or {}, run_id)
-        report = EpochReport(console, record.log_epoch, required, run_has_restored=resumed_in_place)
+        report = EpochReport(show, record.log_epoch, required, run_has_restored=resumed_in_place)
         with tempfile.TemporaryDirectory(prefix="sweeps-run-") as scratch:
             resume, saving = None, []
             if checkpoints is not None:

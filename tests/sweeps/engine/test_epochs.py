@@ -74,3 +74,12 @@ def test_restored_rows_are_written_first_and_their_time_counted():
     assert written == [1, 2, 3]
     assert resumed.restored_seconds == 5.0
     assert resumed.best("mse") == 0.5 and math.isnan(resumed.best("val_acc"))
+
+
+def test_the_engine_hands_each_row_to_the_view_and_prints_nothing(capsys) -> None:
+    shown: list[tuple[int, dict[str, float]]] = []
+    report = EpochReport(show=lambda metrics, epoch: shown.append((epoch, metrics)))
+    report.history.append({"epoch": 1.0, "val_acc": 0.5, "epoch_seconds": 1.5})
+    report._flush()
+    assert shown == [(1, {"val_acc": 0.5, "epoch_seconds": 1.5})]
+    assert capsys.readouterr().out == ""
