@@ -22,6 +22,8 @@ from sweeps.report.search_plots import SKIPPED, search_plots
 from sweeps.report.stats import Profile
 
 PALETTE = qualitative.Dark24
+SHARES = ("#555555", "#aaaaaa")
+"""The tunability bars' greys, apart from the optimizers' colours, which the same figure's legend uses."""
 
 
 def colours(names: Sequence[str]) -> dict[str, str]:
@@ -106,6 +108,7 @@ def tunability(results: Results, evidence: Evidence) -> go.Figure:
                 x=names,
                 y=[evidence.tunability[n][i].share for n in names],
                 name=f"within {within:.0%}",
+                marker_color=SHARES[i % len(SHARES)],
             ),
             row=1,
             col=1,

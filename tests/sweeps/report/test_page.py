@@ -89,3 +89,12 @@ def test_the_page_renders_every_figure_offline_in_headless_chromium(tmp_path: Pa
         and "significant" in first
     )
     assert requests == [path.as_uri()]  # the page itself, nothing else
+
+
+def test_the_tunability_legend_keeps_the_bars_apart_from_the_optimizers_colours() -> None:
+    trials = [SearchTrial(n, 0.85 - 0.01 * i, 10 ** (-3 + i / 2)) for n in ("sgd", "adam") for i in range(4)]
+    found = results({"sgd": SEEDS - 0.02, "adam": SEEDS}, trials=trials)
+    figure = figures.tunability(found, weigh(found))
+    bars = {t.marker.color for t in figure.data if t.type == "bar"}
+    optimizers = {t.marker.color for t in figure.data if t.type == "scatter"}
+    assert len(bars) == 2 and None not in bars and not bars & optimizers
