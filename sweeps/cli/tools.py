@@ -16,16 +16,23 @@ importing torch."""
 
 def optimizers() -> None:
     """List the optimizer registry: each entry's hyperparameters and its torch and keras presets."""
-    from rich.table import Table
+    import pandas as pd
 
     from models.optimizers import PRESETS, REGISTRY
+    from sweeps.report.tables import Report
+    from sweeps.report.terminal import show
 
     caption = "any torch.optim.Optimizer subclass works too: optimizer.name=package.module:Class"
-    table = Table("name", "summary", *(f"{p} preset" for p in PRESETS), caption=caption)
-    for spec in REGISTRY.values():
-        presets = (", ".join(f"{k}={v}" for k, v in spec.presets[p].items()) for p in PRESETS)
-        table.add_row(spec.name, spec.summary, *presets)
-    console.print(table)
+    rows = [
+        {
+            "name": spec.name,
+            "summary": spec.summary,
+            **{f"{p} preset": ", ".join(f"{k}={v}" for k, v in spec.presets[p].items()) for p in PRESETS},
+        }
+        for spec in REGISTRY.values()
+    ]
+    table = pd.DataFrame(rows)
+    show(console, Report("optimizers", "Optimizer registry", table, table, (caption,), optional=("summary",)))
 
 
 def bench(

@@ -20,7 +20,9 @@ def rich_table(report: Report, dropped: tuple[str, ...] = ()) -> Table:
     """``report`` as a rich table, less the ``dropped`` columns (named in its caption)."""
     notes = list(report.notes)
     if dropped:
-        notes.append(f"Not shown at this width (in report.md and the CSV): {', '.join(dropped)}.")
+        notes.append(
+            f"Not shown at this width (widen the terminal, or print to a file): {', '.join(dropped)}."
+        )
     table = Table(title=report.title, caption="\n".join(notes), caption_justify="left")
     display = report.display.drop(columns=list(dropped))
     return named_rows(

@@ -55,3 +55,19 @@ def test_fixed_choices_are_listed() -> None:
     assert "<torch|keras>" in _help("trajectories", "-h")
     assert "<auto|cpu|cuda>" in _help("bench", "-h")
     assert set(typing.get_args(Preset)) == set(PRESETS)
+
+
+def test_the_optimizer_registry_is_whole_at_80_columns(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from sweeps.cli import tools
+
+    terminal = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr(tools, "console", terminal)
+    tools.optimizers()
+    lines = terminal.file.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines) and "…" not in "".join(lines)
+    assert "initial_accumulator_value=0.0," in "".join(lines)  # the longest setting, whole on one line
+    assert "Not shown at this width (widen the terminal, or print to a file): summary." in " ".join(lines)

@@ -54,4 +54,4 @@ def test_at_80_columns_no_number_is_split_and_the_optional_columns_drop_first() 
     text = "".join(lines)
     for word in ("0.7485", "0.5972", "0:01.0", "lr=0.0307", "momentum=0.795", "lr=1.0e-03"):
         assert word in text, word  # whole, on one line
-    assert "Not shown at this width (in report.md and the CSV): loss @1." in text
+    assert "Not shown at this width (widen the terminal, or print to a file): loss @1." in text
