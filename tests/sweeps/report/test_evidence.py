@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from sweeps.names import DEFAULT, SEARCH, TUNED
+from sweeps.report.answer import answer
 from sweeps.report.evidence import weigh
 from sweeps.report.evidence_tables import tunability_table
 from sweeps.report.publish import tables_of
@@ -169,7 +170,10 @@ def test_one_seed_each_is_untested_and_said_so() -> None:
     found = Results(base.sweep, one)
     evidence = weigh(found)
     assert evidence.phases[SEARCH].comparison is None
-    assert "nothing is tested" in verdict(found, evidence)[0]
+    assert verdict(found, evidence) == []  # the answer says it, once, first
+    assert answer(found, evidence)[0] == (
+        "adam leads sgd by 0.0100 final val_acc on one seed each (best search trial, test split): untested."
+    )
     table = epoch_table(found, evidence)
     assert table.title == "Seed table" and list(table.display["rank"]) == ["2", "1"]
     assert any("untested" in note for note in table.notes)
