@@ -5,6 +5,7 @@ progress from the storage until the budget is spent."""
 from __future__ import annotations
 
 import os
+import platform
 import runpy
 import signal
 import subprocess
@@ -180,8 +181,8 @@ class Processes:
         """Local workers start at once."""
 
     def owns(self, worker: str) -> bool:
-        pid = worker.split(":")[1:2]  # host:pid[:...]
-        return bool(pid) and pid[0] in {str(p.pid) for p in self.procs}
+        """The whole ``host:pid`` label matches: another machine's worker may have the same pid."""
+        return any(worker.split(":")[:2] == [platform.node(), str(p.pid)] for p in self.procs)
 
 
 def supervise(workers: Workers, study: optuna.Study, sweep: SweepConfig, console: Console) -> int:
