@@ -131,8 +131,8 @@ def train(
             device = device_name(trainer.strategy.root_device)
             record.start(run_params(cfg, workload.plan), cfg.model_dump(mode="json"), device)
             started = time.perf_counter()
-            try:  # the checkpoint is the sweep's own, from its store; it holds numpy's random state too
-                trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=False)
+            try:  # tensors and plain data only: the store is writable by others, unpickling runs code
+                trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             except BaseException as exc:
                 record.ended(*ended_by(exc))
                 raise
