@@ -5,6 +5,7 @@ before torch, Lightning or MLflow would have loaded."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,14 @@ Storage = Annotated[
     str | None,
     typer.Option(
         "--storage", help="Optuna storage URL (default: $SWEEPS_STORAGE, else the embedded SQLite file)"
+    ),
+]
+AllowImports = Annotated[
+    str | None,
+    typer.Option(
+        envvar="SWEEPS_ALLOW_IMPORTS",
+        help="comma-separated packages a spec's targets may be imported from, e.g. 'mynets,torch'; the study"
+        " database names what a worker imports and calls (default: $SWEEPS_ALLOW_IMPORTS, else any)",
     ),
 ]
 Pack = Annotated[
@@ -59,6 +68,14 @@ def checked(loader: Callable[[Path, Sequence[str]], C], config: Path, overrides:
         return loader(config, overrides or ())
     except ConfigError as exc:
         raise fail(str(exc)) from None
+
+
+def restrict_imports(allowed: str | None) -> None:
+    """``--allow-imports`` holds for this process and, by inheritance, for the workers it starts."""
+    if allowed is not None:
+        from sweeps.config.imports import ALLOW_ENV
+
+        os.environ[ALLOW_ENV] = allowed
 
 
 def quiet_libraries() -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from sweeps.cli.common import (
+    AllowImports,
     Pack,
     Storage,
     TrackingUri,
@@ -17,6 +18,7 @@ from sweeps.cli.common import (
     fail,
     log_progress,
     quiet_libraries,
+    restrict_imports,
 )
 
 
@@ -47,6 +49,7 @@ def run_sweep(
             envvar="RAY_ADDRESS", help="--launcher ray: the cluster (default: a local one started here)"
         ),
     ] = None,
+    allow_imports: AllowImports = None,
 ) -> None:
     """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores, or
     through SLURM or Ray."""
@@ -54,6 +57,7 @@ def run_sweep(
 
     if detach and launcher_kind != "slurm":
         raise fail("--detach needs --launcher slurm: local and Ray workers live with this command")
+    restrict_imports(allow_imports)
     sweep = checked(load_sweep, config, overrides)
     if detach and sweep.study.retrain_seeds:
         raise fail(
@@ -95,7 +99,7 @@ def run_sweep(
             " workers on other machines a PostgreSQL study (--storage)"
         )
     join = launcher.Join(
-        sweep.study.name, url, uri, logs.absolute() if launcher_kind != "local" else logs, pack
+        sweep.study.name, url, uri, logs.absolute() if launcher_kind != "local" else logs, pack, allow_imports
     )
     if launcher_kind == "slurm":
         pool: launcher.Workers = slurm.SlurmArray(sweep.launcher.slurm, workers or 1, join)
@@ -158,8 +162,10 @@ def worker(
     index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = None,
     pack: Pack = None,
+    allow_imports: AllowImports = None,
 ) -> None:
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
+    restrict_imports(allow_imports)
     from sweeps.engine.runtime import tune_allocator
 
     tune_allocator()

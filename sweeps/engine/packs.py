@@ -73,7 +73,7 @@ def alone_because(started: Started, sweep: SweepConfig) -> str | None:
     if is_path(cfg.optimizer.name) or get_spec(cfg.optimizer.name).torch_class not in RULES:
         return f"{cfg.optimizer.name} has no packed update rule"
     if cfg.model.target is not None:
-        found = constructor(cfg.model.target, "model", nn.Module).found
+        found = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory).found
         if isinstance(found, type) and issubclass(found, L.LightningModule):
             return f"{cfg.model.target} is a LightningModule, which trains itself: one trial per process"
     if sweep.study.epoch_metric not in EPOCH_METRICS:
@@ -191,7 +191,7 @@ def _network(cfg: TrainConfig, num_classes: int | None) -> Callable[..., nn.Modu
     """How a member's network is built: ``None`` for the seed CNN (the pack's own), else the user's."""
     if cfg.model.target is None:
         return None
-    model = constructor(cfg.model.target, "model", nn.Module)
+    model = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
     offered = {"num_classes": num_classes} if num_classes else {}
     return lambda init: model.build(cfg.model.kwargs, offered)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from sweeps.config.imports import ALLOW_ENV
 from sweeps.config.sweep import SweepConfig
 from tests.sweeps.helpers import invoke, small_sweep_spec
 
@@ -96,6 +97,24 @@ def test_bad_flags_of_run_are_refused(args: list[str], named: str, spec: Path, t
 
     assert result.exit_code == 2, result.output
     assert named in " ".join(result.output.split()) and "hunter2" not in result.output
+    assert nothing_written(tmp_path)
+
+
+def test_allow_imports_refuses_a_target_from_another_package(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ALLOW_ENV, raising=False)  # the flag sets it for the workers; restored afterwards
+    assert "SWEEPS_ALLOW_IMPORTS" in " ".join(invoke("worker", "--help").output.split())
+
+    result = invoke(
+        "run", str(spec), "model.target=tests.workload.net:MLP", "--allow-imports", "torch,mynets"
+    )
+
+    assert result.exit_code == 2, result.output
+    assert (
+        "model.target: 'tests.workload.net:MLP' is from package 'tests', which this process may not import"
+        in (" ".join(result.stderr.split()))
+    )
     assert nothing_written(tmp_path)
 
 
