@@ -4,9 +4,14 @@ after the arguments and the config have been checked, so help and mistakes answe
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 import typer
 
 from sweeps.cli import report, sweep, tools, train, ui
+from sweeps.cli.bootstrap import bootstrap
+from sweeps.masking import mask
 
 app = typer.Typer(
     name="sweeps",
@@ -18,11 +23,19 @@ app = typer.Typer(
 
 
 @app.callback()
-def _every_command() -> None:
+def _every_command(context: typer.Context) -> None:
     """Passwords in URLs never reach the terminal or a log, whichever command runs."""
-    from sweeps.tracking.uris import mask_output
+    bootstrap(context)
 
-    mask_output()
+
+def main() -> None:
+    """``sweeps`` as a process: an error no command handled is printed with its URLs masked, as everything
+    the command printed was (its traceback would be printed after the command's masking ended), exit 1."""
+    try:
+        app()
+    except Exception:
+        sys.stderr.write(mask(traceback.format_exc()))
+        raise SystemExit(1) from None
 
 
 app.command("run")(sweep.run_sweep)

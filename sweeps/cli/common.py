@@ -4,9 +4,6 @@ before torch, Lightning or MLflow would have loaded."""
 
 from __future__ import annotations
 
-import logging
-import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -68,38 +65,3 @@ def checked(loader: Callable[[Path, Sequence[str]], C], config: Path, overrides:
         return loader(config, overrides or ())
     except ConfigError as exc:
         raise fail(str(exc)) from None
-
-
-def restrict_imports(allowed: str | None) -> None:
-    """``--allow-imports`` holds for this process and, by inheritance, for the workers it starts."""
-    if allowed is not None:
-        from sweeps.config.imports import ALLOW_ENV
-
-        os.environ[ALLOW_ENV] = allowed
-
-
-def quiet_libraries() -> None:
-    """Lightning's banners and tips are noise on a terminal that shows one line per epoch."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-    warnings.filterwarnings(
-        "ignore", message=r".*The `srun` command is available on your system"
-    )  # SLURM nodes
-    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def log_progress() -> None:
-    """A worker's log (its stderr) shows what the engine reports at INFO: a trial pruned, or resumed from
-    its checkpoint at some epoch."""
-    engine = logging.getLogger("sweeps")
-    engine.setLevel(logging.INFO)
-    if not engine.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-        engine.addHandler(handler)

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from sweeps.cli.bootstrap import allow_imports as allow
+from sweeps.cli.bootstrap import bootstrap_worker, quiet_libraries
 from sweeps.cli.common import (
     AllowImports,
     Pack,
@@ -16,9 +18,6 @@ from sweeps.cli.common import (
     checked,
     console,
     fail,
-    log_progress,
-    quiet_libraries,
-    restrict_imports,
 )
 
 
@@ -57,7 +56,7 @@ def run_sweep(
 
     if detach and launcher_kind != "slurm":
         raise fail("--detach needs --launcher slurm: local and Ray workers live with this command")
-    restrict_imports(allow_imports)
+    allow(allow_imports)
     sweep = checked(load_sweep, config, overrides)
     if detach and sweep.study.retrain_seeds:
         raise fail(
@@ -73,7 +72,7 @@ def run_sweep(
     from sweeps.engine.preflight import check_sweep
     from sweeps.engine.servers import check_storage, check_tracking
     from sweeps.engine.storage.urls import storage_url
-    from sweeps.tracking.uris import mask
+    from sweeps.masking import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     logs = Path("sweeps-logs") / sweep.study.name  # a scheduler's workers get it absolute
@@ -138,7 +137,7 @@ def run_sweep(
 def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:
     """A command that joins the sweep (or ``command`` on it) when pasted: a URL with a password is not
     printed, the variable that must hold it is named instead."""
-    from sweeps.tracking.uris import has_secret
+    from sweeps.masking import has_secret
 
     urls = {"SWEEPS_STORAGE": storage_url, "MLFLOW_TRACKING_URI": tracking_uri}
     hidden = [variable for variable, url in urls.items() if has_secret(url)]
@@ -165,12 +164,9 @@ def worker(
     allow_imports: AllowImports = None,
 ) -> None:
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
-    restrict_imports(allow_imports)
-    from sweeps.engine.runtime import tune_allocator
-
-    tune_allocator()
+    allow(allow_imports)
+    bootstrap_worker(threads)
     quiet_libraries()
-    log_progress()
     from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish
     from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
@@ -181,7 +177,7 @@ def worker(
     try:
         url = storage_url(storage)
         check_storage(url)
-        ran = run_worker(study_name, url, tracking_uri, index, threads, pack)
+        ran = run_worker(study_name, url, tracking_uri, index, pack)
     except (StudyNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if STOP.requested:

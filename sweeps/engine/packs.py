@@ -36,6 +36,7 @@ from sweeps.config.imports import is_path
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
 from sweeps.engine.objective import Objective, Started, kept_going, metric_value, pruned_reason
+from sweeps.engine.runtime import denormals_flushed
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.study import waiting
 from sweeps.engine.tell import interrupted, state_of, tell
@@ -204,7 +205,7 @@ def _packed(objective: Objective, members: list[Begun]) -> list[Told]:
     records: list[FitRecord] = []
     epochs: PackEpochs | None = None
     failure: BaseException | None = None
-    with kept_tracking_env():
+    with kept_tracking_env(), denormals_flushed():
         try:
             datamodule = checked_datamodule(first)
             prepare(first)

@@ -25,6 +25,7 @@ from sweeps.engine.sampling import pruner_for, sampler_for
 from sweeps.engine.servers import check_tracking
 from sweeps.engine.space import preset_params, searched_optimizers
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
+from sweeps.masking import is_masked, mask
 from sweeps.names import (
     DEFAULT,
     ELAPSED_ATTR,
@@ -43,7 +44,7 @@ from sweeps.names import (
     trial_optimizer,
 )
 from sweeps.tracking import runs
-from sweeps.tracking.uris import TRACKING_ENV, absolute_sqlite, is_masked, mask
+from sweeps.tracking.uris import TRACKING_ENV, absolute_sqlite
 
 
 def directions(sweep: SweepConfig) -> list[str]:

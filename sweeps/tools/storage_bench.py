@@ -39,7 +39,7 @@ from optuna.trial import TrialState
 
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
-from sweeps.tracking.uris import mask
+from sweeps.masking import mask
 
 BACKENDS = ("journal", "sqlite", "postgres")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -229,12 +229,12 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
     from models.module import OptimizerModule
     from models.pack.data import PackData
     from models.pack.module import Member, PackModule
-    from sweeps.engine.runtime import flush_denormals, tune_allocator
+    from sweeps.engine.runtime import tune_allocator
     from sweeps.tracking.environment import environment_tags
 
     quiet()
     tune_allocator()
-    flush_denormals()
+    torch.set_flush_denormal(True)  # this measuring process is started for it and ends with it
     device = resolve_device(shape.device)
     data = MNISTDataModule(shape.dataset, shape.data_dir, batch_size=shape.batch_size, download=False)
     if path == "pack":

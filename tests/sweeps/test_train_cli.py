@@ -12,7 +12,8 @@ import yaml
 
 from models.optimizers import REGISTRY
 from sweeps.config.train import TrainConfig, load
-from sweeps.tracking.uris import DEFAULT_TRACKING_URI, mask
+from sweeps.masking import mask
+from sweeps.tracking.uris import DEFAULT_TRACKING_URI
 from tests.sweeps.helpers import (
     TRAIN_YAML,
     needs_fashion_mnist,

@@ -18,7 +18,8 @@ from sweeps.engine.storage.heartbeat import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from sweeps.engine.storage.reconnect import ReconnectingStorage
 from sweeps.engine.storage.sqlite import SQLITE_BUSY_TIMEOUT_S, SQLiteStorage
 from sweeps.engine.storage.urls import normalise
-from sweeps.tracking.uris import SQLITE, mask
+from sweeps.masking import mask
+from sweeps.tracking.uris import SQLITE
 
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """How long one connection attempt may take: an unreachable host fails the attempt, and the backoff (not a

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from sweeps.tracking.uris import SQLITE, absolute_sqlite, mask
+from sweeps.masking import mask
+from sweeps.tracking.uris import SQLITE, absolute_sqlite
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 """Embedded store: one SQLite file in the working directory; no server, 8 worker processes on this machine

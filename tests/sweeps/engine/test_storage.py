@@ -25,8 +25,8 @@ from sweeps.engine.retry import RECONNECT_ENV
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
 from sweeps.engine.storage.urls import DEFAULT_STORAGE, STORAGE_ENV, storage_url
+from sweeps.masking import mask
 from sweeps.tools import storage_bench
-from sweeps.tracking.uris import mask
 from tests.sweeps.helpers import POSTGRES_ADMIN, database_url, fresh_database, take_down
 
 POSTGRES_URL = database_url("test")
