@@ -25,7 +25,7 @@ from sweeps.engine.packs import run_pack
 from sweeps.engine.placement import job_label, placement
 from sweeps.engine.preemption import STOP
 from sweeps.engine.retry import first_line
-from sweeps.engine.storage.heartbeat import running_trial
+from sweeps.engine.storage.heartbeat import HEARTBEAT_INTERVAL_S, running_trial
 from sweeps.engine.study import (
     best_search,
     close_lost_runs,
@@ -55,7 +55,8 @@ def run_worker(
     spec's ``study.pack``) as packs (:mod:`sweeps.engine.packs`); returns how many ran.
 
     Optuna's heartbeat marks a killed worker's trial FAIL and its retry callback re-queues the trial with the
-    same params, which any worker then picks up here. A worker told to stop (:mod:`sweeps.engine.preemption`)
+    same params, which any worker then picks up here; so a worker that finds nothing waiting stays while
+    another's trial runs, in case that worker died. A worker told to stop (:mod:`sweeps.engine.preemption`)
     gives its trials back and returns."""
     study, sweep = open_sweep(name, storage_url, worker=index)
     attrs = study.user_attrs
@@ -83,7 +84,12 @@ def run_worker(
         optuna.storages.fail_stale_trials(study)
         _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective.tracking_uri)
         if sweep.study.n_trials is not None and not waiting(study):
-            break
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+            # Another worker's trial runs, and that worker may be dead: once its heartbeat is stale the
+            # trial is failed and queued again above, and this worker runs it, so the budget is all spent.
+            time.sleep(HEARTBEAT_INTERVAL_S)
+            continue
         told = run_pack(study, objective, size) if size > 1 else [run_trial(study, objective)]
         complete = [t for t in told if t.state == TrialState.COMPLETE]
         if complete:  # one write of the best per round, however many trials it told

@@ -110,6 +110,49 @@ def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> No
     assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
 
 
+@pytest.mark.slow
+def test_a_worker_killed_during_the_last_trial_still_gets_its_trial_run(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=2)
+    env = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "30"}  # the grace outlasts a trial
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = sweeps_process("run", str(spec), "--workers", "0", cwd=tmp_path, env=env)
+    assert created.wait(timeout=300) == 0, created.communicate()[0]
+    storage = open_storage(url, heartbeat=False)
+    study = optuna.load_study(study_name="e2e", storage=storage)
+
+    def running() -> list[optuna.trial.FrozenTrial]:
+        return [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "mlflow_run_id" in t.user_attrs]
+
+    victim = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    deadline = time.time() + 300
+    while not running():
+        assert time.time() < deadline and victim.poll() is None
+        time.sleep(0.1)
+    victim.send_signal(
+        signal.SIGSTOP
+    )  # mid-trial; it beats (below) while the survivor starts, however slowly
+    [lost] = running()
+    survivor = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    while len(running()) < 2:  # the survivor runs the last trial of the budget
+        assert time.time() < deadline and survivor.poll() is None
+        storage.record_heartbeat(lost._trial_id)
+        time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    storage.record_heartbeat(lost._trial_id)  # its last beat: the survivor's trial ends within the grace
+    out, _ = survivor.communicate(timeout=600)
+
+    assert survivor.returncode == 0, out
+    trials = study.get_trials(deepcopy=False)
+    [failed] = [t for t in trials if t.state == TrialState.FAIL]
+    [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
+    assert failed.number == lost.number and retry.state == TrialState.COMPLETE and retry.params == lost.params
+    check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=2)
+
+
 def test_a_pruned_trial_is_a_killed_child_run(tmp_path: Path, write_idx_dataset) -> None:
     """A pruner that prunes at the first report: the trial ends PRUNED, its run KILLED with the epoch."""
     from sweeps.config.sweep import load_sweep
