@@ -50,10 +50,12 @@ def open_storage(
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     else:
         # pre-ping replaces a pooled connection the server dropped (restart, failover, idle cut) instead of
-        # failing the worker's next query with it.
+        # failing the worker's next query with it. No server-side prepared statements: through PgBouncer's
+        # transaction pooling (``sweeps.engine.storage.pooler``) the next transaction may run on another
+        # server connection, which does not have them.
         engine_kwargs = {
             "pool_pre_ping": True,
-            "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+            "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "prepare_threshold": None},
         }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
