@@ -311,9 +311,11 @@ def _open(backend: str, location: str) -> BaseStorage:
 
 
 def _kind(error: BaseException) -> str:
+    """The error's type and message on one line; a long message keeps its end, which says why (a driver's
+    "connection to server ... failed: FATAL: sorry, too many clients already")."""
     cause = error.__cause__ or error
-    first_line = (str(cause).strip().splitlines() or [""])[0]
-    return mask(f"{type(cause).__name__}: {first_line}")[:120]
+    text = mask(f"{type(cause).__name__}: {' '.join(str(cause).split())}")
+    return text if len(text) <= 120 else f"{type(cause).__name__}: ...{text[-100:]}"
 
 
 def _score(result: BackendResult, study: optuna.Study, reports: list[WorkerReport], seconds: float) -> None:
