@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from sweeps.cli import report, sweep, tools, train, ui
+from sweeps.cli import report, storage, sweep, tools, train, ui
 
 app = typer.Typer(
     name="sweeps",
@@ -31,6 +31,7 @@ app.command()(report.report)
 app.command()(ui.ui)
 app.command()(train.train)
 app.command()(sweep.worker)
+app.command()(storage.storage_proxy)
 app.command()(tools.optimizers)
 app.command()(tools.bench)
 app.command()(tools.trajectories)

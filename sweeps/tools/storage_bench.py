@@ -117,7 +117,7 @@ def run_backend(
                 stack.enter_context(_PeakConnections(postgres_url)) if _on_postgres(backend) else None
             )
             if backend == "pgbouncer":
-                location = stack.enter_context(storage_proxy(postgres_url, port=proxy_port))
+                location = stack.enter_context(storage_proxy(postgres_url, port=proxy_port)).url
                 result.storage = mask(location)
             storage = _open(backend, location)
         except (sqlalchemy.exc.OperationalError, OSError, ProxyError) as error:

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.engine.storage.urls import is_postgres, normalise
@@ -54,6 +55,18 @@ def proxied_url(url: str, host: str, port: int) -> str:
     return make_url(url).set(host=host, port=port).render_as_string(hide_password=False)
 
 
+@dataclass(frozen=True)
+class RunningProxy:
+    """A started PgBouncer: ``url`` is what workers pass as ``--storage``."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def wait(self) -> int:
+        """Block until PgBouncer exits (it does not by itself); its exit code."""
+        return self.process.wait()
+
+
 @contextmanager
 def storage_proxy(
     url: str,
@@ -62,8 +75,8 @@ def storage_proxy(
     port: int = DEFAULT_PORT,
     pool_size: int = DEFAULT_POOL_SIZE,
     advertise: str | None = None,
-) -> Iterator[str]:
-    """Run PgBouncer for the PostgreSQL at ``url`` while the block runs; yields the URL workers use.
+) -> Iterator[RunningProxy]:
+    """Run PgBouncer for the PostgreSQL at ``url`` while the block runs; yields it, with the URL workers use.
 
     ``listen`` is the address PgBouncer binds (``0.0.0.0`` for workers on other machines), ``advertise`` the
     host name put in the yielded URL (default: ``listen``, or this machine's name when that is ``0.0.0.0``).
@@ -90,7 +103,7 @@ def storage_proxy(
         try:
             _wait_listening(process, listen, port, log)
             host = advertise or (socket.getfqdn() if listen == "0.0.0.0" else listen)
-            yield proxied_url(url, host, port)
+            yield RunningProxy(proxied_url(url, host, port), process)
         finally:
             process.terminate()
             try:
