@@ -10,14 +10,16 @@ and each runs its share of ask → tiny objective (sleep) → tell, exactly as a
 Reported per backend: trials/s from the release to the last tell; errors by kind (a worker that could not
 even open the storage counts one, and its share is missing); storage calls the reconnecting storage had to
 retry; whether every trial was recorded exactly once (no trial number told twice, no told trial missing,
-nothing left RUNNING or WAITING, COMPLETE count == target); for PostgreSQL the peak of connections to the
-database above those open before the run (``pg_stat_activity``, sampled every 50 ms); ask/tell latencies,
-each worker's first ask (imports, first queries: a one-off start-up cost) apart from the steady-state ones.
+nothing left RUNNING or WAITING, COMPLETE count == target); for PostgreSQL the peak of the run's server
+connections (``pg_stat_activity`` rows with the run's application name, sampled every 50 ms); ask/tell
+latencies, each worker's first ask (imports, first queries: a one-off start-up cost) apart from the
+steady-state ones.
 
 Backends: ``journal`` (Optuna's JournalStorage on a JournalFileBackend), ``sqlite`` (``open_storage`` on a
 fresh file), ``postgres`` (``open_storage`` on ``--postgres-url``; skipped with the reason when unreachable;
 its study is deleted afterwards), ``pgbouncer`` (the same database through the storage proxy,
-``sweeps.engine.storage.pooler``, started for the run on ``--proxy-port``).
+``sweeps.engine.storage.pooler``, started for the run on ``--proxy-port`` with ``--pool-size`` server
+connections).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.heartbeat import running_trial
-from sweeps.engine.storage.pooler import DEFAULT_PORT, ProxyError, storage_proxy
+from sweeps.engine.storage.pooler import DEFAULT_POOL_SIZE, DEFAULT_PORT, ProxyError, storage_proxy
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
 from sweeps.tracking.uris import mask
 
@@ -104,27 +106,29 @@ def run_backend(
     postgres_url: str,
     threads: int = 1,
     proxy_port: int = DEFAULT_PORT,
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> BackendResult:
     """Measure one backend: a fresh study, ``workers`` workers (``threads`` a process), ``trials`` trials."""
+    tag = f"storage-bench-{uuid.uuid4().hex[:8]}"
     location = {
         "journal": str(directory / "journal.log"),
         "sqlite": f"sqlite:///{directory / 'optuna.db'}",
-    }.get(backend, postgres_url)
+    }.get(backend, _tagged(postgres_url, tag))
     result = BackendResult(backend, mask(location), workers, trials)
+    on_postgres = backend in ("postgres", "pgbouncer")
     with ExitStack() as stack:
         try:
-            connections = (
-                stack.enter_context(_PeakConnections(postgres_url)) if _on_postgres(backend) else None
-            )
+            connections = stack.enter_context(_PeakConnections(postgres_url, tag)) if on_postgres else None
             if backend == "pgbouncer":
-                location = stack.enter_context(storage_proxy(postgres_url, port=proxy_port)).url
+                proxy = storage_proxy(location, port=proxy_port, pool_size=pool_size)
+                location = stack.enter_context(proxy).url
                 result.storage = mask(location)
             storage = _open(backend, location)
         except (sqlalchemy.exc.OperationalError, OSError, ProxyError) as error:
             orig = getattr(error, "orig", None) or error
             result.skipped = f"unreachable: {mask(str(orig)).strip().splitlines()[0]}"
             return result
-        name = f"storage-bench-{uuid.uuid4().hex[:8]}"
+        name = tag
         if backend == "journal":
             study = optuna.create_study(storage=storage, study_name=name)
         else:
@@ -139,22 +143,27 @@ def run_backend(
             if connections is not None:
                 result.peak_connections = connections.peak
         finally:
-            if _on_postgres(backend):
+            if on_postgres:
                 optuna.delete_study(study_name=name, storage=storage)
     return result
 
 
-def _on_postgres(backend: str) -> bool:
-    return backend in ("postgres", "pgbouncer")
+def _tagged(url: str, tag: str) -> str:
+    """``url`` whose connections show ``tag`` as their application name in ``pg_stat_activity``; PgBouncer
+    passes it on to the server connection a client's transaction runs on."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).update_query_dict({"application_name": tag}).render_as_string(hide_password=False)
 
 
 class _PeakConnections:
-    """The most connections to the database seen at once while the block runs, above those open before."""
+    """The most server connections of this run (those showing ``tag``) seen at once while the block runs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tag: str) -> None:
         from sqlalchemy.engine import make_url
 
         self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.tag = tag
         self.peak = 0
         self._stop = threading.Event()
 
@@ -162,7 +171,6 @@ class _PeakConnections:
         import psycopg
 
         self._connection = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
-        self._before = self._count()
         self._thread = threading.Thread(target=self._sample, name="peak-connections", daemon=True)
         self._thread.start()
         return self
@@ -174,14 +182,13 @@ class _PeakConnections:
 
     def _count(self) -> int:
         row = self._connection.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND backend_type = 'client backend'"
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (self.tag,)
         ).fetchone()
         return int(row[0]) if row else 0
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._count() - self._before)
+            self.peak = max(self.peak, self._count())
 
 
 def _run_workers(
@@ -353,8 +360,8 @@ def _spread(values: list[float]) -> dict[str, float]:
 def _table(results: list[BackendResult]) -> str:
     header = (
         f"{'backend':<10}{'trials/s':>9}{'seconds':>9}{'complete':>10}{'dup':>5}{'missing':>8}"
-        f"{'errors':>8}{'retries':>8}{'peak conn':>10}{'1st ask ms':>11}{'ask p50/p99/max ms':>22}"
-        f"{'tell p50/p99/max ms':>22}  verdict"
+        f"{'errors':>8}{'retries':>8}{'peak conn':>10}{'1st ask ms':>11}{'ask p50/p99/max ms':>24}"
+        f"{'tell p50/p99/max ms':>24}  verdict"
     )
     lines = [header, "-" * len(header)]
     for r in results:
@@ -368,7 +375,7 @@ def _table(results: list[BackendResult]) -> str:
         lines.append(
             f"{r.backend:<10}{r.trials_per_s:>9}{r.seconds:>9}{r.complete:>6}/{r.target:<3}{r.duplicates:>5}"
             f"{r.missing:>8}{sum(r.errors.values()):>8}{r.retries:>8}{peak:>10}{r.first_ask_ms:>11}"
-            f"{ask:>22}{tell:>22}  {verdict}"
+            f"{ask:>24}{tell:>24}  {verdict}"
         )
     return "\n".join(lines)
 
@@ -389,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument(
         "--proxy-port", type=int, default=DEFAULT_PORT, help="where the pgbouncer backend listens"
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="the pgbouncer backend's server connections"
     )
     parser.add_argument(
         "--dir", type=Path, help="where the SQLite and journal files go (default: a temp dir)"
@@ -418,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.postgres_url,
                     args.threads,
                     args.proxy_port,
+                    args.pool_size,
                 )
             )
     processes = -(-args.workers // args.threads)
