@@ -22,8 +22,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +111,21 @@ def storage_proxy(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def proxy_for(url: str, remote: bool) -> tuple[str, Callable[[], None]]:
+    """Start the storage proxy for a launching command: the URL its workers use, and what stops it.
+    ``remote``: workers on other machines, so it listens on every address and the URL names this machine."""
+    from sweeps.engine.servers import check_storage
+
+    proxy = ExitStack()
+    try:
+        started = proxy.enter_context(storage_proxy(url, listen="0.0.0.0" if remote else "127.0.0.1"))
+        check_storage(started.url)
+    except BaseException:
+        proxy.close()
+        raise
+    return started.url, proxy.close
 
 
 def _write_config(folder: Path, url: str, listen: str, port: int, pool_size: int) -> tuple[Path, str | None]:

@@ -4,6 +4,7 @@ trial once, a lost trial still failed and retried; what it refuses, and a proxy 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -15,10 +16,17 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.heartbeat import running_trial
-from sweeps.engine.storage.pooler import ProxyError, storage_proxy
+from sweeps.engine.storage.pooler import DEFAULT_PORT, ProxyError, storage_proxy
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
 from sweeps.tools import storage_bench
-from tests.sweeps.helpers import database_url, free_ports, invoke, sweeps_process
+from tests.sweeps.helpers import (
+    check_recorded_once,
+    database_url,
+    free_ports,
+    invoke,
+    small_sweep_spec,
+    sweeps_process,
+)
 
 POSTGRES_URL = database_url("test")
 
@@ -43,9 +51,12 @@ def test_only_postgresql_is_proxied(port: int) -> None:
 
 @pytest.mark.postgres
 def test_a_taken_port_is_refused_before_pgbouncer_starts(port: int) -> None:
-    with storage_proxy(POSTGRES_URL, port=port), pytest.raises(ProxyError, match=f"port {port}"):  # noqa: SIM117
-        with storage_proxy(POSTGRES_URL, port=port):
-            pass
+    with (
+        storage_proxy(POSTGRES_URL, port=port),
+        pytest.raises(ProxyError, match=f"port {port}"),
+        storage_proxy(POSTGRES_URL, port=port),
+    ):
+        pass
 
 
 @pytest.mark.postgres
@@ -117,3 +128,35 @@ def test_storage_proxy_command_serves_until_ctrl_c(tmp_path: Path, port: int, st
             check=True,
             capture_output=True,
         )
+
+
+def test_sweeps_run_refuses_a_storage_proxy_for_sqlite_before_creating_anything(
+    tmp_path: Path, write_idx_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", str(spec), "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--storage-proxy")
+    assert result.exit_code == 2 and "is for PostgreSQL" in result.stderr
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_sweeps_run_starts_the_proxy_for_its_workers_and_stops_it(tmp_path: Path, write_idx_dataset) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", name=name, n_trials=4)
+    proc = sweeps_process(
+        "run", str(spec), "--workers", "2", "--storage", POSTGRES_URL, "--storage-proxy", cwd=tmp_path
+    )
+    out, _ = proc.communicate(timeout=600)
+    storage = open_storage(POSTGRES_URL, heartbeat=False)
+    try:
+        assert proc.returncode == 0, out
+        assert f"127.0.0.1:{DEFAULT_PORT}/test" in out  # the study as its workers reach it
+        check_recorded_once(load_study(storage, name), f"sqlite:///{tmp_path / 'mlflow.db'}", expected=4)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+    with socket.socket() as probe:  # the proxy stopped with the command
+        assert probe.connect_ex(("127.0.0.1", DEFAULT_PORT)) != 0
