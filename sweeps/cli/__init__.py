@@ -9,7 +9,7 @@ import traceback
 
 import typer
 
-from sweeps.cli import report, sweep, tools, train, ui
+from sweeps.cli import report, storage, sweep, tools, train, ui
 from sweeps.cli.bootstrap import bootstrap
 from sweeps.masking import mask
 
@@ -44,6 +44,7 @@ app.command()(report.report)
 app.command()(ui.ui)
 app.command()(train.train)
 app.command()(sweep.worker)
+app.command()(storage.storage_proxy)
 app.command()(tools.optimizers)
 app.command()(tools.bench)
 app.command()(tools.trajectories)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
+import click
 import typer
 
 from sweeps.cli.bootstrap import allow_imports as allow
@@ -49,6 +50,12 @@ def run_sweep(
         ),
     ] = None,
     allow_imports: AllowImports = None,
+    storage_proxy: Annotated[
+        bool,
+        typer.Option(
+            help="PostgreSQL: workers reach the study through PgBouncer started here (sweeps storage-proxy)"
+        ),
+    ] = False,
 ) -> None:
     """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores, or
     through SLURM or Ray."""
@@ -57,6 +64,10 @@ def run_sweep(
     if detach and launcher_kind != "slurm":
         raise fail("--detach needs --launcher slurm: local and Ray workers live with this command")
     allow(allow_imports)
+    if detach and storage_proxy:
+        raise fail(
+            "--storage-proxy lives with this command; with --detach start `sweeps storage-proxy` yourself"
+        )
     sweep = checked(load_sweep, config, overrides)
     if detach and sweep.study.retrain_seeds:
         raise fail(
@@ -71,6 +82,7 @@ def run_sweep(
     from sweeps.engine import launcher, raycluster, slurm, study
     from sweeps.engine.preflight import check_sweep
     from sweeps.engine.servers import check_storage, check_tracking
+    from sweeps.engine.storage.pooler import proxy_for
     from sweeps.engine.storage.urls import storage_url
     from sweeps.masking import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
@@ -85,6 +97,9 @@ def run_sweep(
             slurm.check(sweep.launcher.slurm, workers or 1, logs.absolute())
         if workers != 0 and launcher_kind == "ray":
             console.print(f"workers on {raycluster.connect(ray_address)}")
+        if storage_proxy and workers != 0:
+            url, stop_proxy = proxy_for(url, remote=launcher_kind != "local")
+            click.get_current_context().call_on_close(stop_proxy)  # whichever way the command ends
         created = study.create(sweep, url, uri)
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise fail(str(exc)) from None

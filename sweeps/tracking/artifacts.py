@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from sweeps.compat import artifact_repository
 from sweeps.tracking.runs import log_folder
 
 MODEL_PATH = "model"
@@ -42,9 +42,7 @@ class ArtifactStore:
     @cached_property
     def _repository(self) -> Any:
         """The parent run's artifact repository, which deletes (the client cannot); its location is fixed."""
-        return get_artifact_repository(
-            self._client.get_run(self.run_id).info.artifact_uri, tracking_uri=self.uri
-        )
+        return artifact_repository(self._client.get_run(self.run_id).info.artifact_uri, self.uri)
 
     def put(self, key: str, file: Path) -> None:
         self._client.log_artifact(self.run_id, str(file), f"{self.prefix}/{key}")

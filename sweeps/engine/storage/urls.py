@@ -28,6 +28,11 @@ def storage_url(flag: str | None = None) -> str:
     return normalise(flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
 
 
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` (normalised) names a PostgreSQL database."""
+    return url.startswith(_POSTGRES)
+
+
 def normalise(url: str) -> str:
     for alias in _POSTGRES_ALIASES:
         if url.startswith(alias):

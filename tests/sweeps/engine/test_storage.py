@@ -9,11 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import optuna
@@ -363,6 +365,36 @@ def test_a_failed_heartbeat_is_logged_and_beating_goes_on(
     study.tell(trial, 0.0)
     assert "heartbeat of trial id" in caplog.text
     assert "no such table: trial_heartbeats" in caplog.text
+
+
+def test_one_heartbeat_thread_beats_for_all_of_a_workers_running_trials(tmp_path: Path) -> None:
+    """A pack of 16 trials: one thread, every trial's heartbeat kept fresh; the thread ends with the last."""
+    database = tmp_path / "optuna.db"
+    study, _ = create_study_once(
+        open_storage(sqlite_url(tmp_path), heartbeat_interval=BEAT), "s", ["minimize"]
+    )
+
+    def beats() -> dict[int, str]:
+        with sqlite3.connect(database) as connection:
+            return dict(connection.execute("SELECT trial_id, heartbeat FROM trial_heartbeats").fetchall())
+
+    def beating() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "heartbeat"]
+
+    with ExitStack() as stack:
+        trials = [stack.enter_context(running_trial(study, fail_stale=False)) for _ in range(16)]
+        assert len(beating()) == 1
+        first = beats()
+        time.sleep(BEAT * 2.5)
+        later = beats()
+        assert len(first) == len(later) == 16
+        assert all(later[trial] > first[trial] for trial in first)
+        for trial in trials:
+            study.tell(trial, 0.0)
+    deadline = time.monotonic() + 5
+    while beating() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert beating() == []
 
 
 # --- the bench ----------------------------------------------------------------------------------------------
