@@ -31,7 +31,7 @@ def storage_proxy(
     from sweeps.engine.storage.pooler import ProxyError
     from sweeps.engine.storage.pooler import storage_proxy as started
     from sweeps.engine.storage.urls import storage_url
-    from sweeps.tracking.uris import mask
+    from sweeps.masking import mask
 
     try:
         url = storage_url(storage)

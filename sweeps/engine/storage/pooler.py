@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.engine.storage.urls import is_postgres, normalise
-from sweeps.tracking.uris import mask
+from sweeps.masking import mask
 
 DEFAULT_PORT = 6432
 DEFAULT_POOL_SIZE = 20
