@@ -16,28 +16,11 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.callbacks import Callback
-
 from sweeps.tools.throughput import TRAIN_IMAGES
-
-
-class Clock(Callback):
-    """When each training epoch starts, and when its end-of-epoch callbacks before it are done."""
-
-    def __init__(self) -> None:
-        self.starts: list[float] = []
-        self.ends: list[float] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.starts.append(time.perf_counter())
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.ends.append(time.perf_counter())
+from sweeps.tools.timer import Timer
 
 
 def fit(overrides: dict[str, Any], saving: bool, scratch: Path) -> tuple[list[float], list[float], int, int]:
@@ -56,7 +39,7 @@ def fit(overrides: dict[str, Any], saving: bool, scratch: Path) -> tuple[list[fl
     workload = build_module(cfg, datamodule)
     store = FolderStore(scratch / "store")
     target = Checkpointing(store, "bench/seed-0")
-    before, after = Clock(), Clock()
+    before, after = Timer(), Timer()
     callbacks = [EpochReport(), before, *([target.saver(scratch)] if saving else []), after]
     build_trainer(cfg, callbacks=callbacks).fit(workload.module, datamodule=datamodule)
     epochs = [end - start for start, end in zip(before.starts, after.ends, strict=True)]
