@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from sweeps.cli import report, sweep, tools, train, ui
+from sweeps.cli import benches, report, sweep, tools, train, ui
 
 app = typer.Typer(
     name="sweeps",
@@ -34,3 +34,7 @@ app.command()(sweep.worker)
 app.command()(tools.optimizers)
 app.command()(tools.bench)
 app.command()(tools.trajectories)
+app.command("bench-checkpoints")(benches.bench_checkpoints)
+app.command("bench-sweep")(benches.bench_sweep)
+app.command("bench-storage")(benches.bench_storage)
+app.command("gpu-check")(benches.gpu_check)
