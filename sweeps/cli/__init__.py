@@ -9,7 +9,7 @@ import traceback
 
 import typer
 
-from sweeps.cli import report, storage, sweep, tools, train, ui
+from sweeps.cli import benches, report, storage, sweep, tools, train, ui
 from sweeps.cli.bootstrap import bootstrap
 from sweeps.masking import mask
 
@@ -48,3 +48,7 @@ app.command()(storage.storage_proxy)
 app.command()(tools.optimizers)
 app.command()(tools.bench)
 app.command()(tools.trajectories)
+app.command("bench-checkpoints")(benches.bench_checkpoints)
+app.command("bench-sweep")(benches.bench_sweep)
+app.command("bench-storage")(benches.bench_storage)
+app.command("gpu-check")(benches.gpu_check)

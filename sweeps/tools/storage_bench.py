@@ -1,4 +1,4 @@
-"""``python -m sweeps.tools.storage_bench``: how each Optuna storage takes N concurrent workers on one study.
+"""``sweeps bench-storage``: how each Optuna storage takes N concurrent workers on one study.
 
 For each backend a fresh study is created once, with half the trial budget queued as WAITING trials (the path
 a retried trial takes, and the one where two workers can race for the same trial). Then N workers (spawned
@@ -24,7 +24,6 @@ connections).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import multiprocessing
@@ -380,66 +379,45 @@ def _table(results: list[BackendResult]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeps.tools.storage_bench", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="workers per process, as threads (default: one process each)"
-    )
-    parser.add_argument("--trials", type=int, default=200, help="trials in all, shared among the workers")
-    parser.add_argument("--sleep-ms", type=float, default=0.0, help="the objective's time per trial")
-    parser.add_argument(
-        "--backends", default=",".join(BACKENDS), help="comma-separated; default: %(default)s"
-    )
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument(
-        "--proxy-port", type=int, default=DEFAULT_PORT, help="where the pgbouncer backend listens"
-    )
-    parser.add_argument(
-        "--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="the pgbouncer backend's server connections"
-    )
-    parser.add_argument(
-        "--dir", type=Path, help="where the SQLite and journal files go (default: a temp dir)"
-    )
-    args = parser.parse_args(argv)
-    backends = args.backends.split(",")
-    unknown = sorted(set(backends) - set(BACKENDS))
-    if unknown or args.workers < 1 or args.threads < 1 or args.trials < args.workers:
-        parser.error(
-            f"unknown backends {unknown}"
-            if unknown
-            else "need --workers >= 1, --threads >= 1 and --trials >= --workers"
-        )
+def run(
+    backends: list[str],
+    workers: int,
+    trials: int,
+    sleep_ms: float,
+    postgres_url: str,
+    folder: Path | None,
+    threads: int = 1,
+    proxy_port: int = DEFAULT_PORT,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> list[BackendResult]:
+    """Each backend in turn, its files in a temporary folder (under ``folder`` if given)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results = []
-    with tempfile.TemporaryDirectory(prefix="storage-bench-", dir=args.dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="storage-bench-", dir=folder) as tmp:
         for backend in backends:
             directory = Path(tmp) / backend
             directory.mkdir()
             results.append(
                 run_backend(
                     backend,
-                    args.workers,
-                    args.trials,
-                    args.sleep_ms,
+                    workers,
+                    trials,
+                    sleep_ms,
                     directory,
-                    args.postgres_url,
-                    args.threads,
-                    args.proxy_port,
-                    args.pool_size,
+                    postgres_url,
+                    threads,
+                    proxy_port,
+                    pool_size,
                 )
             )
-    processes = -(-args.workers // args.threads)
-    print(
-        f"{args.workers} workers in {processes} processes, {args.trials} trials,"
-        f" objective sleeps {args.sleep_ms:g} ms"
-    )
-    print(_table(results))
-    print(json.dumps([{**asdict(r), "ok": r.ok} for r in results], indent=2))
-    return 0 if all(r.ok or r.skipped for r in results) else 1
+    return results
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def summary(
+    results: list[BackendResult], workers: int, trials: int, sleep_ms: float, threads: int = 1
+) -> str:
+    """The table, then every figure as JSON."""
+    processes = -(-workers // threads)
+    head = f"{workers} workers in {processes} processes, {trials} trials, objective sleeps {sleep_ms:g} ms"
+    rows = json.dumps([{**asdict(r), "ok": r.ok} for r in results], indent=2)
+    return f"{head}\n{_table(results)}\n{rows}"

@@ -135,6 +135,26 @@ def test_bad_flags_of_worker_are_refused(args: list[str], named: str, tmp_path: 
 
 
 @pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["bench-sweep", "--workers", "1,x", "--out", "OUT"], "--workers"),
+        (["bench-sweep", "--workers", "0", "--out", "OUT"], "--workers"),
+        (["bench-storage", "--backends", "sqlite,mysql", "--dir", "OUT"], "mysql"),
+        (["bench-storage", "--workers", "4", "--trials", "2", "--dir", "OUT"], "--trials"),
+        (["bench-checkpoints", "--epochs", "1", "--out", "OUT"], "--epochs"),
+        (["bench-checkpoints", "--optimizer", "adamm", "--out", "OUT"], "adamm"),
+        (["gpu-check", "--out", "/proc/no/such"], "--out"),
+    ],
+)
+def test_bad_flags_of_the_engine_benches_are_refused(args: list[str], named: str, tmp_path: Path) -> None:
+    result = invoke(*(str(tmp_path / "out") if arg == "OUT" else arg for arg in args))
+
+    assert result.exit_code == 2, result.output
+    assert named in " ".join(result.output.split())
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
     ("command", "content", "fragment"),
     [
         ("run", b"", "study"),  # an empty spec lacks its study (an empty train config is all defaults)

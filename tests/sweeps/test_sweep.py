@@ -305,7 +305,8 @@ def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "sweeps.tools.sweep_bench",
+            "sweeps",
+            "bench-sweep",
             "--workers",
             "1",
             "--trials",

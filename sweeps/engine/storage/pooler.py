@@ -6,7 +6,7 @@ transaction one of ``pool_size`` server connections, so the server sees ``pool_s
 workers. Chosen over Optuna's gRPC storage proxy, which also holds many workers on few connections, because
 workers still talk to an ``RDBStorage``: Optuna's heartbeats, stale-trial failing and retries work unchanged,
 where behind the gRPC proxy (no heartbeat) a lost trial would stay RUNNING unless we rebuilt liveness
-ourselves. The README's storage section has the measurements (``sweeps.tools.storage_bench``).
+ourselves. The README's storage section has the measurements (``sweeps bench-storage``).
 
 Transaction pooling gives a transaction whichever server connection is free, so a session's server-side
 prepared statements would be missing on the next one: ``open_storage`` turns psycopg's off

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from sweeps.tools.checkpoint_bench import main
+from sweeps.tools.checkpoint_bench import measure, settings
 
 
-def test_a_save_per_epoch_is_timed_beside_the_same_training_without(tmp_path: Path, tiny_data: Path) -> None:
-    out = tmp_path / "bench.json"
+def test_a_save_per_epoch_is_timed_beside_the_same_training_without(tiny_data: Path) -> None:
+    row = measure(settings(0, 2, "adam", "mnist", tiny_data), repeats=1)
 
-    main(
-        ["--dataset", "mnist", "--data-dir", str(tiny_data), "--train-subset", "0", "--epochs", "2"]
-        + ["--repeats", "1", "--out", str(out)]
-    )
-
-    row = json.loads(out.read_text())
     # 0: the whole (here tiny) split, less the sixth held out for validation
     assert row["epochs_timed"] == 1 and row["train_subset"] == 256 - 256 // 6
     assert row["save_seconds"] > 0 and 15 < row["checkpoint_mb"] < 20  # the seed CNN and Adam's two moments
