@@ -4,6 +4,7 @@ and the tools agree on them without importing one another."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # --- a study's user attrs: everything a worker on another machine needs besides the study's name ------------
@@ -16,6 +17,9 @@ STARTED_ATTR = "sweeps.started_at"
 """When the sweep's current run started (``sweeps run`` creating or resuming it)."""
 ELAPSED_ATTR = "sweeps.elapsed_seconds"
 """How long its earlier runs ran: with ``STARTED_ATTR``, what is left of ``study.timeout``."""
+COMMAND_ATTR = "sweeps.command"
+"""The ``sweeps run`` arguments that made the sweep (spec file, overrides): the report builds the command
+that continues it from them."""
 JOBS_ATTR = "sweeps.jobs"
 """The scheduler jobs that run the sweep's workers (``{"launcher": "slurm", "job_id": ..., "workers": N}``),
 which ``sweeps status`` asks the scheduler about."""
@@ -74,6 +78,28 @@ open such an experiment on its runs; 3.17's follows a global view instead (see `
 
 # --- the metrics the service's own module logs per epoch (step = the 1-based epoch) ------------------------
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
+
+
+def trial_run_name(number: int, config: Mapping[str, Any], of_phase: str = SEARCH) -> str:
+    """``t3 adam lr=1.2e-03 bs=64``: a trial's run named by what it trained (a retrain says which), so a
+    list of runs reads as a list of configs."""
+    retrain = [] if of_phase == SEARCH else [of_phase]
+    return " ".join([f"t{number}", *retrain, str(config.get("optimizer", "")), settings_label(config)])
+
+
+def settings_label(config: Mapping[str, Any]) -> str:
+    """``lr=1.2e-03 momentum=0.795 hidden=128 bs=64``: a trial's ``CONFIG_ATTR`` less its optimizer
+    (hyperparameters, searched settings by their last part, batch size last), short enough for a run name
+    or a table cell."""
+    shown = {k: v for k, v in config.items() if k not in ("optimizer", "batch_size")}
+    settings = [f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in shown.items()]
+    return " ".join([*settings, *([f"bs={config['batch_size']}"] if "batch_size" in config else [])])
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.1e}" if 0 < abs(value) < 0.01 else f"{value:.3g}"
+    return str(value)
 
 
 def phase(trial: Any) -> str:

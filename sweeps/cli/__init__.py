@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -19,13 +21,30 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"sweeps {version('optimizer-sweeps')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _every_command(context: typer.Context) -> None:
+def _every_command(
+    context: typer.Context,
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Keep the libraries' notes (MLflow, Lightning, Optuna).")
+    ] = False,
+) -> None:
     """Passwords in URLs never reach the terminal or a log, whichever command runs."""
-    bootstrap(context)
+    bootstrap(context, verbose)
 
 
 def main() -> None:
@@ -38,17 +57,23 @@ def main() -> None:
         raise SystemExit(1) from None
 
 
-app.command("run")(sweep.run_sweep)
-app.command()(sweep.status)
-app.command()(report.report)
-app.command()(ui.ui)
-app.command()(train.train)
-app.command()(sweep.worker)
-app.command()(storage.storage_proxy)
-app.command()(tools.optimizers)
-app.command()(tools.bench)
-app.command()(tools.trajectories)
-app.command("bench-checkpoints")(benches.bench_checkpoints)
-app.command("bench-sweep")(benches.bench_sweep)
-app.command("bench-storage")(benches.bench_storage)
-app.command("gpu-check")(benches.gpu_check)
+def _command(function: Callable[..., Any], name: str | None = None) -> None:
+    """``function`` as a command whose help is its docstring as one paragraph: the terminal wraps it, so
+    the docstring's own line breaks do not show."""
+    app.command(name, help=" ".join((function.__doc__ or "").split()))(function)
+
+
+_command(sweep.run_sweep, "run")
+_command(sweep.status)
+_command(report.report)
+_command(ui.ui)
+_command(train.train)
+_command(sweep.worker)
+_command(storage.storage_proxy)
+_command(tools.optimizers)
+_command(tools.bench)
+_command(tools.trajectories)
+_command(benches.bench_checkpoints, "bench-checkpoints")
+_command(benches.bench_sweep, "bench-sweep")
+_command(benches.bench_storage, "bench-storage")
+_command(benches.gpu_check, "gpu-check")

@@ -33,9 +33,16 @@ _UNDO = ExitStack()
 """What the running command changed, undone as the app's context closes."""
 
 
-def bootstrap(context: typer.Context) -> None:
-    """Every command: passwords masked in all it prints and logs, libraries' warnings about themselves off."""
+VERBOSE_ENV = "SWEEPS_VERBOSE"
+"""Set by ``sweeps -v``; inherited by the workers a sweep starts, so their logs keep the libraries' lines."""
+
+
+def bootstrap(context: typer.Context, verbose: bool = False) -> None:
+    """Every command: passwords masked in all it prints and logs, libraries' warnings about themselves off;
+    ``verbose`` keeps the libraries' notes, here and in the workers the command starts."""
     context.call_on_close(_UNDO.close)
+    if verbose:
+        _UNDO.enter_context(scoped_environ({VERBOSE_ENV: "1"}))
     _UNDO.enter_context(masked_output())
     _UNDO.enter_context(warnings.catch_warnings())
     for message in _NOISE:
@@ -44,13 +51,28 @@ def bootstrap(context: typer.Context) -> None:
 
 
 def quiet_libraries() -> None:
-    """Lightning's banners and tips, MLflow's and Optuna's notes are noise on a terminal that shows one line
-    per epoch; Optuna marks features the service relies on experimental."""
+    """Lightning's banners and tips, MLflow's table creation, missing-experiment and pickle notes, Optuna's
+    notes are noise on a terminal that shows one line per epoch (``sweeps -v`` keeps them); Optuna marks
+    features the service relies on experimental. MLflow sets its logger's level when it is imported, hence
+    its variable as well as the level."""
     import optuna
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow", "optuna"):
-        _UNDO.enter_context(_level(name, logging.WARNING))
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if os.environ.get(VERBOSE_ENV):
+        return
+    _UNDO.enter_context(
+        scoped_environ({"MLFLOW_LOGGING_LEVEL": os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING")})
+    )
+    for name in (
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning",
+        "pytorch_lightning",
+        "mlflow",
+        "optuna",
+    ):
+        _UNDO.enter_context(_level(name, logging.WARNING))
+    _UNDO.enter_context(_level("mlflow.pytorch", logging.ERROR))  # its pickle caution: we load tensors only
 
 
 def allow_imports(allowed: str | None) -> None:

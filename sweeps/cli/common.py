@@ -21,13 +21,14 @@ TrackingUri = Annotated[
     str | None,
     typer.Option(
         "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking URI (default: sqlite:///mlflow.db here)",
     ),
 ]
 Storage = Annotated[
     str | None,
     typer.Option(
-        "--storage", help="Optuna storage URL (default: $SWEEPS_STORAGE, else the embedded SQLite file)"
+        "--storage", envvar="SWEEPS_STORAGE", help="Optuna storage URL (default: the embedded SQLite file)"
     ),
 ]
 AllowImports = Annotated[
@@ -44,7 +45,7 @@ Pack = Annotated[
         min=1,
         max=256,
         envvar="SWEEPS_PACK",
-        help="trials each worker trains as one stacked model (default: $SWEEPS_PACK, else study.pack)",
+        help="trials each worker trains as one stacked model (default: study.pack)",
     ),
 ]
 

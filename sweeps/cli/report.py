@@ -68,6 +68,8 @@ def report(
     except (StudyNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     for one in written:
+        for line in one.answer:
+            console.print(f"[bold]{line}[/]", highlight=False, soft_wrap=not console.is_terminal)
         for table in one.tables:
             if table.terminal:
                 show(console, table)

@@ -100,7 +100,7 @@ def run_sweep(
         if storage_proxy and workers != 0:
             url, stop_proxy = proxy_for(url, remote=launcher_kind != "local")
             click.get_current_context().call_on_close(stop_proxy)  # whichever way the command ends
-        created = study.create(sweep, url, uri)
+        created = study.create(sweep, url, uri, [str(config), *(overrides or ())])
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {mask(uri)}", soft_wrap=True)
@@ -147,6 +147,9 @@ def run_sweep(
             " run the same command again to resume them",
             code=1,
         )
+    for command in (f"sweeps report {sweep.study.name}", f"sweeps ui {sweep.study.name}"):
+        shown = command if url == storage_url() else _join_command(sweep.study.name, url, "", command)
+        console.print(f"next: {shown}", soft_wrap=True, highlight=False)
 
 
 def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:
@@ -170,7 +173,7 @@ def worker(
         str | None,
         typer.Option(
             envvar="MLFLOW_TRACKING_URI",
-            help="MLflow URI as this machine reaches it (default: $MLFLOW_TRACKING_URI, else the study's)",
+            help="MLflow URI as this machine reaches it (default: the study's)",
         ),
     ] = None,
     index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from sweeps.cli.common import TrackingUri, console, fail
+
+Preset = Literal["torch", "keras"]
+"""The registry's presets (``models.optimizers.PRESETS``), spelled out so that help lists them without
+importing torch."""
 
 
 def optimizers() -> None:
@@ -33,7 +37,7 @@ def bench(
         int | None, typer.Option(min=1, help="time on a subset (default: all 60k)")
     ] = None,
     repeats: Annotated[int, typer.Option(min=1, help="epochs timed per path, interleaved")] = 1,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="where to time")] = "auto",
     bf16: Annotated[bool, typer.Option(help="also time our path with bf16 autocast")] = False,
     out: Annotated[Path, typer.Option(help="where to write the JSON results")] = Path("bench.json"),
     trials: Annotated[
@@ -85,7 +89,7 @@ def trajectories(
         str | None, typer.Option(help="comma-separated: rosenbrock, saddle, double_well (default: all)")
     ] = None,
     steps: Annotated[int, typer.Option(min=1, max=100_000, help="optimizer steps per path")] = 300,
-    preset: Annotated[str, typer.Option(help="default hyperparameters: torch or keras")] = "torch",
+    preset: Annotated[Preset, typer.Option(help="default hyperparameters")] = "torch",
     surface_lr: Annotated[
         bool,
         typer.Option(
@@ -102,7 +106,6 @@ def trajectories(
 ) -> None:
     """Run every optimizer (real torch.optim steps) on classic 2-D surfaces — a narrow valley, a saddle, a
     local minimum — and draw their paths on the contours. --tracking-uri implies --log."""
-    from models.optimizers import PRESETS
     from sweeps.masking import mask
     from sweeps.tools.trajectories.make import EXPERIMENT, Settings, checked_names, make
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
@@ -117,8 +120,6 @@ def trajectories(
         )
     except ValueError as exc:
         raise fail(str(exc)) from None
-    if preset not in PRESETS:
-        raise fail(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -3,10 +3,11 @@ pydantic validation whose errors name each bad field by its dotted path."""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -75,6 +76,20 @@ def walk(tree: dict[str, Any], key: str, make: bool = False) -> tuple[Any, str]:
     return node, leaf
 
 
+def overridden(base: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied: ``key.sub=value`` sets, ``~key.sub`` removes a key the file set
+    (Hydra's notation), so a setting inherited from a spec can be dropped on the command line."""
+    overrides = list(overrides)
+    removed = [o[1:] for o in overrides if o.startswith("~")]
+    tree = merge(base, parse_overrides(o for o in overrides if not o.startswith("~")))
+    for key in removed:
+        node, leaf = walk(tree, key)
+        if not isinstance(node, dict) or leaf not in node:
+            raise ConfigError(f"~{key}: the spec sets no such key to remove")
+        del node[leaf]
+    return tree
+
+
 def merge(base: Mapping[str, Any], update: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     """Deep-merge ``update`` into ``base``; a mapping may not replace a scalar or the other way round."""
     merged = dict(base)
@@ -130,15 +145,16 @@ def _problem(error: yaml.YAMLError) -> str:
     return "; ".join(p for p in parts if p) or str(error).splitlines()[0]
 
 
-def describe(error: ValidationError) -> str:
+def describe(error: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line per problem, each starting with the dotted name of the field; a validator's message that
-    starts with ``<key>:`` (or ``<key.sub>:``) names that field under the one it validated."""
+    starts with ``<key>:`` (or ``<key.sub>:``) names that field under the one it validated. An unknown key
+    of ``model`` is answered with the closest valid one and the list of them: most are typos."""
     lines = []
     for err in error.errors():
         where = ".".join(str(part) for part in err["loc"]) or "config"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + (_suggest(model, err["loc"]) if model else "")
         elif err["type"] == "value_error":
             field, sep, rest = message.partition(": ")
             if sep and all(part.isidentifier() for part in field.split(".")):
@@ -153,4 +169,30 @@ def validate(model: type[M], raw: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe(exc)) from None
+        raise ConfigError(describe(exc, model)) from None
+
+
+def _suggest(model: type[BaseModel], loc: Sequence[str | int]) -> str:
+    """``; did you mean study.n_trials? valid: ...`` for the unknown key at ``loc``, where each part before
+    it names a section of ``model`` (nothing where the path passes through a dict key or a union's tag)."""
+    models: list[type[BaseModel]] = [model]
+    for part in loc[:-1]:
+        models = [m for found in models if part in found.model_fields for m in _models_in(found, str(part))]
+    keys = sorted({key for found in models for key in found.model_fields})
+    if not keys:
+        return ""
+    parent = "".join(f"{part}." for part in loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+    hint = f"; did you mean {parent}{close[0]}?" if close else ""
+    return f"{hint} (valid: {', '.join(keys)})"
+
+
+def _models_in(model: type[BaseModel], field: str) -> list[type[BaseModel]]:
+    """The pydantic models a field of ``model`` may hold, through unions, ``Annotated``, lists and dicts."""
+    found, todo = [], [model.model_fields[field].annotation]
+    while todo:
+        kind = todo.pop()
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found.append(kind)
+        todo += get_args(kind)
+    return found

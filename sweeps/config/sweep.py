@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictInt, ValidationInfo, field_validator, model_validator
 
 from models.schedules import SCHEDULES
-from sweeps.config.files import Strict, merge, parse_overrides, read_yaml, validate
+from sweeps.config.files import Strict, overridden, read_yaml, validate
 from sweeps.config.imports import optimizer_spec
 from sweeps.config.launcher import LauncherConfig
 from sweeps.config.search import SearchConfig, setting
@@ -249,4 +249,4 @@ def start_from(base: OptimizerConfig, name: str, searched: Iterable[str] = ()) -
 def load_sweep(path: Path, overrides: Iterable[str] = ()) -> SweepConfig:
     """Read, override (``study.n_trials=20``, ``search.lr.high=0.1``) and validate a sweep spec;
     raises :class:`~sweeps.config.files.ConfigError` naming every bad field."""
-    return validate(SweepConfig, merge(read_yaml(path), parse_overrides(overrides)))
+    return validate(SweepConfig, overridden(read_yaml(path), overrides))

@@ -18,7 +18,7 @@ from models.cnn import Init
 from models.data.catalogue import Scaling, dataset_info
 from models.optimizers import PRESETS
 from models.schedules import SCHEDULES
-from sweeps.config.files import Strict, merge, parse_overrides, read_yaml, validate
+from sweeps.config.files import Strict, overridden, read_yaml, validate
 from sweeps.config.imports import TargetPath, is_path, optimizer_spec
 
 Count = Annotated[int, Field(strict=True, gt=0)]
@@ -209,4 +209,4 @@ class TrainConfig(Strict):
 
 def load(path: Path, overrides: Iterable[str] = (), model: type[TrainConfig] = TrainConfig) -> TrainConfig:
     """Read, override and validate a config; raises :class:`ConfigError` naming every bad field."""
-    return validate(model, merge(read_yaml(path), parse_overrides(overrides)))
+    return validate(model, overridden(read_yaml(path), overrides))

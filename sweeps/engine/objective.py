@@ -42,6 +42,7 @@ from sweeps.names import (
     TUNED,
     WORKER_ATTR,
     phase,
+    trial_run_name,
 )
 from sweeps.tracking import runs
 from sweeps.tracking.artifacts import log_model
@@ -138,6 +139,7 @@ class Objective:
         trial_run = trial.user_attrs.get(RUN_ATTR)
         given_back = trial_run is not None and trial.user_attrs.get(GIVEN_BACK_ATTR) == trial.number
         reopened = given_back and self.checkpoints is not None and self.sweep.study.checkpoints
+        params = trial_params(cfg, self.sweep.search.settings())
         if reopened:
             runs.reopen_trial(client, trial_run, self.worker, self.placement)
         else:
@@ -151,9 +153,10 @@ class Objective:
                 self.worker,
                 stage,
                 self.placement,
+                trial_run_name(trial.number, params, stage),
             )
             trial.set_user_attr(RUN_ATTR, trial_run)
-        trial.set_user_attr(CONFIG_ATTR, trial_params(cfg, self.sweep.search.settings()))
+        trial.set_user_attr(CONFIG_ATTR, params)
         return Started(cfg, stage, client, trial_run, reopened)
 
     def stopped(self, trial: optuna.Trial, started: Started, exc: BaseException) -> None:

@@ -12,9 +12,13 @@ holds across any number of workers and machines without a coordinator.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import optuna
 from mlflow import MlflowClient
@@ -24,9 +28,10 @@ from sweeps.config.sweep import SweepConfig
 from sweeps.engine.sampling import pruner_for, sampler_for
 from sweeps.engine.servers import check_tracking
 from sweeps.engine.space import preset_params
-from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
+from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
 from sweeps.masking import is_masked, mask
 from sweeps.names import (
+    COMMAND_ATTR,
     DEFAULT,
     ELAPSED_ATTR,
     EXPERIMENT_ATTR,
@@ -44,16 +49,24 @@ from sweeps.names import (
     trial_optimizer,
 )
 from sweeps.tracking import runs
-from sweeps.tracking.uris import TRACKING_ENV, absolute_sqlite
+from sweeps.tracking.uris import SQLITE, TRACKING_ENV, absolute_sqlite
 
 
 def directions(sweep: SweepConfig) -> list[str]:
     return [sweep.study.direction, *(["minimize"] if sweep.study.time_objective else [])]
 
 
-def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.Study:
+def metric_names(sweep: SweepConfig) -> list[str]:
+    """What each objective is, in the order of :func:`directions`."""
+    return [sweep.study.metric, *(["total_seconds"] if sweep.study.time_objective else [])]
+
+
+def create(
+    sweep: SweepConfig, storage_url: str, tracking_uri: str, command: Sequence[str] = ()
+) -> optuna.Study:
     """Create the study and its parent run, or resume the existing one (same spec required); top up the
-    budget queue either way."""
+    budget queue either way. ``command`` (the spec file and overrides it was made with) is kept for the
+    report's suggestions."""
     storage = open_storage(storage_url)
     spec = sweep.model_dump_json(exclude={"launcher"})  # where the workers run may change on a resume
     study, new = create_study_once(
@@ -80,17 +93,47 @@ def create(sweep: SweepConfig, storage_url: str, tracking_uri: str) -> optuna.St
         study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
         study.set_user_attr(PARENT_ATTR, parent)
         study.set_user_attr(TRACKING_ATTR, mask(tracking_uri))  # user attrs are shown by optuna-dashboard
-    elif study.user_attrs.get(SPEC_ATTR) != spec:
-        raise ValueError(
-            f"study {sweep.study.name!r} already exists in {mask(storage_url)} with a different spec; "
-            "use another study.name, or the same spec to resume it"
-        )
+        study.set_user_attr(COMMAND_ATTR, [mask(word) for word in command])
+        study.set_metric_names(metric_names(sweep))  # optuna-dashboard's axes, not "Objective 0"
     else:
+        _check_resumable(json.loads(study.user_attrs[SPEC_ATTR]), json.loads(spec), mask(storage_url))
+        study.set_user_attr(SPEC_ATTR, spec)  # workers read the budget from here
         tracking_store(study, tracking_uri)
         study.set_user_attr(STARTED_ATTR, time.time())
         end_parent(study, tracking_uri, "RUNNING")
     top_up(study, sweep)
     return study
+
+
+GROWABLE = {"study.n_trials", "study.timeout", "study.retrain_seeds"}
+"""What may change when a sweep is run again: its budget may grow, and a search-only sweep may ask for its
+retrains. Anything else would mix trials of two different sweeps in one study."""
+
+
+def _check_resumable(before: dict[str, Any], after: dict[str, Any], where: str) -> None:
+    """Refuse a changed spec, naming the keys that differ, unless only its budget grew."""
+    changed = sorted(_differences(before, after))
+    name = after["study"]["name"]
+    fixed = [key for key in changed if key not in GROWABLE]
+    study_before, study_after = before["study"], after["study"]
+    if (study_after["n_trials"] or 0) < (study_before["n_trials"] or 0):
+        fixed.append("study.n_trials (it may only grow)")
+    if study_before["retrain_seeds"] and study_after["retrain_seeds"] != study_before["retrain_seeds"]:
+        fixed.append("study.retrain_seeds (its retrains are queued already)")
+    if fixed:
+        raise ValueError(
+            f"study {name!r} already exists in {where} with a different {', '.join(fixed)}; use another"
+            " study.name, or the same spec to resume it (only study.n_trials, study.timeout and, on a"
+            " search-only sweep, study.retrain_seeds may change)"
+        )
+
+
+def _differences(before: Any, after: Any, prefix: str = "") -> set[str]:
+    """The dotted keys whose values differ between two nested dicts."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return set() if before == after else {prefix.rstrip(".")}
+    keys = before.keys() | after.keys()
+    return {d for k in keys for d in _differences(before.get(k), after.get(k), f"{prefix}{k}.")}
 
 
 def end_parent(study: optuna.Study, tracking_uri: str, status: str = "FINISHED") -> None:
@@ -262,7 +305,13 @@ def finished(study: optuna.Study, sweep: SweepConfig) -> bool:
 
 
 def open_sweep(name: str, storage_url: str, worker: int = 0) -> tuple[optuna.Study, SweepConfig]:
-    """An existing sweep, as a worker sees it: the study with this worker's sampler, and the stored spec."""
+    """An existing sweep, as a worker sees it: the study with this worker's sampler, and the stored spec. A
+    SQLite file that is not there holds no sweep: it is not created (opening it would)."""
+    if storage_url.startswith(SQLITE) and not Path(storage_url.removeprefix(SQLITE)).exists():
+        raise StudyNotFoundError(
+            f"no study {name!r}: {mask(storage_url)} does not exist; run the sweep first (sweeps run SPEC),"
+            " or name its storage (--storage / $SWEEPS_STORAGE)"
+        )
     study = load_study(open_storage(storage_url), name)
     spec = SweepConfig.model_validate_json(study.user_attrs[SPEC_ATTR])
     study.sampler, study.pruner = sampler_for(spec, worker), pruner_for(spec)

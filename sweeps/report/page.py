@@ -23,6 +23,7 @@ th { background: #f3f3f3 }
 td:first-child, th:first-child { text-align: left; font-weight: 600 }
 .notes { color: #555; font-size: 13px; margin-top: .2em }
 .verdict li { margin: .35em 0 }
+.answer { font-size: 1.15em; font-weight: 600 }
 nav a { margin-right: 1.2em }
 """
 FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
@@ -55,15 +56,18 @@ def write_page(
     tables: Sequence[Report],
     figures: Mapping[str, go.Figure],
     links: Mapping[str, str] | None = None,
+    leading: Sequence[str] = (),
 ) -> Path:
-    """``path``: the heading, ``intro`` lines, the ``conclusions`` as a list, a contents bar, every table,
-    every figure, and ``links`` (label → relative URL) to related pages."""
+    """``path``: the heading, the ``leading`` sentences (the answer), ``intro`` lines, the ``conclusions``
+    as a list, a contents bar, every table, every figure, and ``links`` (label → relative URL) to related
+    pages."""
     titles = [t.title for t in tables] + list(figures)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(heading)}</title><style>{STYLE}</style>",
         f"<script>{get_plotlyjs()}</script></head><body>",
         f"<h1>{html.escape(heading)}</h1>",
+        *(f"<p class='answer'>{html.escape(line)}</p>" for line in leading),
         *(f"<p>{html.escape(line)}</p>" for line in intro),
         "<nav>" + "".join(f"<a href='#{anchor(t)}'>{html.escape(t)}</a>" for t in titles) + "</nav>",
     ]

@@ -12,8 +12,9 @@ import optuna
 import plotly.graph_objects as go
 
 from sweeps.config.sweep import SweepConfig
-from sweeps.names import PARENT_ATTR, SEARCH
+from sweeps.names import COMMAND_ATTR, PARENT_ATTR, SEARCH
 from sweeps.report import figures, plots
+from sweeps.report.answer import answer
 from sweeps.report.evidence import LEVEL, Evidence, weigh
 from sweeps.report.evidence_tables import interval_table, pairs_table, tunability_table
 from sweeps.report.page import write_page
@@ -29,6 +30,7 @@ from sweeps.tracking import runs
 class Written:
     """One sweep's report: what was shown, where it went, and what it rests on."""
 
+    answer: list[str]
     tables: list[Report]
     conclusions: list[str]
     files: list[Path]
@@ -48,14 +50,20 @@ def tables_of(results: Results, evidence: Evidence) -> list[Report]:
 
 
 def intro(results: Results, evidence: Evidence) -> list[str]:
-    """What every number shares: the setting, the splits, the statistics."""
+    """What every number shares: the setting, the splits, and where there are seeds to compare, the
+    statistics."""
     test = evidence.test_name
     retrained = bool(results.tuned or results.default)
-    return [
+    lines = [
         setting(results),
         f"Splits: search trials are scored on the {measured_on(results.sweep, SEARCH)} split, the one the"
         " search selected on"
         + ("; retrains (default, tuned) on the test split, which no selection saw." if retrained else "."),
+    ]
+    if all(len(p.seeds) < 2 for p in evidence.phases.values()):  # one seed: no spread, nothing tested
+        return lines
+    return [
+        *lines,
         f"Statistics: mean ± std [{LEVEL:.0%} Student t interval] over seeds; seeds are paired (seed i is the"
         f" same initialisation and data order for every optimizer); a {test} per pair, Holm-corrected across"
         f" all pairs at α = {evidence.alpha:g}, decides the group ranks on {evidence.ranked_on}.",
@@ -71,15 +79,16 @@ def write(
     pngs: Sequence[Path] = (),
     interactive: Mapping[str, go.Figure] | None = None,
     links: Mapping[str, str] | None = None,
+    leading: Sequence[str] = (),
 ) -> list[Path]:
     """One CSV per table, ``report.md`` (every number, the PNGs) and ``report.html`` (the same and the
-    interactive figures, self-contained)."""
+    interactive figures, self-contained); both open with the ``leading`` sentences (the answer)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for table in tables:
         table.numbers.to_csv(out / f"{table.name}.csv", index=False)
         written.append(out / f"{table.name}.csv")
-    markdown = [f"# {heading}", *lines]
+    markdown = [f"# {heading}", *(f"**{line}**" for line in leading), *lines]
     markdown += ["## Conclusions", *(f"- {c}" for c in conclusions)] if conclusions else []
     for table in tables:
         markdown += [f"## {table.title}", table.display.to_markdown(index=False)]
@@ -87,9 +96,11 @@ def write(
     relative = [f.relative_to(out).as_posix() for f in pngs]
     markdown += ["## Figures", *(f"![{Path(f).stem}]({f})" for f in relative)] if relative else []
     markdown += ["## Reports", *(f"- [{k}]({u})" for k, u in links.items())] if links else []
-    markdown.append("The interactive figures are in report.html.")
+    markdown.append("The learning curves and the interactive figures are in report.html.")
     (out / "report.md").write_text("\n\n".join(markdown) + "\n", encoding="utf-8")
-    page = write_page(out / "report.html", heading, lines, conclusions, tables, interactive or {}, links)
+    page = write_page(
+        out / "report.html", heading, lines, conclusions, tables, interactive or {}, links, leading
+    )
     return [*written, out / "report.md", page]
 
 
@@ -110,16 +121,16 @@ def make(
     evidence = weigh(results, target, alpha, test)
     tables = tables_of(results, evidence)
     conclusions = verdict(results, evidence)
-    pngs = [plots.curves(results, out / "curves.png")]
-    drawn, skipped = plots.optuna_figures(study, results, out)
-    pngs += drawn
+    pngs, skipped = plots.optuna_figures(study, results, out)
     lines = intro(results, evidence)
+    leading = answer(results, evidence, study.user_attrs.get(COMMAND_ATTR, ()))
     interactive = figures.for_sweep(study, results, evidence)
-    files = pngs + write(out, f"Sweep {sweep.study.name}", lines, conclusions, tables, pngs, interactive)
+    heading = f"Sweep {sweep.study.name}"
+    files = pngs + write(out, heading, lines, conclusions, tables, pngs, interactive, leading=leading)
     parent = study.user_attrs[PARENT_ATTR]
     runs.log_folder(tracking_uri, parent, out, "report")
     workload = Workload(sweep.study.name, results, evidence)
-    return Written(tables, conclusions, files, skipped, workload, tracking_uri, parent)
+    return Written(leading, tables, conclusions, files, skipped, workload, tracking_uri, parent)
 
 
 def make_workloads(sweeps: Sequence[Written], out: Path) -> tuple[list[Report], list[Path]]:

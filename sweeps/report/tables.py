@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from sweeps.names import SEARCH, TUNED
+from sweeps.names import SEARCH, TUNED, settings_label
 from sweeps.report.evidence import Evidence, PhaseEvidence, seconds_to
 from sweeps.report.results import Entry, Results
 from sweeps.report.stats import Interval, interval
@@ -52,6 +52,8 @@ class Report:
     numbers: pd.DataFrame
     notes: tuple[str, ...] = ()
     terminal: bool = True
+    optional: tuple[str, ...] = ()
+    """Display columns a narrow terminal may drop, the first to go first."""
 
 
 def cell(
@@ -91,9 +93,10 @@ def setting(results: Results) -> str:
     subset = sweep.data.train_subset
     images = f"{subset:,} training images" if subset else "all training images"
     epochs = sweep.trainer.max_epochs
+    model = sweep.model.target or f"the seed CNN (init {sweep.model.init})"  # init is the seed CNN's alone
     return (
-        f"{sweep.data.label}, {images}, {epochs} epoch{'s' * (epochs > 1)}, preset {sweep.optimizer.preset},"
-        f" init {sweep.model.init}; {scaling(results)}."
+        f"{model} on {sweep.data.label}, {images}, {epochs} epoch{'s' * (epochs > 1)}, preset"
+        f" {sweep.optimizer.preset}; {scaling(results)}."
     )
 
 
@@ -178,6 +181,7 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
         row["total_seconds"], row["total_seconds_std"] = seconds.mean, seconds.std
         shown["rank"] = ranks[name]
         row["rank"] = ranks[name]
+        shown["settings"] = settings_label(entry.config)
         if seed:
             published = PUBLISHED_RANK[name]
             shown["published rank"] = str(published)
@@ -187,10 +191,13 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
             row["published_val_acc_10"] = PUBLISHED_ACC_10[name]
         display.append(shown)
         rows.append(row)
+    shared = _shared(display, ("split", "seeds"))
+    for row in display:
+        for column in shared:
+            del row[column]
     notes = [
         setting(results) + f" Batch {results.sweep.data.batch_size} unless tuned; time is training time.",
-        "Values are mean ± std over the row's seeds, measured on its split (test: the test split; holdout:"
-        " held-out training images, which the search selected on).",
+        _measured(shared),
         rank_note,
     ]
     if seed:
@@ -200,7 +207,9 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
             + ("" if mnist else " On another data set compare the ranks, not the numbers.")
         )
     name, title = ("seed_table", "Seed table") if seed else ("epochs", "Accuracy and loss by epoch")
-    return Report(name, title, pd.DataFrame(display), pd.DataFrame(rows), tuple(notes))
+    early = [e for e in epochs if e != max_epochs]
+    optional = (*(f"loss @{e}" for e in early), *(f"acc @{e}" for e in early), "time", f"loss @{max_epochs}")
+    return Report(name, title, pd.DataFrame(display), pd.DataFrame(rows), tuple(notes), optional=optional)
 
 
 def shootout_table(results: Results, evidence: Evidence) -> Report:
@@ -265,6 +274,26 @@ def shootout_table(results: Results, evidence: Evidence) -> Report:
         notes.append("published rank: the classic Keras comparison (MNIST), whose setting the defaults are.")
     title = f"Fair shoot-out: default vs tuned (test split, {k} paired seeds)"
     return Report("shootout", title, pd.DataFrame(display), pd.DataFrame(rows), tuple(notes))
+
+
+def _shared(rows: list[dict[str, str]], columns: tuple[str, ...]) -> dict[str, str]:
+    """Of ``columns``, those with one value in every row, and that value: said once, in the caption."""
+    return {c: rows[0][c] for c in columns if rows and len({row[c] for row in rows}) == 1}
+
+
+def _measured(shared: Mapping[str, str]) -> str:
+    """Where the numbers were measured and over how many seeds: once for rows alike, else per row."""
+    seeds = shared.get("seeds")
+    over = {None: "mean ± std over the row's seeds", "1": "of one seed each"}.get(
+        seeds, f"mean ± std over {seeds} seeds"
+    )
+    where = {
+        None: "its split (test: the test split; holdout: held-out training images, the search's)",
+        "test": "the test split",
+        "holdout": "held-out training images, the split the search selected on",
+    }
+    split = shared.get("split")
+    return f"Values are {over}, measured on {where.get(split, split)}."
 
 
 def _short(value: object) -> str:

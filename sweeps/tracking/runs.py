@@ -111,12 +111,13 @@ def start_trial(
     worker: str,
     phase: str,
     placement: Mapping[str, str] | None = None,
+    name: str = "",
 ) -> str:
-    """A trial's child run under the sweep's parent; returns its id. ``placement`` (the worker's scheduler
-    job, task and node) is tagged ``sweeps.<name>``."""
+    """A trial's child run under the sweep's parent, called ``name`` (default ``trial-N``); returns its id.
+    ``placement`` (the worker's scheduler job, task and node) is tagged ``sweeps.<name>``."""
     return client.create_run(
         experiment_id,
-        run_name=f"trial-{trial}",
+        run_name=name or f"trial-{trial}",
         tags={
             PARENT_TAG: parent_run_id,
             TRIAL_TAG: str(trial),

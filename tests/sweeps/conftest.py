@@ -20,7 +20,13 @@ from tests.sweeps import clusters
 from tests.sweeps.helpers import OUTSIDE_ENV, Store, open_store
 
 # Variables a run sets process-wide; restored after every test so that tests stay independent.
-_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "PL_GLOBAL_SEED", "SWEEPS_STORAGE")
+_PROCESS_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "PL_GLOBAL_SEED",
+    "SWEEPS_STORAGE",
+    "SWEEPS_VERBOSE",
+    "MLFLOW_LOGGING_LEVEL",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -482,3 +483,40 @@ def test_a_sweep_whose_every_trial_fails_says_why_and_fails(tmp_path: Path, writ
     assert "last failure (trial 1): Diverged: non-finite training loss" in " ".join(shown.split())
     assert "2× Diverged" in shown
     assert any("Traceback" in p.read_text() for p in (tmp_path / "sweeps-logs" / "e2e").glob("*.log"))
+
+
+@pytest.mark.slow
+def test_a_sweep_names_its_runs_and_metric_and_its_report_opens_with_the_answer(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    """Printed to a pipe at 80 columns: ``sweeps run`` ends with the next commands; the report's first lines
+    are the answer, whole, with the command that would test it."""
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", epochs=1, n_trials=1, per_optimizer=True)
+    proc = sweeps_process("run", str(spec), cwd=tmp_path, env={"COLUMNS": "80"})
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert out.splitlines()[-2:] == ["next: sweeps report e2e", "next: sweeps ui e2e"]
+    study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    assert study.metric_names == ["best_val_acc"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    children = client.search_runs(
+        [study.user_attrs["sweeps.experiment_id"]],
+        f"tags.mlflow.parentRunId = '{study.user_attrs['sweeps.parent_run_id']}'",
+    )
+    names = sorted(r.info.run_name for r in children)
+    assert len(names) == 3
+    for name in names:
+        assert re.fullmatch(
+            r"t\d (sgd|momentum|adam) lr=(\d\.\de-03|0\.0\d+)( momentum=0\.\d+)? bs=(32|64)", name
+        )
+    proc = sweeps_process("report", "e2e", cwd=tmp_path, env={"COLUMNS": "80"})
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    lead, command = out.splitlines()[:2]
+    assert re.fullmatch(
+        r"(sgd|momentum|adam) leads (sgd|momentum|adam) by \d\.\d{4} final val_acc on one seed each"
+        r" \(best search trial, holdout split\): untested\.",
+        lead,
+    ), lead
+    assert command == f"To rank them: `sweeps run {spec} study.retrain_seeds=5`"

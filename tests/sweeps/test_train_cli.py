@@ -20,6 +20,7 @@ from tests.sweeps.helpers import (
     open_store,
     run_count,
     squash,
+    sweeps_process,
     tiny,
 )
 from tests.sweeps.helpers import invoke as sweeps
@@ -402,3 +403,14 @@ def test_no_arguments_shows_help():
 def test_mask_hides_passwords_only(text, masked):
     assert mask(text) == masked
     assert "secret" not in mask(text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_libraries_notes_show_only_with_verbose(tiny_data: Path, tmp_path: Path, verbose: bool) -> None:
+    args = ["-v"] * verbose + ["train", str(TRAIN_YAML), *tiny(tiny_data, "trainer.max_epochs=1")]
+    proc = sweeps_process(*args, "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    notes = ("Creating initial MLflow database tables", "not found. Creating it", "GPU available:", "Tip:")
+    assert [note in out for note in notes] == [verbose, verbose, verbose, verbose], out

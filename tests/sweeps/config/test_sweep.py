@@ -464,3 +464,30 @@ def test_cmaes_refuses_schedules_each_with_their_own_settings(tmp_path):
     message = refused([], write(tmp_path, spec))
 
     assert names_field(message, "study.sampler") and "fix search.scheduler.name" in message, message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["study.n_trails=3"],
+            "study.n_trails: unknown key; did you mean study.n_trials? (valid: checkpoints,",
+        ),
+        (["sudy.name=x"], "sudy: unknown key; did you mean study? (valid: data, experiment, launcher,"),
+        (["trainer.max_epoch=3"], "trainer.max_epoch: unknown key; did you mean trainer.max_epochs?"),
+    ],
+)
+def test_an_unknown_key_suggests_the_closest_and_lists_the_valid_ones(
+    overrides: list[str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_sweep(CONF / "quickstart.yaml", overrides)
+    assert str(refused.value).startswith(expected)
+
+
+def test_a_key_the_spec_sets_can_be_removed_on_the_command_line() -> None:
+    sweep = load_sweep(CONF / "quickstart.yaml", ["search.optimizer=[sgd, adam]", "~search.momentum"])
+    assert sweep.search.optimizers == ["sgd", "adam"]
+    assert set(sweep.search.model_dump(exclude_none=True)) == {"optimizer", "per_optimizer", "lr"}
+    with pytest.raises(ConfigError, match=r"^~search\.nope: the spec sets no such key to remove$"):
+        load_sweep(CONF / "quickstart.yaml", ["~search.nope"])

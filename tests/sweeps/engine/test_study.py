@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -11,6 +14,7 @@ from sweeps.config.sweep import load_sweep
 from sweeps.engine.sampling import PerOptimizer, pruner_for
 from sweeps.engine.space import preset_params
 from sweeps.engine.study import create
+from sweeps.names import COMMAND_ATTR, SPEC_ATTR
 from tests.sweeps.helpers import CONF
 
 
@@ -79,3 +83,21 @@ def test_a_shootout_refuses_a_pruner_that_reads_the_whole_study() -> None:
     assert isinstance(
         pruner_for(load_sweep(CONF / "shootout.yaml", ["study.pruner=successive_halving"])), PerOptimizer
     )
+
+
+def test_a_sweep_run_again_may_grow_its_budget_and_ask_for_retrains_but_nothing_else(tmp_path, store) -> None:
+    url, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = ["study.n_trials=1", "search.optimizer=[sgd, momentum]"]
+    create(load_sweep(CONF / "quickstart.yaml", base), url, uri, ["conf/quickstart.yaml"])
+    more = [*base, "study.n_trials=3", "study.retrain_seeds=5"]
+    study = create(load_sweep(CONF / "quickstart.yaml", more), url, uri)
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 6
+    assert json.loads(study.user_attrs[SPEC_ATTR])["study"]["retrain_seeds"] == 5  # what workers read
+    assert study.user_attrs[COMMAND_ATTR] == ["conf/quickstart.yaml"]
+    for changed, named in (
+        (["study.n_trials=2"], "study.n_trials (it may only grow)"),
+        (["trainer.max_epochs=3", "data.train_subset=100"], "data.train_subset, trainer.max_epochs"),
+        (["study.retrain_seeds=3"], "study.retrain_seeds (its retrains are queued already)"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"with a different {named};")):
+            create(load_sweep(CONF / "quickstart.yaml", [*more, *changed]), url, uri)
