@@ -7,6 +7,7 @@ import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -77,9 +78,33 @@ def _no_cuda_device() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device on this machine"
 
 
+SLOW_HELPERS = frozenset({"sweeps_process"})
+"""Helpers starting a ``python -m sweeps`` process (seconds of imports alone): tests calling one are slow."""
+
+SLOW_SECONDS = 5.0
+"""A test outside the slow tier that takes longer is named at the end of the run, to be given a slow cause."""
+
+
+@pytest.fixture(scope="session")
+def slow_setup() -> None:
+    """Requested by a fixture that runs training, a subprocess or a server: every test using that fixture,
+    directly or through other fixtures, lands in the slow tier (``-m slow``) without a mark of its own."""
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    if "slow_setup" in getattr(item, "fixturenames", ()):
+        return True
+    code = getattr(getattr(item, "function", None), "__code__", None)
+    return code is not None and not SLOW_HELPERS.isdisjoint(code.co_names)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests marked ``gpu`` a CUDA device;
-    without the resource they skip, naming it."""
+    """Tests whose fixtures or helpers are slow are marked ``slow`` where the slowness lives (see
+    ``slow_setup``, ``SLOW_HELPERS``). Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests
+    marked ``gpu`` a CUDA device; without the resource they skip, naming it."""
+    for item in items:
+        if not item.get_closest_marker("slow") and _is_slow(item):
+            item.add_marker(pytest.mark.slow)
     for marker, missing in (("postgres", _postgres_unreachable), ("gpu", _no_cuda_device)):
         marked = [item for item in items if item.get_closest_marker(marker)]
         reason = missing() if marked else None
@@ -108,3 +133,17 @@ def write_idx() -> Callable[[Path, torch.Tensor], Path]:
 def write_idx_dataset() -> Callable[..., dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """`write_idx_dataset(dir, name="mnist", n_train=60, n_test=20, gz=False, torchvision_layout=False)`."""
     return _write_idx_dataset
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Name the tests of the fast tier that took longer than ``SLOW_SECONDS`` (set-up included): the quick
+    loop stays quick only if each of them gets a slow fixture or helper (or a mark)."""
+    seconds: dict[str, float] = {}
+    for report in (r for reports in terminalreporter.stats.values() for r in reports):
+        if isinstance(report, pytest.TestReport) and "slow" not in report.keywords:
+            seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + report.duration
+    laggards = sorted(((s, n) for n, s in seconds.items() if s > SLOW_SECONDS), reverse=True)
+    if laggards:
+        terminalreporter.section(f"fast-tier tests over {SLOW_SECONDS:.0f} s: give their cause a slow mark")
+        for duration, nodeid in laggards:
+            terminalreporter.line(f"{duration:7.1f} s  {nodeid}")
