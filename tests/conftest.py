@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import torch
 
+from tests.tiers import is_slow
+
 _IDX_CODES = {
     torch.uint8: 0x08,
     torch.int8: 0x09,
@@ -78,32 +80,22 @@ def _no_cuda_device() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device on this machine"
 
 
-SLOW_HELPERS = frozenset({"sweeps_process"})
-"""Helpers starting a ``python -m sweeps`` process (seconds of imports alone): tests calling one are slow."""
-
 SLOW_SECONDS = 5.0
 """A test outside the slow tier that takes longer is named at the end of the run, to be given a slow cause."""
 
 
 @pytest.fixture(scope="session")
 def slow_setup() -> None:
-    """Requested by a fixture that runs training, a subprocess or a server: every test using that fixture,
+    """Requested by a fixture that trains, starts a subprocess or a server: every test using that fixture,
     directly or through other fixtures, lands in the slow tier (``-m slow``) without a mark of its own."""
 
 
-def _is_slow(item: pytest.Item) -> bool:
-    if "slow_setup" in getattr(item, "fixturenames", ()):
-        return True
-    code = getattr(getattr(item, "function", None), "__code__", None)
-    return code is not None and not SLOW_HELPERS.isdisjoint(code.co_names)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests whose fixtures or helpers are slow are marked ``slow`` where the slowness lives (see
-    ``slow_setup``, ``SLOW_HELPERS``). Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests
+    """Tests whose fixtures or helpers are slow are marked ``slow`` where the slowness lives (``slow_setup``,
+    ``tests.tiers.slow_helper``). Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests
     marked ``gpu`` a CUDA device; without the resource they skip, naming it."""
     for item in items:
-        if not item.get_closest_marker("slow") and _is_slow(item):
+        if not item.get_closest_marker("slow") and is_slow(item):
             item.add_marker(pytest.mark.slow)
     for marker, missing in (("postgres", _postgres_unreachable), ("gpu", _no_cuda_device)):
         marked = [item for item in items if item.get_closest_marker(marker)]
