@@ -30,7 +30,8 @@ SWEEPS_LINES = [" && ".join(line) for line in LINES if line[0].startswith("sweep
 def test_setup_commands_are_the_ones_the_guide_promises() -> None:
     lines = BLOCKS[0].strip().splitlines()
     assert "pip install" in lines[1] and "sweeps run conf/quickstart.yaml" in lines[1]
-    assert lines[3:] == ['python -m pytest -m "not slow"', "python -m pytest"]
+    assert "pip install" in lines[1] and "[dev]" not in lines[1]  # a user install needs no dev extras
+    assert lines[3:] == ['pip install -e ".[dev]" && python -m pytest -m "not slow"', "python -m pytest"]
     assert (ROOT / "conf/quickstart.yaml").is_file()
 
 
@@ -47,6 +48,7 @@ def test_every_readme_sweeps_command_is_known_to_the_cli() -> None:
 
 ELSEWHERE = {
     "sweeps run conf/quickstart.yaml": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
+    "sweeps report quickstart": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
     "sweeps ui quickstart --optuna": "tests/sweeps/tools/test_ui.py (a server until Ctrl-C)",
     "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/tools/test_bench.py (on a subset)",
     "sweeps bench --trials --packs 1,4 --processes 2 --epochs 10 --steps 30 --device cpu --out trials.json": (

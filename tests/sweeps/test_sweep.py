@@ -234,7 +234,8 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
 @needs_fashion_mnist
 def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     """``sweeps run conf/quickstart.yaml`` in a checkout-like folder, on Debian's Fashion-MNIST, with
-    overrides appended that shrink its trials to one epoch of 256 images: 3 optimizers × 3 trials recorded."""
+    overrides appended that shrink its trials to one epoch of 256 images: 3 optimizers × 3 trials recorded;
+    then the report it names as the next command, as the README's next block runs it."""
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "quickstart.yaml").write_text((REPO / "conf" / "quickstart.yaml").read_text())
     smallest = ["data.train_subset=256", "data.holdout_size=256", "trainer.max_epochs=1"]
@@ -260,6 +261,12 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     )
     assert len(children) == 9
     assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
+    assert "sweeps report quickstart" in out and "sweeps ui quickstart" in out
+    report = sweeps_process("report", "quickstart", cwd=tmp_path)
+    printed, _ = report.communicate(timeout=300)
+    assert report.returncode == 0, printed
+    first = "\n".join(printed.splitlines()[:5])  # one seed each: the answer says so, and how to test it
+    assert "untested" in first and "study.retrain_seeds=" in first, printed[:800]
 
 
 @pytest.mark.parametrize(
