@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-import click
 import typer
 
 from sweeps.cli.bootstrap import allow_imports as allow
@@ -23,6 +22,7 @@ from sweeps.cli.common import (
 
 
 def run_sweep(
+    context: typer.Context,
     config: Annotated[Path, typer.Argument(help="YAML sweep spec, e.g. conf/sweep.yaml")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
     storage: Storage = None,
@@ -99,7 +99,7 @@ def run_sweep(
             console.print(f"workers on {raycluster.connect(ray_address)}")
         if storage_proxy and workers != 0:
             url, stop_proxy = proxy_for(url, remote=launcher_kind != "local")
-            click.get_current_context().call_on_close(stop_proxy)  # whichever way the command ends
+            context.call_on_close(stop_proxy)  # whichever way the command ends
         created = study.create(sweep, url, uri, [str(config), *(overrides or ())])
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -80,12 +80,20 @@ def storage_proxy(
 
     ``listen`` is the address PgBouncer binds (``0.0.0.0`` for workers on other machines), ``advertise`` the
     host name put in the yielded URL (default: ``listen``, or this machine's name when that is ``0.0.0.0``).
-    Refused with ``ProxyError`` before anything starts: a URL that is not PostgreSQL, no ``pgbouncer``
+    Refused with ``ProxyError`` before anything starts: a URL that is not PostgreSQL, one without a password
+    for a proxy reachable from other machines (it would let anyone there in as that user), no ``pgbouncer``
     installed, a port already taken.
     """
+    from sqlalchemy.engine import make_url
+
     url = normalise(url)
     if not is_postgres(url):
         raise ProxyError(f"the storage proxy is for PostgreSQL; {mask(url)} is not a postgresql:// URL")
+    if not make_url(url).password and listen not in ("127.0.0.1", "localhost", "::1"):
+        raise ProxyError(
+            f"{mask(url)} has no password: a proxy listening on {listen} would let anyone who reaches it in"
+            " as that user; give the database user a password and put it in the URL"
+        )
     binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
     if binary is None:
         raise ProxyError("pgbouncer is not installed (Debian/Ubuntu: apt-get install pgbouncer)")

@@ -49,6 +49,14 @@ def test_only_postgresql_is_proxied(port: int) -> None:
         pass
 
 
+def test_a_proxy_for_other_machines_needs_a_password(port: int) -> None:
+    with (
+        pytest.raises(ProxyError, match="has no password"),
+        storage_proxy("postgresql://postgres@127.0.0.1:5432/test", listen="0.0.0.0", port=port),
+    ):
+        pass
+
+
 @pytest.mark.postgres
 def test_a_taken_port_is_refused_before_pgbouncer_starts(port: int) -> None:
     with (
