@@ -53,7 +53,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def allow_imports(allowed: str | None) -> None:
+def restrict_imports(allowed: str | None) -> None:
     """``--allow-imports`` for this command and, by inheritance, for the workers it starts."""
     if allowed is not None:
         from sweeps.config.imports import ALLOW_ENV
