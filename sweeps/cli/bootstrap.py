@@ -75,7 +75,7 @@ def quiet_libraries() -> None:
     _UNDO.enter_context(_level("mlflow.pytorch", logging.ERROR))  # its pickle caution: we load tensors only
 
 
-def allow_imports(allowed: str | None) -> None:
+def restrict_imports(allowed: str | None) -> None:
     """``--allow-imports`` for this command and, by inheritance, for the workers it starts."""
     if allowed is not None:
         from sweeps.config.imports import ALLOW_ENV

@@ -8,8 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from sweeps.cli.bootstrap import allow_imports as allow
-from sweeps.cli.bootstrap import bootstrap_worker, quiet_libraries
+from sweeps.cli.bootstrap import bootstrap_worker, quiet_libraries, restrict_imports
 from sweeps.cli.common import (
     AllowImports,
     Pack,
@@ -63,7 +62,7 @@ def run_sweep(
 
     if detach and launcher_kind != "slurm":
         raise fail("--detach needs --launcher slurm: local and Ray workers live with this command")
-    allow(allow_imports)
+    restrict_imports(allow_imports)
     if detach and storage_proxy:
         raise fail(
             "--storage-proxy lives with this command; with --detach start `sweeps storage-proxy` yourself"
@@ -182,7 +181,7 @@ def worker(
     allow_imports: AllowImports = None,
 ) -> None:
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
-    allow(allow_imports)
+    restrict_imports(allow_imports)
     bootstrap_worker(threads)
     quiet_libraries()
     from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish

@@ -69,6 +69,7 @@ def import_path(path: str) -> Any:
 
 
 def _check_allowed(path: str, package: str) -> None:
+    """Before the import: importing a module runs its code."""
     allowed = [name.strip() for name in os.environ.get(ALLOW_ENV, "").split(",") if name.strip()]
     if allowed and package not in allowed:
         raise ValueError(
