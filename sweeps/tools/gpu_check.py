@@ -40,15 +40,15 @@ class Step:
 def steps(quick: bool) -> list[Step]:
     """What the check runs, in order: full sizes for the GPU, or tiny ones to try the script anywhere."""
     sweeps = [sys.executable, "-m", "sweeps"]
-    subset = ["--train-subset", "1000"] if quick else []
+    subset = ["--train-subset", "512"] if quick else []
     trials = (
         ["--packs", "1,4", "--processes", "2", "--epochs", "1", "--steps", "3"]
         if quick
         else ["--packs", "1,8,32,64,128", "--processes", "4", "--epochs", "10", "--steps", "60"]
     )
-    n = 4 if quick else 16
+    n = 2 if quick else 16
     sweep = [str(ROOT / SWEEP[0]), *SWEEP[1:], f"study.n_trials={n}", "study.pruner=none"]
-    sweep += [*(["data.train_subset=1000"] if quick else []), "study.sampler=random"]
+    sweep += [*(["data.train_subset=256", "data.holdout_size=256"] if quick else []), "study.sampler=random"]
     return [
         Step("gpu tests", [sys.executable, "-m", "pytest", "-m", "gpu", str(ROOT / "tests"), "-q"], 300),
         Step("epoch bench", [*sweeps, "bench", "--repeats", "1" if quick else "2", "--bf16", *subset], 300),

@@ -20,7 +20,7 @@ def test_the_quick_check_runs_every_step_on_a_cpu_and_sums_them_up(tmp_path: Pat
     """The script as on the GPU machine, at ``--quick`` sizes: every step ends well, and each sweep's rate
     and each bench's table reach ``summary.md``."""
     done = subprocess.run(
-        [sys.executable, "-m", "sweeps.tools.gpu_check", "--out", str(tmp_path / "check"), "--quick"],
+        [sys.executable, "-m", "sweeps", "gpu-check", "--out", str(tmp_path / "check"), "--quick"],
         capture_output=True,
         text=True,
         timeout=1200,
