@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +14,7 @@ from models.cnn import Init, SeedCNN
 from models.dropout import keyed
 from models.optimizers import OptimizerSpec, get_spec
 from models.seeding import DROPOUT, derive, fold, seeded
+from models.tally import Tally, best
 
 Batch = tuple[Tensor, Tensor]
 
@@ -64,60 +63,49 @@ class OptimizerModule(L.LightningModule):
         self.check_finite_every = check_finite_every
         self.diverged: str | None = None
         self.best_val_acc = float("nan")
+        self._tally: Tally | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_started = time.perf_counter()
-        self._train_loss = torch.zeros((), device=self.device)
-        self._train_seen = 0
+        self._tally = Tally(1, self.device)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         x, y = batch
         with keyed(fold(self.dropout_key, self.global_step)):
             loss = F.cross_entropy(self(x), y)
-        self._train_loss += loss.detach() * y.shape[0]
-        self._train_seen += y.shape[0]
-        if batch_idx % self.check_finite_every == 0 and not torch.isfinite(self._train_loss):
-            self._stop_diverged(
-                f"non-finite training loss at epoch {self.current_epoch + 1}, batch {batch_idx}"
-            )
-            return None
+        self._tally.train(loss, y.shape[0])
+        if batch_idx % self.check_finite_every == 0:
+            (reason,) = self._tally.diverged(self.current_epoch + 1, batch_idx)
+            if reason:
+                self._stop_diverged(reason)
+                return None
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val_loss = torch.zeros((), device=self.device)
-        self._val_correct = torch.zeros((), device=self.device, dtype=torch.long)
-        self._val_seen = 0
+        if self._tally is None or self.trainer.sanity_checking:  # no training epoch under way
+            self._tally = Tally(1, self.device)
+        self._tally.start_validation()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self._val_loss += F.cross_entropy(logits, y, reduction="sum")
-        self._val_correct += (logits.argmax(1) == y).sum()
-        self._val_seen += y.shape[0]
+        self._tally.validate(
+            F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum(), len(y)
+        )
 
     def on_validation_epoch_end(self) -> None:
         """Log the whole epoch at once: validation closes each training epoch, so everything is known."""
-        if self.trainer.sanity_checking or self.diverged or not self._val_seen or not self._train_seen:
+        if self.trainer.sanity_checking or self.diverged or not self._tally.complete:
             return
-        train_loss = self._train_loss.item() / self._train_seen
-        if not math.isfinite(train_loss):
-            self._stop_diverged(f"non-finite training loss in epoch {self.current_epoch + 1}")
+        (reason,) = self._tally.diverged(self.current_epoch + 1)
+        if reason:
+            self._stop_diverged(reason)
             return
-        val_acc = (self._val_correct / self._val_seen).float().item()  # as logged: float32
-        self.best_val_acc = max(val_acc, self.best_val_acc) if math.isfinite(self.best_val_acc) else val_acc
-        self.log_dict(
-            {
-                "train_loss": train_loss,
-                "val_loss": self._val_loss / self._val_seen,
-                "val_acc": val_acc,
-                "epoch_seconds": time.perf_counter() - self._epoch_started,
-                "step": float(self.current_epoch + 1),
-            },
-            on_epoch=True,
-        )
+        (row,) = self._tally.rows()
+        self.best_val_acc = best(row["val_acc"], self.best_val_acc)
+        self.log_dict({**row, "step": float(self.current_epoch + 1)}, on_epoch=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.spec.build(self.parameters(), self.optimizer_hparams)

@@ -384,14 +384,3 @@ REGISTRY: Mapping[str, OptimizerSpec] = MappingProxyType({spec.name: spec for sp
 def get_spec(name: str) -> OptimizerSpec:
     """The registry entry for ``name``; a ``ValueError`` listing the valid names otherwise."""
     return lookup(REGISTRY, name, "optimizer")
-
-
-def build_optimizer(
-    name: str,
-    params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
-    preset: str = "torch",
-    **overrides: Any,
-) -> torch.optim.Optimizer:
-    """Shortcut for ``spec.build(params, spec.resolve(preset, **overrides))``."""
-    spec = get_spec(name)
-    return spec.build(params, spec.resolve(preset, **overrides))

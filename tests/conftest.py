@@ -7,9 +7,12 @@ import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+
+from tests.tiers import is_slow
 
 _IDX_CODES = {
     torch.uint8: 0x08,
@@ -77,9 +80,23 @@ def _no_cuda_device() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device on this machine"
 
 
+SLOW_SECONDS = 5.0
+"""A test outside the slow tier that takes longer is named at the end of the run, to be given a slow cause."""
+
+
+@pytest.fixture(scope="session")
+def slow_setup() -> None:
+    """Requested by a fixture that trains, starts a subprocess or a server: every test using that fixture,
+    directly or through other fixtures, lands in the slow tier (``-m slow``) without a mark of its own."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests marked ``gpu`` a CUDA device;
-    without the resource they skip, naming it."""
+    """Tests whose fixtures or helpers are slow are marked ``slow`` where the slowness lives (``slow_setup``,
+    ``tests.tiers.slow_helper``). Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests
+    marked ``gpu`` a CUDA device; without the resource they skip, naming it."""
+    for item in items:
+        if not item.get_closest_marker("slow") and is_slow(item):
+            item.add_marker(pytest.mark.slow)
     for marker, missing in (("postgres", _postgres_unreachable), ("gpu", _no_cuda_device)):
         marked = [item for item in items if item.get_closest_marker(marker)]
         reason = missing() if marked else None
@@ -108,3 +125,17 @@ def write_idx() -> Callable[[Path, torch.Tensor], Path]:
 def write_idx_dataset() -> Callable[..., dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """`write_idx_dataset(dir, name="mnist", n_train=60, n_test=20, gz=False, torchvision_layout=False)`."""
     return _write_idx_dataset
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Name the tests of the fast tier that took longer than ``SLOW_SECONDS`` (set-up included): the quick
+    loop stays quick only if each of them gets a slow fixture or helper (or a mark)."""
+    seconds: dict[str, float] = {}
+    for report in (r for reports in terminalreporter.stats.values() for r in reports):
+        if isinstance(report, pytest.TestReport) and "slow" not in report.keywords:
+            seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + report.duration
+    laggards = sorted(((s, n) for n, s in seconds.items() if s > SLOW_SECONDS), reverse=True)
+    if laggards:
+        terminalreporter.section(f"fast-tier tests over {SLOW_SECONDS:.0f} s: give their cause a slow mark")
+        for duration, nodeid in laggards:
+            terminalreporter.line(f"{duration:7.1f} s  {nodeid}")

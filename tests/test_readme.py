@@ -1,4 +1,5 @@
-"""Every command the README tells a user to type is run here, as written (benchmarks on a subset)."""
+"""Every command the README tells a user to type is run here, as written, on tiny data (benchmarks on a
+subset)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.sweeps.helpers import needs_fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -28,10 +27,11 @@ SWEEPS_LINES = [" && ".join(line) for line in LINES if line[0].startswith("sweep
 """A line of ``sweeps`` commands joined by ``&&`` runs in order in one folder (a report reads its sweep)."""
 
 
-def test_setup_commands_are_the_two_the_guide_promises() -> None:
-    first, second = BLOCKS[0].strip().splitlines()[1], BLOCKS[0].strip().splitlines()[3]
-    assert "pip install" in first and "sweeps run conf/quickstart.yaml" in first
-    assert second == "python -m pytest"
+def test_setup_commands_are_the_ones_the_guide_promises() -> None:
+    lines = BLOCKS[0].strip().splitlines()
+    assert "pip install" in lines[1] and "sweeps run conf/quickstart.yaml" in lines[1]
+    assert "pip install" in lines[1] and "[dev]" not in lines[1]  # a user install needs no dev extras
+    assert lines[3:] == ['pip install -e ".[dev]" && python -m pytest -m "not slow"', "python -m pytest"]
     assert (ROOT / "conf/quickstart.yaml").is_file()
 
 
@@ -48,6 +48,7 @@ def test_every_readme_sweeps_command_is_known_to_the_cli() -> None:
 
 ELSEWHERE = {
     "sweeps run conf/quickstart.yaml": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
+    "sweeps report quickstart": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
     "sweeps ui quickstart --optuna": "tests/sweeps/tools/test_ui.py (a server until Ctrl-C)",
     "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/tools/test_bench.py (on a subset)",
     "sweeps bench --trials --packs 1,4 --processes 2 --epochs 10 --steps 30 --device cpu --out trials.json": (
@@ -68,22 +69,40 @@ def test_commands_run_elsewhere_are_still_in_the_readme() -> None:
     assert set(ELSEWHERE) <= set(SWEEPS) | set(SWEEPS_LINES)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "line",
-    [
-        pytest.param(c, marks=needs_fashion_mnist) if re.search(r"sweeps (run|train) ", c) else c
-        for c in SWEEPS_LINES
-        if c not in ELSEWHERE
-    ],
-)
-def test_readme_sweeps_command_runs(line: str, tmp_path: Path) -> None:
+SMALLEST = ["data.train_subset=192", "data.holdout_size=64", "trainer.max_epochs=2"]
+"""Appended to a README command (the last value of a key wins): the command as written, on tiny IDX files of
+its data set, at the smallest size that still runs every step of it (two epochs: a schedule may warm up for
+one)."""
+FEWER_TRIALS = "study.n_trials=2"
+"""For a command that sets its own budget: two trials still make a study and a report."""
+
+
+@pytest.fixture(scope="module")
+def tiny_fashion_mnist(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset, slow_setup) -> Path:
+    """Fashion-MNIST's files with 320 random train and 64 test images: what the README's specs read."""
+    folder = tmp_path_factory.mktemp("fashion")
+    write_idx_dataset(folder, "fashion_mnist", n_train=320, n_test=64)
+    return folder
+
+
+def smallest(args: list[str], data: Path) -> list[str]:
+    """``args`` (``sweeps CMD ...``) with ``SMALLEST``'s overrides and ``data`` as data folder appended."""
+    extra = [*SMALLEST] if args[1] in ("train", "run") else []
+    if extra and not any(a.startswith("data.target=") for a in args):
+        extra.append(f"data.dir={data}")
+    if any(a.startswith("study.n_trials=") for a in args):
+        extra.append(FEWER_TRIALS)
+    return [*args, *extra]
+
+
+@pytest.mark.parametrize("line", [c for c in SWEEPS_LINES if c not in ELSEWHERE])
+def test_readme_sweeps_command_runs(line: str, tmp_path: Path, tiny_fashion_mnist: Path) -> None:
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
     for command in line.split(" && "):
         args = [(str(ROOT / a) if a.startswith("conf/") else a) for a in shlex.split(command)]
         proc = subprocess.run(
-            [sys.executable, "-m", "sweeps", *args[1:]],
+            [sys.executable, "-m", "sweeps", *smallest(args, tiny_fashion_mnist)[1:]],
             cwd=tmp_path,
             capture_output=True,
             text=True,

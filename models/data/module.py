@@ -226,9 +226,5 @@ class MNISTDataModule(lightning.LightningDataModule):
         return len(self._loaded()[0][0])
 
     @property
-    def val_size(self) -> int:
-        return len(self._loaded()[1][0])
-
-    @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.train_size / self._train_batch_size)

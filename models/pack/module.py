@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +16,7 @@ from models.optimizers import get_spec
 from models.pack.optim import PackedOptimizer
 from models.pack.stack import Stack
 from models.seeding import DROPOUT, derive, fold, seeded
+from models.tally import Tally, best
 
 Batch = tuple[Tensor, Tensor]
 PackBatch = tuple[Tensor, Tensor, tuple[int, ...]]
@@ -91,6 +90,7 @@ class PackModule(L.LightningModule):
         self.check_finite_every = check_finite_every
         self.records = [Record() for _ in members]
         self.slots = list(range(len(members)))
+        self._tally: Tally | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -118,9 +118,7 @@ class PackModule(L.LightningModule):
         return PackedOptimizer(self.stack.parameters(), self.spec.name, self.member_hparams)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_started = time.perf_counter()
-        self._train_loss = torch.zeros(len(self.slots), device=self.device)
-        self._train_seen = 0
+        self._tally = Tally(len(self.slots), self.device)
 
     def training_step(self, batch: PackBatch, batch_idx: int) -> None:
         x, y, drawn_for = batch
@@ -136,17 +134,15 @@ class PackModule(L.LightningModule):
         self.manual_backward(losses.sum())
         self.stack.settle_layouts()
         optimizer.step()
-        self._train_loss += losses.detach() * y.shape[1]
-        self._train_seen += y.shape[1]
+        self._tally.train(losses, y.shape[1])
         if batch_idx % self.check_finite_every == 0:
-            finite = torch.isfinite(self._train_loss).tolist()
-            reason = f"non-finite training loss at epoch {self.current_epoch + 1}, batch {batch_idx}"
-            self._end({m: reason for m, ok in zip(self.slots, finite, strict=True) if not ok}, "diverged")
+            reasons = self._tally.diverged(self.current_epoch + 1, batch_idx)
+            self._end({m: r for m, r in zip(self.slots, reasons, strict=True) if r}, "diverged")
 
     def on_validation_epoch_start(self) -> None:
-        self._val_loss = torch.zeros(len(self.slots), device=self.device)
-        self._val_correct = torch.zeros(len(self.slots), device=self.device, dtype=torch.long)
-        self._val_seen = 0
+        if self._tally is None or self.trainer.sanity_checking:  # no training epoch under way
+            self._tally = Tally(len(self.slots), self.device)
+        self._tally.start_validation()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if not self.slots:
@@ -155,36 +151,22 @@ class PackModule(L.LightningModule):
         logits = self.stack(x, shared=True)
         labels = y.expand(len(self.slots), -1)
         losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
-        self._val_loss += losses.view(labels.shape).sum(1)
-        self._val_correct += (logits.argmax(2) == labels).sum(1)
-        self._val_seen += y.shape[0]
+        self._tally.validate(losses.view(labels.shape).sum(1), (logits.argmax(2) == labels).sum(1), len(y))
 
     def on_validation_epoch_end(self) -> None:
         """Close the epoch of every member still training: one row each, or diverged."""
-        if self.trainer.sanity_checking or not self.slots or not self._val_seen or not self._train_seen:
+        if self.trainer.sanity_checking or not self.slots or not self._tally.complete:
             return
-        seconds = time.perf_counter() - self._epoch_started
-        train_loss = (self._train_loss / self._train_seen).tolist()
-        val_loss = (self._val_loss / self._val_seen).tolist()
-        val_acc = (self._val_correct / self._val_seen).tolist()
         epoch = self.current_epoch + 1
         diverged = {}
-        for slot, member in enumerate(self.slots):
-            if not math.isfinite(train_loss[slot]):
-                diverged[member] = f"non-finite training loss in epoch {epoch}"
+        closed = zip(self.slots, self._tally.diverged(epoch), self._tally.rows(), strict=True)
+        for member, reason, row in closed:
+            if reason:
+                diverged[member] = reason
                 continue
             record = self.records[member]
-            record.history.append(
-                {
-                    "epoch": float(epoch),
-                    "train_loss": train_loss[slot],
-                    "val_loss": val_loss[slot],
-                    "val_acc": val_acc[slot],
-                    "epoch_seconds": seconds,
-                }
-            )
-            best = record.best_val_acc
-            record.best_val_acc = max(val_acc[slot], best) if math.isfinite(best) else val_acc[slot]
+            record.history.append({"epoch": float(epoch), **row})
+            record.best_val_acc = best(row["val_acc"], record.best_val_acc)
         self._end(diverged, "diverged")
 
     def _end(self, reasons: Mapping[int, str], how: Ended) -> None:
@@ -198,7 +180,7 @@ class PackModule(L.LightningModule):
         self.stack.keep(rows)
         self.optimizers().optimizer.keep(rows)
         self.dropout_keys = self.dropout_keys[rows]
-        self._train_loss = self._train_loss[rows]
+        self._tally.keep(rows)
         self.slots = [self.slots[slot] for slot in kept]
         if not self.slots:
             self.trainer.should_stop = True

@@ -4,14 +4,16 @@ after the arguments and the config have been checked, so help and mistakes answe
 
 from __future__ import annotations
 
-import os
+import sys
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from sweeps.cli import report, sweep, tools, train, ui
-from sweeps.cli.common import VERBOSE_ENV
+from sweeps.cli import benches, report, storage, sweep, tools, train, ui
+from sweeps.cli.bootstrap import bootstrap
+from sweeps.masking import mask
 
 app = typer.Typer(
     name="sweeps",
@@ -33,6 +35,7 @@ def _version(asked: bool) -> None:
 
 @app.callback()
 def _every_command(
+    context: typer.Context,
     _: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -41,11 +44,17 @@ def _every_command(
     ] = False,
 ) -> None:
     """Passwords in URLs never reach the terminal or a log, whichever command runs."""
-    from sweeps.tracking.uris import mask_output
+    bootstrap(context, verbose)
 
-    if verbose:
-        os.environ[VERBOSE_ENV] = "1"
-    mask_output()
+
+def main() -> None:
+    """``sweeps`` as a process: an error no command handled is printed with its URLs masked, as everything
+    the command printed was (its traceback would be printed after the command's masking ended), exit 1."""
+    try:
+        app()
+    except Exception:
+        sys.stderr.write(mask(traceback.format_exc()))
+        raise SystemExit(1) from None
 
 
 def _command(function: Callable[..., Any], name: str | None = None) -> None:
@@ -60,6 +69,11 @@ _command(report.report)
 _command(ui.ui)
 _command(train.train)
 _command(sweep.worker)
+_command(storage.storage_proxy)
 _command(tools.optimizers)
 _command(tools.bench)
 _command(tools.trajectories)
+_command(benches.bench_checkpoints, "bench-checkpoints")
+_command(benches.bench_sweep, "bench-sweep")
+_command(benches.bench_storage, "bench-storage")
+_command(benches.gpu_check, "gpu-check")

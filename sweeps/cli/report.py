@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from sweeps.cli.common import Storage, console, fail, quiet_libraries
+from sweeps.cli.bootstrap import quiet_libraries
+from sweeps.cli.common import Storage, console, fail
 
 
 def report(

@@ -9,19 +9,20 @@ from typing import Annotated, Literal
 
 import typer
 
+from sweeps.cli.bootstrap import bootstrap_worker, quiet_libraries, restrict_imports
 from sweeps.cli.common import (
+    AllowImports,
     Pack,
     Storage,
     TrackingUri,
     checked,
     console,
     fail,
-    log_progress,
-    quiet_libraries,
 )
 
 
 def run_sweep(
+    context: typer.Context,
     config: Annotated[Path, typer.Argument(help="YAML sweep spec, e.g. conf/sweep.yaml")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
     storage: Storage = None,
@@ -48,6 +49,13 @@ def run_sweep(
             envvar="RAY_ADDRESS", help="--launcher ray: the cluster (default: a local one started here)"
         ),
     ] = None,
+    allow_imports: AllowImports = None,
+    storage_proxy: Annotated[
+        bool,
+        typer.Option(
+            help="PostgreSQL: workers reach the study through PgBouncer started here (sweeps storage-proxy)"
+        ),
+    ] = False,
 ) -> None:
     """Create (or resume) a sweep's study and run it with workers on every GPU, or on the CPU cores, or
     through SLURM or Ray."""
@@ -55,6 +63,11 @@ def run_sweep(
 
     if detach and launcher_kind != "slurm":
         raise fail("--detach needs --launcher slurm: local and Ray workers live with this command")
+    restrict_imports(allow_imports)
+    if detach and storage_proxy:
+        raise fail(
+            "--storage-proxy lives with this command; with --detach start `sweeps storage-proxy` yourself"
+        )
     sweep = checked(load_sweep, config, overrides)
     if detach and sweep.study.retrain_seeds:
         raise fail(
@@ -69,8 +82,9 @@ def run_sweep(
     from sweeps.engine import launcher, raycluster, slurm, study
     from sweeps.engine.preflight import check_sweep
     from sweeps.engine.servers import check_storage, check_tracking
+    from sweeps.engine.storage.pooler import proxy_for
     from sweeps.engine.storage.urls import storage_url
-    from sweeps.tracking.uris import mask
+    from sweeps.masking import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     logs = Path("sweeps-logs") / sweep.study.name  # a scheduler's workers get it absolute
@@ -83,6 +97,9 @@ def run_sweep(
             slurm.check(sweep.launcher.slurm, workers or 1, logs.absolute())
         if workers != 0 and launcher_kind == "ray":
             console.print(f"workers on {raycluster.connect(ray_address)}")
+        if storage_proxy and workers != 0:
+            url, stop_proxy = proxy_for(url, remote=launcher_kind != "local")
+            context.call_on_close(stop_proxy)  # whichever way the command ends
         created = study.create(sweep, url, uri, [str(config), *(overrides or ())])
     except (ConfigError, DatasetNotFound, ValueError) as exc:
         raise fail(str(exc)) from None
@@ -96,7 +113,7 @@ def run_sweep(
             " workers on other machines a PostgreSQL study (--storage)"
         )
     join = launcher.Join(
-        sweep.study.name, url, uri, logs.absolute() if launcher_kind != "local" else logs, pack
+        sweep.study.name, url, uri, logs.absolute() if launcher_kind != "local" else logs, pack, allow_imports
     )
     if launcher_kind == "slurm":
         pool: launcher.Workers = slurm.SlurmArray(sweep.launcher.slurm, workers or 1, join)
@@ -138,7 +155,7 @@ def run_sweep(
 def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:
     """A command that joins the sweep (or ``command`` on it) when pasted: a URL with a password is not
     printed, the variable that must hold it is named instead."""
-    from sweeps.tracking.uris import has_secret
+    from sweeps.masking import has_secret
 
     urls = {"SWEEPS_STORAGE": storage_url, "MLFLOW_TRACKING_URI": tracking_uri}
     hidden = [variable for variable, url in urls.items() if has_secret(url)]
@@ -162,12 +179,12 @@ def worker(
     index: Annotated[int, typer.Option(min=0, help="worker number: offsets the sampler seed")] = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = None,
     pack: Pack = None,
+    allow_imports: AllowImports = None,
 ) -> None:
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
-    from sweeps.engine.runtime import tune_allocator
-
-    tune_allocator()
-    log_progress()
+    restrict_imports(allow_imports)
+    bootstrap_worker(threads)
+    quiet_libraries()
     from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish
     from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
@@ -183,7 +200,7 @@ def worker(
     try:
         url = storage_url(storage)
         check_storage(url)
-        ran = run_worker(study_name, url, tracking_uri, index, threads, pack)
+        ran = run_worker(study_name, url, tracking_uri, index, pack)
     except (StudyNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if STOP.requested:

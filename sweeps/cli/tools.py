@@ -113,8 +113,8 @@ def trajectories(
 ) -> None:
     """Run every optimizer (real torch.optim steps) on classic 2-D surfaces — a narrow valley, a saddle, a
     local minimum — and draw their paths on the contours. --tracking-uri implies --log."""
+    from sweeps.masking import mask
     from sweeps.tools.trajectories.make import EXPERIMENT, Settings, checked_names, make
-    from sweeps.tracking.uris import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     try:

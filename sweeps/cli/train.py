@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from sweeps.cli.common import EXIT_DIVERGED, TrackingUri, checked, console, fail, quiet_libraries
+from sweeps.cli.bootstrap import quiet_libraries
+from sweeps.cli.common import EXIT_DIVERGED, TrackingUri, checked, console, fail
 
 
 def train(

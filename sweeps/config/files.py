@@ -54,14 +54,26 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
             value = parse_yaml(text) if text else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node, leaf = walk(tree, key, make=True)
+        if not isinstance(node, dict):
+            raise ConfigError(
+                f"override {item!r} conflicts with another override of {key.rpartition('.')[0]!r}"
+            )
         node[leaf] = value
     return tree
+
+
+def walk(tree: dict[str, Any], key: str, make: bool = False) -> tuple[Any, str]:
+    """The node that holds a dotted key's last part, and that part: the one walk of ``a.b.c`` keys. A part
+    missing on the way gives ``None`` (``make``: an empty mapping put in its place); a value on the way is
+    returned as the node, for the caller to refuse."""
+    *parents, leaf = key.split(".")
+    node: Any = tree
+    for part in parents:
+        if not isinstance(node, dict):
+            break
+        node = node.setdefault(part, {}) if make else node.get(part)
+    return node, leaf
 
 
 def overridden(base: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -71,10 +83,7 @@ def overridden(base: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, A
     removed = [o[1:] for o in overrides if o.startswith("~")]
     tree = merge(base, parse_overrides(o for o in overrides if not o.startswith("~")))
     for key in removed:
-        *parents, leaf = key.split(".")
-        node: Any = tree
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
+        node, leaf = walk(tree, key)
         if not isinstance(node, dict) or leaf not in node:
             raise ConfigError(f"~{key}: the spec sets no such key to remove")
         del node[leaf]

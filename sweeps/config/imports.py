@@ -5,11 +5,16 @@ The config checks a path's form when it is validated; the object is imported aft
 module when it is built, an optimizer class when its hyperparameters are checked), each failure a
 ``ValueError`` saying what did not import and why. The current directory is importable, as with
 ``python -m``, so a ``mynet.py`` beside the config works without installing anything.
+
+A worker rebuilds the spec from the study's database, which others may write: whoever starts a process can
+restrict the packages it imports from (``$SWEEPS_ALLOW_IMPORTS``, comma-separated top-level names), checked
+before anything is imported.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from functools import cache
@@ -21,6 +26,8 @@ from pydantic import AfterValidator
 from models.introspect import class_spec
 from models.optimizers import OptimizerSpec, get_spec
 
+ALLOW_ENV = "SWEEPS_ALLOW_IMPORTS"
+"""Comma-separated top-level packages user code may be imported from; unset: any."""
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -43,6 +50,7 @@ def import_path(path: str) -> Any:
     """The object ``path`` names: its module imported (the current directory first, as ``python -m`` does),
     then the attributes after the colon followed."""
     module_name, _, attributes = _checked_path(path).partition(":")
+    _check_allowed(path, module_name.split(".")[0])
     if "" not in sys.path:
         sys.path.insert(0, "")  # the current directory, wherever the process is when it imports
     try:
@@ -58,6 +66,16 @@ def import_path(path: str) -> Any:
         except AttributeError:
             raise ValueError(f"{path!r} does not import: {module_name} has no {attributes!r}") from None
     return found
+
+
+def _check_allowed(path: str, package: str) -> None:
+    """Before the import: importing a module runs its code."""
+    allowed = [name.strip() for name in os.environ.get(ALLOW_ENV, "").split(",") if name.strip()]
+    if allowed and package not in allowed:
+        raise ValueError(
+            f"{path!r} is from package {package!r}, which this process may not import from (allowed:"
+            f" {', '.join(allowed)}; --allow-imports / ${ALLOW_ENV})"
+        )
 
 
 def kind_of(found: Any) -> str:

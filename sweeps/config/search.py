@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 import operator
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import reduce
-from typing import Annotated, Any, Literal, Protocol
+from functools import partial, reduce
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -33,10 +33,14 @@ from pydantic import (
     model_validator,
 )
 
+from models.optimizers import HyperParam
 from models.schedules import SCHEDULES
 from sweeps.config.files import Strict, describe, merge
 from sweeps.config.imports import optimizer_spec
 from sweeps.config.train import DataConfig, SchedulerConfig, TrainerConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 
 def _number(value: Any) -> int | float:
@@ -100,56 +104,97 @@ Optimizers = _by_shape(list=list[OptimizerName], value=OptimizerName)
 BatchSizes = _by_shape(list=list[BatchSize], value=BatchSize)
 
 
-class Param(Protocol):
-    """What a search value is checked against: a registry hyperparameter (``HyperParam``), a constructor
-    argument read as one, or a config setting (:class:`Setting`)."""
+Check = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class Searched:
+    """One search value with what it is searched as: the one place that checks it, counts its values (for a
+    grid) and samples it. ``kind`` is what a value is (``tuple``: a pair, searched one value per element;
+    ``object``: not known until its target is imported); ``check(name, value)`` refuses one value (or one
+    element of a pair) that the hyperparameter or setting does not take, with a ``ValueError`` naming it."""
 
     name: str
     kind: type
+    value: Any
+    check: Check | None = field(default=None, repr=False, compare=False)
 
-    def check(self, value: Any) -> Any: ...
+    @classmethod
+    def of(cls, hp: HyperParam, value: Any) -> Searched:
+        """A search value of a registry hyperparameter or of a constructor argument read as one."""
+        one = float if hp.kind is tuple else hp.kind
+        return cls(hp.name, hp.kind, value, lambda name, x: replace(hp, name=name, kind=one).check(x))
+
+    def _elements(self) -> list[Searched]:
+        return [Searched(f"{self.name}[{i}]", float, v, self.check) for i, v in enumerate(self.value)]
+
+    def validated(self) -> Searched:
+        """Itself, or a ``ValueError`` when it could produce a value that is not taken."""
+        check = partial(self.check or (lambda _, x: x), self.name)
+        if self.kind is tuple:
+            if not (isinstance(self.value, list) and len(self.value) == 2):
+                raise ValueError(
+                    f"{self.name} takes one search value per element, e.g. [{{low: 0.8, high: 0.95}}, 0.999]"
+                )
+            for element in self._elements():
+                element.validated()
+        elif isinstance(range_ := self.value, Range):
+            if self.kind not in (int, float, object):
+                raise ValueError(f"{self.name} is not numeric; list its values instead of a range")
+            check(range_.low)
+            check(range_.high)
+            if self.kind is int and not isinstance(range_.step, int | None):
+                raise ValueError(f"{self.name} is an integer; its step must be one too, got {range_.step!r}")
+        elif isinstance(self.value, list):
+            distinct_choices(self.value)
+            for item in self.value:
+                if isinstance(item, Range | list):
+                    raise ValueError("a list holds the values to choose from, not ranges or lists")
+                check(item)
+        else:
+            check(self.value)
+        return self
+
+    def size(self) -> int | None:
+        """How many values it can take; ``None`` when it is or holds a range."""
+        if self.kind is tuple:
+            sizes = [element.size() for element in self._elements()]
+            return None if None in sizes else math.prod(sizes)  # type: ignore[arg-type]
+        if isinstance(self.value, Range):
+            return None
+        return len(self.value) if isinstance(self.value, list) else 1
+
+    def sample(self, trial: optuna.Trial, name: str) -> Any:
+        """A value drawn on ``trial`` as parameter ``name`` (a pair's elements as ``<name>.<i>``); a fixed
+        value is applied without a suggestion."""
+        value = self.value
+        if self.kind is tuple:
+            return tuple(e.sample(trial, f"{name}.{i}") for i, e in enumerate(self._elements()))
+        if isinstance(value, Range):
+            if self.kind is int:
+                return trial.suggest_int(name, value.low, value.high, step=value.step or 1, log=value.log)
+            return trial.suggest_float(name, value.low, value.high, step=value.step, log=value.log)
+        if isinstance(value, list):
+            return trial.suggest_categorical(name, value)
+        return value
+
+    def admits(self, x: Any) -> bool:
+        """Whether a searched (not fixed) value can be exactly ``x``: a trial may be queued with it."""
+        if isinstance(self.value, Range):
+            return self.value.step is None and self.value.low <= x <= self.value.high
+        return isinstance(self.value, list) and x in self.value
+
+    def extreme(self, pick: Callable[..., Any]) -> Any:
+        """The highest (``max``) or lowest (``min``) value it can take."""
+        if isinstance(self.value, Range):
+            return pick(self.value.low, self.value.high)
+        return pick(self.value) if isinstance(self.value, list) else self.value
 
 
-def check_value(hp: Param, value: Any) -> None:
-    """Refuse a search value that could produce a value ``hp`` does not accept (a ``ValueError``)."""
-    if hp.kind is tuple:
-        if not (isinstance(value, list) and len(value) == 2):
-            raise ValueError(
-                f"{hp.name} takes one search value per element, e.g. [{{low: 0.8, high: 0.95}}, 0.999]"
-            )
-        for i, component in enumerate(value):
-            check_value(replace(hp, kind=float, name=f"{hp.name}[{i}]"), component)
-    elif isinstance(value, Range):
-        if hp.kind not in (int, float):
-            raise ValueError(f"{hp.name} is not numeric; list its values instead of a range")
-        hp.check(value.low)
-        hp.check(value.high)
-        if hp.kind is int and not isinstance(value.step, int | None):
-            raise ValueError(f"{hp.name} is an integer; its step must be one too, got {value.step!r}")
-    elif isinstance(value, list):
-        _distinct_choices(value)
-        for item in value:
-            if isinstance(item, Range | list):
-                raise ValueError("a list holds the values to choose from, not ranges or lists")
-            hp.check(item)
-    else:
-        hp.check(value)
-
-
-def _distinct_choices(value: list[Any]) -> None:
+def distinct_choices(value: list[Any]) -> None:
     """A list of choices is non-empty and repeats nothing (by ``repr``: ``1`` and ``True`` differ)."""
     if not value or len(set(map(repr, value))) < len(value):
         raise ValueError(f"a list of choices must be non-empty and without repeats, got {value!r}")
-
-
-def _choices(hp: Param, value: Any) -> int | None:
-    """How many values a (checked) search value can take; ``None`` when it is or holds a range."""
-    if hp.kind is tuple:
-        sizes = [_choices(replace(hp, kind=float), component) for component in value]
-        return None if None in sizes else math.prod(sizes)  # type: ignore[arg-type]
-    if isinstance(value, Range):
-        return None
-    return len(value) if isinstance(value, list) else 1
 
 
 SETTING_SECTIONS = {
@@ -179,45 +224,27 @@ def _leaves(annotation: Any) -> set[Any]:
     return set().union(*map(_leaves, args)) if args else {annotation}
 
 
-@dataclass(frozen=True)
-class Setting:
-    """A ``trainer`` or ``scheduler`` field searched like a hyperparameter: sampled as its field's kind, each
-    value checked by the section's own model (a schedule's setting under a schedule that takes it)."""
-
-    name: str
-    kind: type
-    section: type[BaseModel] = field(repr=False)
-    base: Mapping[str, Any] = field(default_factory=dict)
-
-    def check(self, value: Any) -> Any:
-        key = self.name.partition(".")[2]
-        try:
-            return getattr(self.section.model_validate({**self.base, key: value}), key)
-        except ValidationError as exc:
-            raise ValueError(describe(exc).replace("\n", "; ")) from None
-
-
-def setting(key: str) -> Setting:
-    """The :class:`Setting` of a ``trainer.<key>`` or ``scheduler.<key>`` search key; a ``ValueError`` naming
-    the keys its section has otherwise."""
+def setting(key: str, value: Any) -> Searched:
+    """A searched ``trainer.<key>`` or ``scheduler.<key>``: sampled as its field's kind, each value checked by
+    the section's own model (a schedule's setting under a schedule that takes it); ``model.kwargs.<name>`` or
+    ``data.kwargs.<name>``: of a kind not known until its target is imported. A ``ValueError`` naming the keys
+    a section has for a key it does not have."""
     section, _, name = key.partition(".")
-    model = _SECTION_MODELS[section]
+    model = _SECTION_MODELS.get(section)
+    if model is None:
+        return Searched(key, object, value)
     if name not in model.model_fields:
         raise ValueError(f"{key}: unknown key; {section} has: {', '.join(model.model_fields)}")
     takers = [s for s, takes in SCHEDULES.items() if name in takes]
     base = {"name": takers[0]} if section == "scheduler" and takers else {}
-    return Setting(key, _kind(model.model_fields[name].annotation), model, base)
 
-
-def _flat_choices(key: str, value: Any) -> None:
-    """A target's kwarg, checked before its constructor is known: a list is flat and repeats nothing."""
-    if isinstance(value, list):
+    def check(_: str, one: Any) -> Any:
         try:
-            _distinct_choices(value)
-        except ValueError as exc:
-            raise ValueError(f"{key}: {exc}") from None
-        if any(isinstance(item, Range | list) for item in value):
-            raise ValueError(f"{key}: a list holds the values to choose from, not ranges or lists")
+            return getattr(model.model_validate({**base, name: one}), name)
+        except ValidationError as exc:
+            raise ValueError(describe(exc).replace("\n", "; ")) from None
+
+    return Searched(key, _kind(model.model_fields[name].annotation), value, check)
 
 
 class HyperparamSpace(BaseModel):
@@ -266,7 +293,7 @@ class SearchConfig(HyperparamSpace):
     @classmethod
     def _distinct(cls, value: Any) -> Any:
         if isinstance(value, list):
-            _distinct_choices(value)
+            distinct_choices(value)
         return value
 
     @field_validator("per_optimizer")
@@ -288,7 +315,7 @@ class SearchConfig(HyperparamSpace):
                         f"{name}: {name} takes no {key!r}; it takes: {', '.join(spec.hyperparams)}"
                     )
                 try:
-                    check_value(spec.hyperparams[key], value)
+                    Searched.of(spec.hyperparams[key], value).validated()
                 except ValueError as exc:
                     raise ValueError(f"{name}: {key}: {exc}") from None
         return spaces
@@ -303,7 +330,7 @@ class SearchConfig(HyperparamSpace):
             for name in takers:
                 if key not in self.per_optimizer.get(name, HyperparamSpace()).hyperparams():
                     try:
-                        check_value(optimizer_spec(name).hyperparams[key], value)
+                        Searched.of(optimizer_spec(name).hyperparams[key], value).validated()
                     except ValueError as exc:
                         raise ValueError(f"{key}: {exc} (for optimizer {name!r})") from None
         return self
@@ -318,14 +345,11 @@ class SearchConfig(HyperparamSpace):
             if not prefix or not key.startswith(prefix) or "." in key.removeprefix(prefix):
                 searchable = ", ".join(f"{p}<key>" for p in SETTING_SECTIONS.values())
                 raise ValueError(f"{key}: only {searchable} can be searched")
-            if section in _SECTION_MODELS:
-                try:
-                    check_value(setting(key), value)
-                except ValueError as exc:
-                    message = str(exc).removeprefix(f"{key}: ")
-                    raise ValueError(f"{key}: {message}") from None
-            else:
-                _flat_choices(key, value)
+            try:
+                setting(key, value).validated()
+            except ValueError as exc:
+                message = str(exc).removeprefix(f"{key}: ")
+                raise ValueError(f"{key}: {message}") from None
         return self
 
     @property
@@ -343,9 +367,13 @@ class SearchConfig(HyperparamSpace):
         shared = {k: v for k, v in self.hyperparams().items() if k in takes}
         return shared | self.per_optimizer.get(optimizer, HyperparamSpace()).hyperparams()
 
-    def _sizes(self, optimizer: str) -> dict[str, int | None]:
+    def searched(self, optimizer: str) -> dict[str, Searched]:
+        """:meth:`space` as search values of ``optimizer``'s hyperparameters."""
         takes = optimizer_spec(optimizer).hyperparams
-        return {key: _choices(takes[key], value) for key, value in self.space(optimizer).items()}
+        return {key: Searched.of(takes[key], value) for key, value in self.space(optimizer).items()}
+
+    def _sizes(self, optimizer: str) -> dict[str, int | None]:
+        return {key: value.size() for key, value in self.searched(optimizer).items()}
 
     def ranges(self) -> list[str]:
         """``<optimizer>.<hp>`` of every search value that is (or holds) a range, then every setting searched
@@ -376,7 +404,7 @@ class SearchConfig(HyperparamSpace):
         when the search does not list schedules)."""
         batch_sizes = len(self.batch_size) if isinstance(self.batch_size, list) else 1
         optimizers = sum(math.prod(n or 0 for n in self._sizes(name).values()) for name in self.optimizers)
-        sizes = {key: len(v) if isinstance(v, list) else 1 for key, v in self.settings().items()}
+        sizes = {key: setting(key, v).size() or 0 for key, v in self.settings().items()}
         knobs = {
             key: n for key, n in sizes.items() if key.startswith("scheduler.") and key != "scheduler.name"
         }

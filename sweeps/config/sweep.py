@@ -7,7 +7,7 @@ cannot honour are all refused with the dotted name of the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,7 +17,7 @@ from models.schedules import SCHEDULES
 from sweeps.config.files import Strict, overridden, read_yaml, validate
 from sweeps.config.imports import optimizer_spec
 from sweeps.config.launcher import LauncherConfig
-from sweeps.config.search import Range, SearchConfig
+from sweeps.config.search import SearchConfig, setting
 from sweeps.config.train import Count, OptimizerConfig, TrainConfig
 
 Direction = Literal["maximize", "minimize"]
@@ -184,8 +184,9 @@ class SweepConfig(TrainConfig):
         # a warm-up the spec fixes meets a searched run length here; with neither searched the train config
         # checks the pair itself
         fixed = info.data["scheduler"].warmup_epochs or 0 if "trainer.max_epochs" in settings else 0
-        most = _extreme(settings.get("scheduler.warmup_epochs", fixed), max)
-        fewest = _extreme(settings.get("trainer.max_epochs", info.data["trainer"].max_epochs), min)
+        runs = info.data["trainer"].max_epochs
+        most = setting("scheduler.warmup_epochs", settings.get("scheduler.warmup_epochs", fixed)).extreme(max)
+        fewest = setting("trainer.max_epochs", settings.get("trainer.max_epochs", runs)).extreme(min)
         if most >= fewest:
             raise ValueError(
                 f"scheduler.warmup_epochs: up to {most} warm-up epochs, but a trial may run only {fewest}"
@@ -234,13 +235,6 @@ class SweepConfig(TrainConfig):
                 " settings; use tpe or random, or fix search.scheduler.name"
             )
         return study
-
-
-def _extreme(value: Any, pick: Callable[..., Any]) -> Any:
-    """The highest (``max``) or lowest (``min``) value a search value or a fixed value can take."""
-    if isinstance(value, Range):
-        return pick(value.low, value.high)
-    return pick(value) if isinstance(value, list) else value
 
 
 def start_from(base: OptimizerConfig, name: str, searched: Iterable[str] = ()) -> dict[str, Any]:

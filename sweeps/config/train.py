@@ -40,6 +40,7 @@ class DataConfig(Strict):
     scaling: Scaling = "standard"  # unit: pixels / 255 (the classic comparison); standard: then mean/std
     download: bool = True
     target: TargetPath | None = None  # a LightningDataModule of the user's instead of a built-in data set
+    factory: bool = False  # target is a function returning the data module, not the class
     kwargs: dict[str, Any] = {}  # the target's constructor arguments
 
     @field_validator("batch_size", mode="before")
@@ -64,6 +65,8 @@ class DataConfig(Strict):
         if self.target is None:
             if self.kwargs:
                 raise ValueError("kwargs: only for a data.target; the built-in data sets take data.<key>")
+            if self.factory:
+                raise ValueError("factory: only for a data.target, which it declares a function")
             return self
         for key in ("dir", "train_subset"):
             if getattr(self, key) is not None:
@@ -118,12 +121,13 @@ class OptimizerConfig(BaseModel):
 
 
 class ModelConfig(Strict):
-    """The seed CNN (``init``, ``fused``), or ``target``: a network (an ``nn.Module`` class or a factory
-    returning one) or a LightningModule of the user's, built with ``kwargs``."""
+    """The seed CNN (``init``, ``fused``), or ``target``: a network (an ``nn.Module`` class, or with
+    ``factory`` a function returning one) or a LightningModule of the user's, built with ``kwargs``."""
 
     init: Init = "torch"
     fused: bool = True
     target: TargetPath | None = None
+    factory: bool = False  # target is a function returning the network, not a class
     kwargs: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -131,6 +135,8 @@ class ModelConfig(Strict):
         """Errors start with ``<key>:`` so that they name ``model.<key>``."""
         if self.target is None and self.kwargs:
             raise ValueError("kwargs: only for a model.target; the seed CNN takes model.init and model.fused")
+        if self.target is None and self.factory:
+            raise ValueError("factory: only for a model.target, which it declares a function")
         if self.target is not None and self.init != "torch":
             raise ValueError("init: is the seed CNN's; a model.target initialises its own weights")
         return self

@@ -23,6 +23,7 @@ previous epoch readable.
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import re
 import shutil
@@ -132,13 +133,28 @@ class Checkpointing:
 
     def latest(self, scratch: Path) -> Path | None:
         """A local copy of the newest readable checkpoint, or ``None`` to start afresh. A file that is not a
-        whole ``torch.save`` archive (cut off by a killed upload) is passed over for the one before."""
+        whole ``torch.save`` archive (cut off by a killed upload) is passed over for the one before. A file
+        holding anything but tensors and plain data is refused and the run starts afresh: the store (an
+        MLflow server without authentication) is writable by others, and unpickling runs code."""
         for epoch, name in _epochs(self.store, self.key):
             path = self.store.fetch(self.key, name, scratch)
-            if zipfile.is_zipfile(path):
-                _logger.info("%s resumes from its checkpoint of epoch %d", self.key, epoch)
-                return path
-            _logger.warning("%s: checkpoint %s is unreadable; trying an older one", self.key, name)
+            if not zipfile.is_zipfile(path):
+                _logger.warning("%s: checkpoint %s is unreadable; trying an older one", self.key, name)
+                continue
+            try:
+                torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc:
+                reason = str(exc).split("WeightsUnpickler error: ")[-1].split(". ")[0]
+                _logger.error(
+                    "%s: refused checkpoint %s: it holds more than tensors and plain data (%s); the run"
+                    " starts afresh",
+                    self.key,
+                    name,
+                    reason,
+                )
+                return None
+            _logger.info("%s resumes from its checkpoint of epoch %d", self.key, epoch)
+            return path
         return None
 
     def saver(self, scratch: Path) -> Checkpointer:
@@ -195,17 +211,25 @@ def _random_states(owners: dict[str, Any]) -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
+        "numpy": _plain_numpy_state(),
         "python": random.getstate(),
         "generators": {name: g.get_state() for name, g in _generators(owners)},
     }
+
+
+def _plain_numpy_state() -> tuple[Any, ...]:
+    """numpy's global state with its key array as a tensor: a checkpoint loads as tensors and plain data
+    only (``weights_only=True``), and a numpy array is neither."""
+    name, keys, *rest = np.random.get_state()
+    return (name, torch.from_numpy(keys.copy()), *rest)
 
 
 def _set_random_states(states: dict[str, Any], owners: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if states["cuda"]:
         torch.cuda.set_rng_state_all(states["cuda"])
-    np.random.set_state(states["numpy"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
     random.setstate(states["python"])
     generators = dict(_generators(owners))
     for name, state in states["generators"].items():

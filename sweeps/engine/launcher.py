@@ -5,6 +5,7 @@ progress from the storage until the budget is spent."""
 from __future__ import annotations
 
 import os
+import platform
 import runpy
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.live import Live
 
+from sweeps.config.imports import ALLOW_ENV
 from sweeps.config.sweep import SweepConfig
 from sweeps.engine import study as sweep_study
 from sweeps.engine.progress import JobStates, summary
@@ -62,13 +64,14 @@ def plan(
 class Join:
     """What every worker of a sweep is started with, whoever starts it: ``sweeps worker`` joining study
     ``name`` (in a process of its own here, in an array task's or a Ray actor's process elsewhere), its
-    stores, where its log goes and its pack size."""
+    stores, where its log goes, its pack size and the packages its targets may be imported from."""
 
     name: str
     storage_url: str
     tracking_uri: str
     logs: Path
     pack: int | None = None
+    allow_imports: str | None = None
 
     def args(self, index: int, threads: int | None = None) -> list[str]:
         """The arguments of ``sweeps worker`` for worker ``index``."""
@@ -79,8 +82,9 @@ class Join:
     def env(self) -> dict[str, str]:
         """What a worker gets by environment, not argv, where ``ps`` would show a password: the storage URL
         and the sweep's MLflow store, which replaces any ``MLFLOW_TRACKING_URI`` the user exported (it would
-        send the trials' runs elsewhere)."""
-        return {STORAGE_ENV: self.storage_url, TRACKING_ENV: self.tracking_uri}
+        send the trials' runs elsewhere), and the packages its targets may be imported from."""
+        allowed = {ALLOW_ENV: self.allow_imports} if self.allow_imports is not None else {}
+        return {STORAGE_ENV: self.storage_url, TRACKING_ENV: self.tracking_uri} | allowed
 
 
 def worker_main(args: Sequence[str]) -> int:
@@ -180,8 +184,8 @@ class Processes:
         """Local workers start at once."""
 
     def owns(self, worker: str) -> bool:
-        pid = worker.split(":")[1:2]  # host:pid[:...]
-        return bool(pid) and pid[0] in {str(p.pid) for p in self.procs}
+        """The whole ``host:pid`` label matches: another machine's worker may have the same pid."""
+        return any(worker.split(":")[:2] == [platform.node(), str(p.pid)] for p in self.procs)
 
 
 def supervise(workers: Workers, study: optuna.Study, sweep: SweepConfig, console: Console) -> int:

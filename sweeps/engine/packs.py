@@ -36,6 +36,7 @@ from sweeps.config.imports import is_path
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
 from sweeps.engine.objective import Objective, Started, kept_going, metric_value, pruned_reason
+from sweeps.engine.runtime import denormals_flushed
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.study import waiting
 from sweeps.engine.tell import interrupted, state_of, tell
@@ -73,7 +74,7 @@ def alone_because(started: Started, sweep: SweepConfig) -> str | None:
     if is_path(cfg.optimizer.name) or get_spec(cfg.optimizer.name).torch_class not in RULES:
         return f"{cfg.optimizer.name} has no packed update rule"
     if cfg.model.target is not None:
-        found = constructor(cfg.model.target, "model", nn.Module).found
+        found = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory).found
         if isinstance(found, type) and issubclass(found, L.LightningModule):
             return f"{cfg.model.target} is a LightningModule, which trains itself: one trial per process"
     if sweep.study.epoch_metric not in EPOCH_METRICS:
@@ -191,7 +192,7 @@ def _network(cfg: TrainConfig, num_classes: int | None) -> Callable[..., nn.Modu
     """How a member's network is built: ``None`` for the seed CNN (the pack's own), else the user's."""
     if cfg.model.target is None:
         return None
-    model = constructor(cfg.model.target, "model", nn.Module)
+    model = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
     offered = {"num_classes": num_classes} if num_classes else {}
     return lambda init: model.build(cfg.model.kwargs, offered)
 
@@ -204,7 +205,7 @@ def _packed(objective: Objective, members: list[Begun]) -> list[Told]:
     records: list[FitRecord] = []
     epochs: PackEpochs | None = None
     failure: BaseException | None = None
-    with kept_tracking_env():
+    with kept_tracking_env(), denormals_flushed():
         try:
             datamodule = checked_datamodule(first)
             prepare(first)

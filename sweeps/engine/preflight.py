@@ -14,7 +14,7 @@ import lightning as L
 
 from models.schedules import Schedule, inject
 from sweeps.config.files import ConfigError
-from sweeps.config.search import Range, check_value
+from sweeps.config.search import Range, Searched
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
 from sweeps.engine.epochs import EpochReport
@@ -67,7 +67,7 @@ def check_searched_kwargs(sweep: SweepConfig) -> None:
         hp = target.hyperparams().get(name)
         try:
             if hp is not None:
-                check_value(hp, value)
+                Searched.of(hp, value).validated()
             elif isinstance(value, Range):
                 raise ValueError(f"{name} has no numeric default to sample a range of; list its values")
         except ValueError as exc:

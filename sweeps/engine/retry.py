@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sweeps.tracking.uris import mask
+from sweeps.masking import mask
 
 RECONNECT_ENV = "SWEEPS_RECONNECT_TIMEOUT"
 DEFAULT_GIVE_UP_S = 300.0

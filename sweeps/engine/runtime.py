@@ -17,6 +17,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -34,8 +36,22 @@ def tune_allocator() -> bool:
     return all(mallopt(option, _HEAP_BLOCK_LIMIT) for option in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
 
 
-def flush_denormals() -> bool:
-    """Flush float32 denormals to zero on the CPU (x86 with SSE3); returns whether the CPU supports it."""
+@contextmanager
+def denormals_flushed() -> Iterator[bool]:
+    """float32 denormals flushed to zero on the CPU while it lasts (x86 with SSE3; yields whether the CPU
+    supports it), then as before: a user's code run after training in the same process computes as it did."""
     import torch
 
-    return torch.set_flush_denormal(True)
+    before = _flushing()
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield supported
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _flushing() -> bool:
+    """Whether denormals are flushed now: torch has no getter, but a flushed denormal times one is zero."""
+    import torch
+
+    return torch.tensor([1e-40]).mul(1.0).item() == 0.0

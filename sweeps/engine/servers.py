@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sweeps.engine.retry import first_line
-from sweeps.tracking.uris import SQLITE, mask
+from sweeps.masking import mask
+from sweeps.tracking.uris import SQLITE
 
 CONNECT_TIMEOUT_S = 10
 """One attempt per server: an unreachable host is reported within this, a refused port at once."""

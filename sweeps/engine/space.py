@@ -23,17 +23,12 @@ from typing import Any
 import optuna
 
 from models.schedules import SCHEDULES
-from sweeps.config.files import validate
+from sweeps.config.files import validate, walk
 from sweeps.config.imports import optimizer_spec
-from sweeps.config.search import Range, setting
+from sweeps.config.search import Range, Searched, setting
 from sweeps.config.sweep import SweepConfig, start_from
 from sweeps.config.train import TrainConfig
 from sweeps.engine.workload import kwarg_constructors
-
-
-def searched_optimizers(cfg: SweepConfig) -> list[str]:
-    """The optimizers a sweep compares, in the spec's order (what ``per_optimizer`` mode enqueues)."""
-    return cfg.search.optimizers
 
 
 def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
@@ -50,12 +45,8 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
     batch_size = search.batch_size
     if isinstance(batch_size, list):
         batch_size = trial.suggest_categorical("batch_size", batch_size)
-    takes = optimizer_spec(name).hyperparams
     settings = _settings(trial, cfg)
-    hparams = {
-        key: _sample(trial, f"{name}.{key}", takes[key].kind, value)
-        for key, value in search.space(name).items()
-    }
+    hparams = {key: value.sample(trial, f"{name}.{key}") for key, value in search.searched(name).items()}
     return _configured(cfg, start_from(cfg.optimizer, name, hparams) | hparams, batch_size, settings)
 
 
@@ -65,18 +56,16 @@ def _settings(trial: optuna.Trial, cfg: SweepConfig) -> dict[str, Any]:
     schedule = searched.get("scheduler.name", cfg.scheduler.name)
     sampled = {}
     if "scheduler.name" in searched:
-        schedule = sampled["scheduler.name"] = _sample(trial, "scheduler.name", str, schedule)
+        schedule = sampled["scheduler.name"] = setting("scheduler.name", schedule).sample(
+            trial, "scheduler.name"
+        )
     kwargs = {section: c.hyperparams() for section, c in kwarg_constructors(cfg).items()}
     for key, value in searched.items():
         section, _, name = key.partition(".")
         if key == "scheduler.name" or (section == "scheduler" and name not in SCHEDULES[schedule]):
             continue
-        if section in kwargs:
-            hp = kwargs[section].get(name.removeprefix("kwargs."))
-            kind = hp.kind if hp is not None else str
-        else:
-            kind = setting(key).kind
-        sampled[key] = _sample(trial, key, kind, value)
+        hp = kwargs.get(section, {}).get(name.removeprefix("kwargs."))
+        sampled[key] = (setting(key, value) if hp is None else Searched.of(hp, value)).sample(trial, key)
     return sampled
 
 
@@ -98,16 +87,10 @@ def preset_params(cfg: SweepConfig, name: str) -> dict[str, Any]:
     params: dict[str, Any] = {"optimizer": name}
     if isinstance(cfg.search.batch_size, list) and default.data.batch_size in cfg.search.batch_size:
         params["batch_size"] = default.data.batch_size
-    for key, value in cfg.search.space(name).items():
-        if spec.hyperparams[key].kind is not tuple and _admits(value, resolved[key]):
+    for key, value in cfg.search.searched(name).items():
+        if value.kind is not tuple and value.admits(resolved[key]):
             params[f"{name}.{key}"] = resolved[key]
     return params
-
-
-def _admits(value: Any, x: Any) -> bool:
-    if isinstance(value, Range):
-        return value.step is None and value.low <= x <= value.high
-    return isinstance(value, list) and x in value
 
 
 def _configured(
@@ -120,26 +103,11 @@ def _configured(
     if batch_size is not None:
         raw["data"]["batch_size"] = batch_size
     for key, value in settings.items():
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
+        node, leaf = walk(raw, key)
         node[leaf] = value
     schedule = raw["scheduler"]
     raw["scheduler"] = {k: v for k, v in schedule.items() if k == "name" or k in SCHEDULES[schedule["name"]]}
     return validate(TrainConfig, raw)
-
-
-def _sample(trial: optuna.Trial, name: str, kind: type, value: Any) -> Any:
-    if kind is tuple:
-        return tuple(_sample(trial, f"{name}.{i}", float, element) for i, element in enumerate(value))
-    if isinstance(value, Range):
-        if kind is int:
-            return trial.suggest_int(name, value.low, value.high, step=value.step or 1, log=value.log)
-        return trial.suggest_float(name, value.low, value.high, step=value.step, log=value.log)
-    if isinstance(value, list):
-        return trial.suggest_categorical(name, value)
-    return value
 
 
 def trial_params(config: TrainConfig, settings: Iterable[str] = ()) -> dict[str, Any]:
@@ -149,11 +117,9 @@ def trial_params(config: TrainConfig, settings: Iterable[str] = ()) -> dict[str,
     raw = config.model_dump(mode="json")
     values = {}
     for key in settings:
-        node: Any = raw
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            values[key] = node
+        node, leaf = walk(raw, key)
+        if isinstance(node, dict) and node.get(leaf) is not None:
+            values[key] = node[leaf]
     return {
         "optimizer": config.optimizer.name,
         "batch_size": config.data.batch_size,

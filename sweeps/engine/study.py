@@ -27,8 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.config.sweep import SweepConfig
 from sweeps.engine.sampling import pruner_for, sampler_for
 from sweeps.engine.servers import check_tracking
-from sweeps.engine.space import preset_params, searched_optimizers
+from sweeps.engine.space import preset_params
 from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
+from sweeps.masking import is_masked, mask
 from sweeps.names import (
     COMMAND_ATTR,
     DEFAULT,
@@ -48,7 +49,7 @@ from sweeps.names import (
     trial_optimizer,
 )
 from sweeps.tracking import runs
-from sweeps.tracking.uris import SQLITE, TRACKING_ENV, absolute_sqlite, is_masked, mask
+from sweeps.tracking.uris import SQLITE, TRACKING_ENV, absolute_sqlite
 
 
 def directions(sweep: SweepConfig) -> list[str]:
@@ -227,7 +228,7 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
     have = Counter(
         budget_key(t, per) for t in study.get_trials(deepcopy=False) if spent(t) and phase(t) == SEARCH
     )
-    slots = searched_optimizers(sweep) if per else [""]
+    slots = sweep.search.optimizers if per else [""]
     added = 0
     for round_ in range(n_trials):
         for key in slots:
@@ -269,7 +270,7 @@ def best_per_optimizer(
         if t.state == TrialState.COMPLETE and phase(t) == of_phase
     ]
     found = {}
-    for name in searched_optimizers(sweep):
+    for name in sweep.search.optimizers:
         mine = [t for t in done if trial_optimizer(t) == name]
         if mine:
             found[name] = better(mine, key=lambda t: t.values[0])
@@ -285,7 +286,7 @@ def queue_retrains(study: optuna.Study, sweep: SweepConfig) -> int:
     queued = {(phase(t), trial_optimizer(t)) for t in study.get_trials(deepcopy=False) if spent(t)}
     best = best_per_optimizer(study, sweep)
     added = 0
-    for name in searched_optimizers(sweep):
+    for name in sweep.search.optimizers:
         for kind, params in ((DEFAULT, {}), (TUNED, best[name].params if name in best else None)):
             if params is None or (kind, name) in queued:
                 continue

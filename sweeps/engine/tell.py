@@ -8,6 +8,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.compat import set_waiting
 from sweeps.engine.preemption import Preempted
 from sweeps.engine.retry import first_line
 from sweeps.names import FAIL_REASON_ATTR, GIVEN_BACK_ATTR
@@ -56,9 +57,6 @@ def tell(study: optuna.Study, trial: optuna.Trial, value: object, state: TrialSt
 def give_back(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
     """A preempted trial back in the queue as it was: WAITING, with its number, params, user attrs (its
     checkpoint key, its MLflow run) and retry budget; the next worker to ask resumes it, and reopens its run
-    (``GIVEN_BACK_ATTR``). Optuna moves a trial only forward through ``tell``; its storage's own state write
-    does the step back, as popping a queued trial does the step forward."""
+    (``GIVEN_BACK_ATTR``)."""
     trial.set_user_attr(GIVEN_BACK_ATTR, trial.number)
-    storage = study._storage  # Optuna has no public accessor for a study's storage
-    storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
-    return storage.get_trial(trial._trial_id)
+    return set_waiting(study, trial)

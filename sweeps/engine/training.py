@@ -20,11 +20,13 @@ from sweeps.config.train import TrainConfig
 from sweeps.engine.checkpoints import Checkpointing
 from sweeps.engine.epochs import EpochReport, Row
 from sweeps.engine.preemption import Preempted, StopAtEpochEnd
-from sweeps.engine.runtime import flush_denormals
+from sweeps.engine.runtime import denormals_flushed
 from sweeps.engine.workload import build_module, checked_datamodule
+from sweeps.environ import scoped_environ
+from sweeps.masking import mask
 from sweeps.tracking.environment import device_name
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
-from sweeps.tracking.uris import mask, tracking_uri
+from sweeps.tracking.uris import tracking_uri
 
 Outcome = Literal["finished", "diverged"]
 
@@ -62,11 +64,11 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[Callback] = (), **kw: An
 
 
 def prepare(cfg: TrainConfig) -> None:
-    """Process-wide settings a run depends on: thread count, denormals flushed, every RNG seed."""
-    flush_denormals()
+    """Process-wide settings a run depends on: thread count, every RNG seed."""
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
-    L.seed_everything(cfg.trainer.seed, workers=False, verbose=False)
+    with scoped_environ(kept=["PL_GLOBAL_SEED", "PL_SEED_WORKERS"]):  # Lightning exports the seed
+        L.seed_everything(cfg.trainer.seed, workers=False, verbose=False)
 
 
 def run_params(cfg: TrainConfig, plan: OptimizerPlan) -> dict[str, Any]:
@@ -119,7 +121,7 @@ def train(
     prepare(cfg)
     workload = build_module(cfg, datamodule)
     uri = tracking_uri(uri)
-    with kept_tracking_env():
+    with kept_tracking_env(), denormals_flushed():
         record = FitRecord(cfg.experiment, cfg.run_name, uri, tags or {}, run_id)
         report = EpochReport(show, record.log_epoch, required, run_has_restored=resumed_in_place)
         with tempfile.TemporaryDirectory(prefix="sweeps-run-") as scratch:
@@ -130,8 +132,8 @@ def train(
             device = device_name(trainer.strategy.root_device)
             record.start(run_params(cfg, workload.plan), cfg.model_dump(mode="json"), device)
             started = time.perf_counter()
-            try:  # the checkpoint is the sweep's own, from its store; it holds numpy's random state too
-                trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=False)
+            try:  # tensors and plain data only: the store is writable by others, unpickling runs code
+                trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             except BaseException as exc:
                 record.ended(*ended_by(exc))
                 raise

@@ -2,9 +2,9 @@
 
 It outlives a blip of either server. The study storage waits for its database to come back
 (``sweeps.engine.storage.reconnect``), and a trial is told inside its heartbeat, so a finished trial's
-value waits for the database too rather than being lost. MLflow's own HTTP retries (``TRACKING_RETRIES``)
-wait out a tracking-server restart; MLflow bookkeeping outside a trial (closing lost runs, the parent's best)
-that still fails is logged and left for the next trial, never fatal.
+value waits for the database too rather than being lost. MLflow's own HTTP retries (``sweeps worker`` sets
+them) wait out a tracking-server restart; MLflow bookkeeping outside a trial (closing lost runs, the parent's
+best) that still fails is logged and left for the next trial, never fatal.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sweeps.engine.packs import run_pack
 from sweeps.engine.placement import job_label, placement
 from sweeps.engine.preemption import STOP
 from sweeps.engine.retry import first_line
-from sweeps.engine.storage.heartbeat import running_trial
+from sweeps.engine.storage.heartbeat import HEARTBEAT_INTERVAL_S, running_trial
 from sweeps.engine.study import (
     best_search,
     close_lost_runs,
@@ -41,12 +41,6 @@ from sweeps.engine.tell import interrupted, state_of, tell
 from sweeps.names import CONFIG_ATTR, EXPERIMENT_ATTR, PARENT_ATTR
 from sweeps.tracking import runs
 
-TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-"""Set when unset. MLflow retries each request with urllib3's backoff, ``factor * 2**(n-1)`` seconds capped
-at 120: its defaults (7 retries, factor 2) wait 4, 8, 16, 32, 64 s, so a server back after 30 s is noticed
-only after 60; these wait 1, 2, 4, ... (noticed within twice the outage) and give up after about 6 minutes,
-like the study storage."""
-
 _logger = logging.getLogger(__name__)
 
 
@@ -55,21 +49,15 @@ def run_worker(
     storage_url: str,
     tracking_uri: str | None = None,
     index: int = 0,
-    threads: int | None = None,
     pack: int | None = None,
 ) -> int:
     """Run trials of study ``name``, each as soon as the previous ends, or ``pack`` at a time (default: the
     spec's ``study.pack``) as packs (:mod:`sweeps.engine.packs`); returns how many ran.
 
     Optuna's heartbeat marks a killed worker's trial FAIL and its retry callback re-queues the trial with the
-    same params, which any worker then picks up here. A worker told to stop (:mod:`sweeps.engine.preemption`)
+    same params, which any worker then picks up here; so a worker that finds nothing waiting stays while
+    another's trial runs, in case that worker died. A worker told to stop (:mod:`sweeps.engine.preemption`)
     gives its trials back and returns."""
-    import torch
-
-    for variable, value in TRACKING_RETRIES.items():
-        os.environ.setdefault(variable, value)
-    if threads:
-        torch.set_num_threads(threads)
     study, sweep = open_sweep(name, storage_url, worker=index)
     attrs = study.user_attrs
     where = placement()
@@ -96,7 +84,12 @@ def run_worker(
         optuna.storages.fail_stale_trials(study)
         _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective.tracking_uri)
         if sweep.study.n_trials is not None and not waiting(study):
-            break
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+            # Another worker's trial runs, and that worker may be dead: once its heartbeat is stale the
+            # trial is failed and queued again above, and this worker runs it, so the budget is all spent.
+            time.sleep(HEARTBEAT_INTERVAL_S)
+            continue
         told = run_pack(study, objective, size) if size > 1 else [run_trial(study, objective)]
         complete = [t for t in told if t.state == TrialState.COMPLETE]
         if complete:  # one write of the best per round, however many trials it told

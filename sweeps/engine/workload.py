@@ -12,6 +12,7 @@ A constructor is offered what the service knows when it names the argument and t
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,17 +106,26 @@ class Constructor:
         return self.arguments.hyperparams
 
 
-def constructor(path: str, section: str, base: type) -> Constructor:
-    """The class (a subclass of ``base``) or factory at ``path``, with its arguments; a :class:`ConfigError`
-    naming ``<section>.target`` when it does not import or is of another kind."""
+def constructor(path: str, section: str, base: type, factory: bool = False) -> Constructor:
+    """The class (a subclass of ``base``) at ``path``, or with ``factory`` the Python function there, with its
+    arguments; a :class:`ConfigError` naming ``<section>.target`` when it does not import or is of another
+    kind. Nothing else is ever called: the path may come from a study's database that others can write, and
+    ``os:system`` is as callable as a class."""
     try:
         found = import_path(path)
     except ValueError as exc:
         raise ConfigError(f"{section}.target: {exc}") from None
-    if not callable(found) or (isinstance(found, type) and not issubclass(found, base)):
+    if factory and not inspect.isfunction(found):
         raise ConfigError(
-            f"{section}.target: {path} is not {_kinds(base)} (nor a function returning one): it is"
-            f" {kind_of(found)}"
+            f"{section}.target: {path} is declared a factory ({section}.factory: true) but is not a Python"
+            f" function: it is {kind_of(found)}"
+        )
+    if not factory and not (isinstance(found, type) and issubclass(found, base)):
+        hint = (
+            f"; a function returning one needs {section}.factory: true" if inspect.isfunction(found) else ""
+        )
+        raise ConfigError(
+            f"{section}.target: {path} is not {_kinds(base)} class: it is {kind_of(found)}{hint}"
         )
     return Constructor(path, section, found, read_arguments(found))
 
@@ -129,7 +139,7 @@ def data_constructor(cfg: TrainConfig) -> Constructor | None:
     reaches a constructor that takes ``batch_size``, and is refused (naming why) by one that does not."""
     if cfg.data.target is None:
         return None
-    data = constructor(cfg.data.target, "data", L.LightningDataModule)
+    data = constructor(cfg.data.target, "data", L.LightningDataModule, cfg.data.factory)
     if not data.takes("batch_size") and cfg.data.batch_size != DEFAULT_BATCH_SIZE:
         raise ConfigError(
             f"data.batch_size: {data.path} takes no batch_size argument, so the batch size cannot be set;"
@@ -195,7 +205,7 @@ def build_module(cfg: TrainConfig, datamodule: L.LightningDataModule) -> Workloa
             spec=plan.spec,
         )
         return Workload(inject(seed_cnn, plan), plan, own=True)
-    model = constructor(cfg.model.target, "model", nn.Module)
+    model = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
     with seeded(cfg.trainer.seed):  # the trial's own initialisation, whatever else drew before
         built = model.build(cfg.model.kwargs, {"num_classes": num_classes} if num_classes else {})
     if isinstance(built, L.LightningModule):
@@ -219,7 +229,7 @@ def kwarg_constructors(cfg: TrainConfig) -> dict[str, Constructor]:
     """The targets whose kwargs a search may hold, by section (``model``, ``data``)."""
     found = {}
     if cfg.model.target is not None:
-        found["model"] = constructor(cfg.model.target, "model", nn.Module)
+        found["model"] = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
     data = data_constructor(cfg)
     if data is not None:
         found["data"] = data

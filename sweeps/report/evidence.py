@@ -30,7 +30,6 @@ from sweeps.report.stats import (
 )
 
 LEVEL = 0.95
-INTERVAL_METHOD = "t"
 WITHIN = (0.01, 0.05)
 TARGET_SHARE = 0.95
 TEST_NAMES = {"t": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
@@ -111,9 +110,7 @@ def band(entry: Entry, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     learning curves' bands. A curve the module never logged is all NaN: an empty line, without warnings."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        found = [
-            interval(entry.column(metric, e), LEVEL, INTERVAL_METHOD) for e in range(1, entry.epochs + 1)
-        ]
+        found = [interval(entry.column(metric, e), LEVEL) for e in range(1, entry.epochs + 1)]
     return (
         np.array([f.mean for f in found]),
         np.array([f.low for f in found]),
@@ -138,8 +135,8 @@ def weigh(
             name,
             measured_on(results.sweep, name),
             tuple(sorted({s for e in entries.values() for s in e.seed_ids})),
-            {o: {q: interval(samples[q][o], LEVEL, INTERVAL_METHOD) for q in quantities} for o in entries},
-            {o: interval(ranks[o], LEVEL, INTERVAL_METHOD) for o in entries},
+            {o: {q: interval(samples[q][o], LEVEL) for q in quantities} for o in entries},
+            {o: interval(ranks[o], LEVEL) for o in entries},
             compare(ranks, higher, alpha, test) if paired else None,
         )
     gains = {}

@@ -188,40 +188,6 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
-def _warmup(steps: int) -> int:
-    return min(10, steps // 10)
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _epoch_timer(device: str) -> Any:
-    """A Lightning callback timing one training epoch from batch ``warmup`` on, scaled to the whole epoch."""
-    from lightning.pytorch.callbacks import Callback
-
-    class EpochTimer(Callback):
-        seconds = float("nan")
-        steps = 0
-
-        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-            if batch_idx == _warmup(trainer.num_training_batches):
-                sync(device)
-                self._start = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            sync(device)
-            self.steps = trainer.num_training_batches
-            self.seconds = (
-                (time.perf_counter() - self._start) * self.steps / (self.steps - _warmup(self.steps))
-            )
-
-    return EpochTimer()
-
-
 def _train_tensors(spec: BenchSpec) -> tuple[Any, Any]:
     import torch
 
@@ -244,6 +210,7 @@ def _usual_recipe(spec: BenchSpec, device: str) -> tuple[float, int]:
     from torch.utils.data import DataLoader, Dataset
 
     from models.cnn import SeedCNN
+    from sweeps.tools.timer import Timer
 
     images, labels = _train_tensors(spec)
     mean, std = images.float().div(255).mean().item(), images.float().div(255).std().item()
@@ -274,7 +241,7 @@ def _usual_recipe(spec: BenchSpec, device: str) -> tuple[float, int]:
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
     loader = DataLoader(PerSample(), batch_size=spec.batch_size, shuffle=True)
-    timer = _epoch_timer(device)
+    timer = Timer(device)
     trainer = L.Trainer(
         max_epochs=1,
         accelerator=device,
@@ -287,7 +254,7 @@ def _usual_recipe(spec: BenchSpec, device: str) -> tuple[float, int]:
         limit_val_batches=0,
     )
     trainer.fit(Usual(), train_dataloaders=loader)
-    return timer.seconds, timer.steps
+    return timer.step_seconds * timer.steps, timer.steps
 
 
 def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
@@ -296,6 +263,7 @@ def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
     import torch.nn.functional as F
 
     from models.cnn import SeedCNN
+    from sweeps.tools.timer import first_epoch_warmup, sync
 
     images, labels = _train_tensors(spec)
     x = images.float().div(255).unsqueeze(1)
@@ -306,7 +274,7 @@ def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
     order = torch.randperm(len(y), device=device)
     steps = -(-len(y) // spec.batch_size)
     for i in range(steps):
-        if i == _warmup(steps):
+        if i == first_epoch_warmup(steps):
             sync(device)
             start = time.perf_counter()
         idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
@@ -315,7 +283,7 @@ def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
         loss.backward()
         optimizer.step()
     sync(device)
-    return (time.perf_counter() - start) * steps / (steps - _warmup(steps)), steps
+    return (time.perf_counter() - start) * steps / (steps - first_epoch_warmup(steps)), steps
 
 
 def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
@@ -325,6 +293,7 @@ def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
     from sweeps.engine.runtime import tune_allocator
     from sweeps.engine.training import build_trainer, prepare
     from sweeps.engine.workload import build_datamodule, build_module
+    from sweeps.tools.timer import Timer
 
     tune_allocator()
     cfg = validate(
@@ -346,10 +315,10 @@ def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
     )
     prepare(cfg)
     datamodule = build_datamodule(cfg)
-    timer = _epoch_timer(device)
+    timer = Timer(device)
     trainer = build_trainer(cfg, callbacks=[timer], limit_val_batches=0)
     trainer.fit(build_module(cfg, datamodule).module, datamodule=datamodule)
-    return timer.seconds, timer.steps
+    return timer.step_seconds * timer.steps, timer.steps
 
 
 def _measure(path: str, spec: BenchSpec) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Measure what a trial's checkpoints cost: the same training with and without a save at every epoch's end,
 interleaved in one process (the seed CNN on Fashion-MNIST with Adam, batch 64, unless told otherwise).
 
-    python -m sweeps.tools.checkpoint_bench --train-subset 10000 --epochs 3 --repeats 2 --out ckpt_bench.json
+    sweeps bench-checkpoints --train-subset 10000 --epochs 3 --repeats 2 --out ckpt_bench.json
 
 A save costs the same whatever the data (weights, optimizer state, random states: about 17 MB for the seed CNN
 with Adam), while an epoch grows with it; so besides the measured epoch the share is also given for a full
@@ -12,32 +12,13 @@ study do.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.callbacks import Callback
-
 from sweeps.tools.throughput import TRAIN_IMAGES
-
-
-class Clock(Callback):
-    """When each training epoch starts, and when its end-of-epoch callbacks before it are done."""
-
-    def __init__(self) -> None:
-        self.starts: list[float] = []
-        self.ends: list[float] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.starts.append(time.perf_counter())
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.ends.append(time.perf_counter())
+from sweeps.tools.timer import Timer
 
 
 def fit(overrides: dict[str, Any], saving: bool, scratch: Path) -> tuple[list[float], list[float], int, int]:
@@ -56,7 +37,7 @@ def fit(overrides: dict[str, Any], saving: bool, scratch: Path) -> tuple[list[fl
     workload = build_module(cfg, datamodule)
     store = FolderStore(scratch / "store")
     target = Checkpointing(store, "bench/seed-0")
-    before, after = Clock(), Clock()
+    before, after = Timer(), Timer()
     callbacks = [EpochReport(), before, *([target.saver(scratch)] if saving else []), after]
     build_trainer(cfg, callbacks=callbacks).fit(workload.module, datamodule=datamodule)
     epochs = [end - start for start, end in zip(before.starts, after.ends, strict=True)]
@@ -93,38 +74,22 @@ def measure(overrides: dict[str, Any], repeats: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeps.tools.checkpoint_bench", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--train-subset", type=int, default=10_000, help="training images (0: all 60k)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per fit (the first is not timed)")
-    parser.add_argument("--repeats", type=int, default=2, help="fits of each kind, alternating")
-    parser.add_argument("--optimizer", default="adam")
-    parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--data-dir", type=Path, default=None, help="folder with the IDX files")
-    parser.add_argument("--out", type=Path, default=Path("checkpoint_bench.json"))
-    args = parser.parse_args(argv)
-    overrides = {
-        "data": {
-            "name": args.dataset,
-            "dir": args.data_dir,
-            "train_subset": args.train_subset or None,
-            "download": False,
-        },
-        "optimizer": {"name": args.optimizer},
-        "trainer": {"max_epochs": args.epochs, "accelerator": "cpu"},
+def settings(
+    train_subset: int, epochs: int, optimizer: str, dataset: str, data_dir: Path | None
+) -> dict[str, Any]:
+    """The train config the bench fits (``train_subset`` 0: all 60k), on the CPU."""
+    return {
+        "data": {"name": dataset, "dir": data_dir, "train_subset": train_subset or None, "download": False},
+        "optimizer": {"name": optimizer},
+        "trainer": {"max_epochs": epochs, "accelerator": "cpu"},
     }
-    row = measure(overrides, args.repeats)
-    print(
+
+
+def summary(row: dict[str, Any]) -> str:
+    return (
         f"{row['train_subset']} images: {row['epoch_seconds_without']:.2f} s/epoch without checkpoints,"
         f" {row['epoch_seconds_with']:.2f} s with; a save takes {row['save_seconds']:.3f} s"
         f" ({row['checkpoint_mb']:.1f} MB), {row['overhead_share']:.1%} of this epoch and"
         f" {row['full_epoch_overhead_share']:.2%} of a full 60k epoch"
         f" ({row['full_epoch_seconds_scaled']:.1f} s, scaled up)"
     )
-    args.out.write_text(json.dumps(row, indent=2))
-
-
-if __name__ == "__main__":
-    main()

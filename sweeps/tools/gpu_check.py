@@ -2,19 +2,19 @@
 bench, the trial-throughput bench (fp32 and bf16), and the same small sweep run three ways (one worker, four
 workers per GPU, packs), each step's output kept in ``--out`` with a ``summary.md`` of them all.
 
-    python -m sweeps.tools.gpu_check --out gpu-check            # on the GPU machine
-    python -m sweeps.tools.gpu_check --out /tmp/check --quick   # tiny sizes: the script itself, on a CPU
+    sweeps gpu-check --out gpu-check            # on the GPU machine
+    sweeps gpu-check --out /tmp/check --quick   # tiny sizes: the script itself, on a CPU
 
 Each step runs in its own process with a time limit, so one that fails or hangs costs only its own step.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +40,15 @@ class Step:
 def steps(quick: bool) -> list[Step]:
     """What the check runs, in order: full sizes for the GPU, or tiny ones to try the script anywhere."""
     sweeps = [sys.executable, "-m", "sweeps"]
-    subset = ["--train-subset", "1000"] if quick else []
+    subset = ["--train-subset", "512"] if quick else []
     trials = (
         ["--packs", "1,4", "--processes", "2", "--epochs", "1", "--steps", "3"]
         if quick
         else ["--packs", "1,8,32,64,128", "--processes", "4", "--epochs", "10", "--steps", "60"]
     )
-    n = 4 if quick else 16
+    n = 2 if quick else 16
     sweep = [str(ROOT / SWEEP[0]), *SWEEP[1:], f"study.n_trials={n}", "study.pruner=none"]
-    sweep += [*(["data.train_subset=1000"] if quick else []), "study.sampler=random"]
+    sweep += [*(["data.train_subset=256", "data.holdout_size=256"] if quick else []), "study.sampler=random"]
     return [
         Step("gpu tests", [sys.executable, "-m", "pytest", "-m", "gpu", str(ROOT / "tests"), "-q"], 300),
         Step("epoch bench", [*sweeps, "bench", "--repeats", "1" if quick else "2", "--bf16", *subset], 300),
@@ -101,22 +101,12 @@ def summary(out: Path, lines: list[str]) -> str:
     return "\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeps.tools.gpu_check", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, required=True, help="folder for the logs, JSON and summary.md")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to try the script on a CPU")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out.resolve()
+def run(out: Path, quick: bool, say: Callable[[str], None]) -> Path:
+    """Every step in ``out`` (a folder), each one's line said as it ends; the summary's path."""
+    out = out.resolve()
     lines = []
-    for step in steps(args.quick):
+    for step in steps(quick):
         lines.append(run_step(step, out))
-        print(lines[-1], flush=True)
+        say(lines[-1])
     (out / "summary.md").write_text(summary(out, lines))
-    print(f"summary: {out / 'summary.md'}")
-
-
-if __name__ == "__main__":
-    main()
+    return out / "summary.md"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweeps.tracking.uris import mask
+from sweeps.masking import mask
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0

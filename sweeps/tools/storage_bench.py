@@ -1,32 +1,40 @@
-"""``python -m sweeps.tools.storage_bench``: how each Optuna storage takes N concurrent workers on one study.
+"""``sweeps bench-storage``: how each Optuna storage takes N concurrent workers on one study.
 
 For each backend a fresh study is created once, with half the trial budget queued as WAITING trials (the path
-a retried trial takes, and the one where two workers can race for the same trial). Then N spawned worker
-processes open the storage and load the study, are released together once all have, and each runs its
-share of ask → tiny objective (sleep) → tell, exactly as a sweep worker does
+a retried trial takes, and the one where two workers can race for the same trial). Then N workers (spawned
+processes, or ``--threads`` threads in each of fewer processes, each with its own storage and connection
+pool as a worker process has) open the storage and load the study, are released together once all have,
+and each runs its share of ask → tiny objective (sleep) → tell, exactly as a sweep worker does
 (``sweeps.engine.storage.heartbeat.running_trial``, heartbeat on where the backend has one).
 
-Reported per backend: trials/s from the release to the last tell; errors by kind; whether every trial was
-recorded exactly once (no trial number told twice, no told trial missing, nothing left RUNNING or WAITING,
-COMPLETE count == target); ask/tell latencies, each worker's first ask (imports, first queries: a one-off
-start-up cost) apart from the steady-state ones.
+Reported per backend: trials/s from the release to the last tell; errors by kind (a worker that could not
+even open the storage counts one, and its share is missing); storage calls the reconnecting storage had to
+retry; whether every trial was recorded exactly once (no trial number told twice, no told trial missing,
+nothing left RUNNING or WAITING, COMPLETE count == target); for PostgreSQL the peak of the run's server
+connections (``pg_stat_activity`` rows with the run's application name, sampled every 50 ms); ask/tell
+latencies, each worker's first ask (imports, first queries: a one-off start-up cost) apart from the
+steady-state ones.
 
 Backends: ``journal`` (Optuna's JournalStorage on a JournalFileBackend), ``sqlite`` (``open_storage`` on a
 fresh file), ``postgres`` (``open_storage`` on ``--postgres-url``; skipped with the reason when unreachable;
-its study is deleted afterwards).
+its study is deleted afterwards), ``pgbouncer`` (the same database through the storage proxy,
+``sweeps.engine.storage.pooler``, started for the run on ``--proxy-port`` with ``--pool-size`` server
+connections).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import multiprocessing
 import queue
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +46,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.heartbeat import running_trial
+from sweeps.engine.storage.pooler import DEFAULT_POOL_SIZE, DEFAULT_PORT, ProxyError, storage_proxy
 from sweeps.engine.storage.rdb import create_study_once, load_study, open_storage
-from sweeps.tracking.uris import mask
+from sweeps.masking import mask
 
-BACKENDS = ("journal", "sqlite", "postgres")
+BACKENDS = ("journal", "sqlite", "postgres", "pgbouncer")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -52,6 +61,7 @@ class WorkerReport:
     ask_ms: list[float] = field(default_factory=list)
     tell_ms: list[float] = field(default_factory=list)
     finished: float = 0.0
+    retries: int = 0
 
 
 @dataclass
@@ -64,6 +74,8 @@ class BackendResult:
     seconds: float = 0.0
     trials_per_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    peak_connections: int | None = None
     complete: int = 0
     duplicates: int = 0
     missing: int = 0
@@ -85,38 +97,101 @@ class BackendResult:
 
 
 def run_backend(
-    backend: str, workers: int, trials: int, sleep_ms: float, directory: Path, postgres_url: str
+    backend: str,
+    workers: int,
+    trials: int,
+    sleep_ms: float,
+    directory: Path,
+    postgres_url: str,
+    threads: int = 1,
+    proxy_port: int = DEFAULT_PORT,
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> BackendResult:
-    """Measure one backend: a fresh study, ``workers`` processes, ``trials`` trials in all."""
+    """Measure one backend: a fresh study, ``workers`` workers (``threads`` a process), ``trials`` trials."""
+    tag = f"storage-bench-{uuid.uuid4().hex[:8]}"
     location = {
         "journal": str(directory / "journal.log"),
         "sqlite": f"sqlite:///{directory / 'optuna.db'}",
-        "postgres": postgres_url,
-    }[backend]
+    }.get(backend, _tagged(postgres_url, tag))
     result = BackendResult(backend, mask(location), workers, trials)
-    try:
-        storage = _open(backend, location)
-    except sqlalchemy.exc.OperationalError as error:
-        result.skipped = f"unreachable: {mask(str(error.orig or error)).strip().splitlines()[0]}"
-        return result
-    name = f"storage-bench-{uuid.uuid4().hex[:8]}"
-    if backend == "journal":
-        study = optuna.create_study(storage=storage, study_name=name)
-    else:
-        study, _ = create_study_once(storage, name, ["minimize"])
-    try:
-        for i in range(trials // 2):
-            study.enqueue_trial({"x": i / trials})
-        reports, seconds = _run_workers(backend, location, name, workers, trials, sleep_ms / 1000)
-        _score(result, study, reports, seconds)
-    finally:
-        if backend == "postgres":
-            optuna.delete_study(study_name=name, storage=storage)
+    on_postgres = backend in ("postgres", "pgbouncer")
+    with ExitStack() as stack:
+        try:
+            connections = stack.enter_context(_PeakConnections(postgres_url, tag)) if on_postgres else None
+            if backend == "pgbouncer":
+                proxy = storage_proxy(location, port=proxy_port, pool_size=pool_size)
+                location = stack.enter_context(proxy).url
+                result.storage = mask(location)
+            storage = _open(backend, location)
+        except (sqlalchemy.exc.OperationalError, OSError, ProxyError) as error:
+            orig = getattr(error, "orig", None) or error
+            result.skipped = f"unreachable: {mask(str(orig)).strip().splitlines()[0]}"
+            return result
+        name = tag
+        if backend == "journal":
+            study = optuna.create_study(storage=storage, study_name=name)
+        else:
+            study, _ = create_study_once(storage, name, ["minimize"])
+        try:
+            for i in range(trials // 2):
+                study.enqueue_trial({"x": i / trials})
+            reports, seconds = _run_workers(
+                backend, location, name, workers, threads, trials, sleep_ms / 1000
+            )
+            _score(result, study, reports, seconds)
+            if connections is not None:
+                result.peak_connections = connections.peak
+        finally:
+            if on_postgres:
+                optuna.delete_study(study_name=name, storage=storage)
     return result
 
 
+def _tagged(url: str, tag: str) -> str:
+    """``url`` whose connections show ``tag`` as their application name in ``pg_stat_activity``; PgBouncer
+    passes it on to the server connection a client's transaction runs on."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).update_query_dict({"application_name": tag}).render_as_string(hide_password=False)
+
+
+class _PeakConnections:
+    """The most server connections of this run (those showing ``tag``) seen at once while the block runs."""
+
+    def __init__(self, url: str, tag: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.tag = tag
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> _PeakConnections:
+        import psycopg
+
+        self._connection = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+        self._thread = threading.Thread(target=self._sample, name="peak-connections", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._connection.close()
+
+    def _count(self) -> int:
+        row = self._connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (self.tag,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._count())
+
+
 def _run_workers(
-    backend: str, location: str, name: str, workers: int, trials: int, sleep_s: float
+    backend: str, location: str, name: str, workers: int, threads: int, trials: int, sleep_s: float
 ) -> tuple[list[WorkerReport], float]:
     """Start the workers, release them together once all have loaded the study, collect their reports."""
     context = multiprocessing.get_context("spawn")
@@ -124,17 +199,19 @@ def _run_workers(
     shares = [trials // workers + (i < trials % workers) for i in range(workers)]
     processes = [
         context.Process(
-            target=_worker, args=(backend, location, name, share, sleep_s, ready, start, reports), daemon=True
+            target=_process,
+            args=(backend, location, name, shares[i : i + threads], sleep_s, ready, start, reports),
+            daemon=True,
         )
-        for share in shares
+        for i in range(0, workers, threads)
     ]
     for process in processes:
         process.start()
-    for _ in processes:
+    for _ in shares:
         _next(ready, processes)
     start.set()
     started = time.monotonic()
-    collected = [WorkerReport(**_next(reports, processes)) for _ in processes]
+    collected = [WorkerReport(**_next(reports, processes)) for _ in shares]
     for process in processes:
         process.join()
     return collected, max(report.finished for report in collected) - started
@@ -153,6 +230,42 @@ def _next(channel: Any, processes: list[Any]) -> Any:
                 ) from None
 
 
+class _Retries(logging.Handler):
+    """Counts, per thread, the storage calls ``sweeps.engine.retry`` logged as failed and tried again."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Counter[int] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[record.thread or 0] += 1
+
+
+def _process(
+    backend: str,
+    location: str,
+    name: str,
+    shares: list[int],
+    sleep_s: float,
+    ready: Any,
+    start: Any,
+    reports: Any,
+) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    retries = _Retries()
+    logging.getLogger("sweeps.engine.retry").addHandler(retries)
+    workers = [
+        threading.Thread(
+            target=_worker, args=(backend, location, name, share, sleep_s, ready, start, reports, retries)
+        )
+        for share in shares
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
 def _worker(
     backend: str,
     location: str,
@@ -162,16 +275,21 @@ def _worker(
     ready: Any,
     start: Any,
     reports: Any,
+    retries: _Retries,
 ) -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _open(backend, location)
-    if backend == "journal":
-        study = optuna.load_study(study_name=name, storage=storage)
-    else:
-        study = load_study(storage, name)
+    report = WorkerReport()
+    try:
+        storage = _open(backend, location)
+        study = (
+            optuna.load_study(study_name=name, storage=storage)
+            if backend == "journal"
+            else load_study(storage, name)
+        )
+    except Exception as error:  # counted: at scale, opening is where a database runs out of connections
+        report.errors.append(_kind(error))
+        n_trials = 0
     ready.put(True)
     start.wait()
-    report = WorkerReport()
     for _ in range(n_trials):
         begun = time.monotonic()
         try:
@@ -188,6 +306,7 @@ def _worker(
         report.tell_ms.append((time.monotonic() - told) * 1000)
         report.told.append(trial.number)
     report.finished = time.monotonic()
+    report.retries = retries.counts[threading.get_ident()]
     reports.put(asdict(report))
 
 
@@ -198,9 +317,11 @@ def _open(backend: str, location: str) -> BaseStorage:
 
 
 def _kind(error: BaseException) -> str:
+    """The error's type and message on one line; a long message keeps its end, which says why (a driver's
+    "connection to server ... failed: FATAL: sorry, too many clients already")."""
     cause = error.__cause__ or error
-    first_line = (str(cause).strip().splitlines() or [""])[0]
-    return mask(f"{type(cause).__name__}: {first_line}")[:120]
+    text = mask(f"{type(cause).__name__}: {' '.join(str(cause).split())}")
+    return text if len(text) <= 120 else f"{type(cause).__name__}: ...{text[-100:]}"
 
 
 def _score(result: BackendResult, study: optuna.Study, reports: list[WorkerReport], seconds: float) -> None:
@@ -210,6 +331,7 @@ def _score(result: BackendResult, study: optuna.Study, reports: list[WorkerRepor
     result.seconds = round(seconds, 3)
     result.trials_per_s = round(len(told) / seconds, 1) if seconds > 0 else 0.0
     result.errors = dict(Counter(error for report in reports for error in report.errors))
+    result.retries = sum(report.retries for report in reports)
     result.complete = len(complete)
     result.duplicates = len(told) - len(set(told))
     result.missing = len(set(told) - complete)
@@ -236,59 +358,66 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 def _table(results: list[BackendResult]) -> str:
     header = (
-        f"{'backend':<9}{'trials/s':>9}{'seconds':>9}{'complete':>10}{'dup':>5}{'missing':>8}"
-        f"{'errors':>8}{'1st ask ms':>11}{'ask p50/p99/max ms':>22}{'tell p50/p99/max ms':>22}  verdict"
+        f"{'backend':<10}{'trials/s':>9}{'seconds':>9}{'complete':>10}{'dup':>5}{'missing':>8}"
+        f"{'errors':>8}{'retries':>8}{'peak conn':>10}{'1st ask ms':>11}{'ask p50/p99/max ms':>24}"
+        f"{'tell p50/p99/max ms':>24}  verdict"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         if r.skipped:
-            lines.append(f"{r.backend:<9}  skipped: {r.skipped}")
+            lines.append(f"{r.backend:<10}  skipped: {r.skipped}")
             continue
         ask = "/".join(f"{r.ask_ms.get(k, 0):g}" for k in ("p50", "p99", "max"))
         tell = "/".join(f"{r.tell_ms.get(k, 0):g}" for k in ("p50", "p99", "max"))
         verdict = "ok" if r.ok else "FAILED " + json.dumps({"errors": r.errors, "left_over": r.left_over})
+        peak = "-" if r.peak_connections is None else r.peak_connections
         lines.append(
-            f"{r.backend:<9}{r.trials_per_s:>9}{r.seconds:>9}{r.complete:>6}/{r.target:<3}{r.duplicates:>5}"
-            f"{r.missing:>8}{sum(r.errors.values()):>8}{r.first_ask_ms:>11}{ask:>22}{tell:>22}  {verdict}"
+            f"{r.backend:<10}{r.trials_per_s:>9}{r.seconds:>9}{r.complete:>6}/{r.target:<3}{r.duplicates:>5}"
+            f"{r.missing:>8}{sum(r.errors.values()):>8}{r.retries:>8}{peak:>10}{r.first_ask_ms:>11}"
+            f"{ask:>24}{tell:>24}  {verdict}"
         )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeps.tools.storage_bench", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--trials", type=int, default=200, help="trials in all, shared among the workers")
-    parser.add_argument("--sleep-ms", type=float, default=0.0, help="the objective's time per trial")
-    parser.add_argument(
-        "--backends", default=",".join(BACKENDS), help="comma-separated; default: %(default)s"
-    )
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument(
-        "--dir", type=Path, help="where the SQLite and journal files go (default: a temp dir)"
-    )
-    args = parser.parse_args(argv)
-    backends = args.backends.split(",")
-    unknown = sorted(set(backends) - set(BACKENDS))
-    if unknown or args.workers < 1 or args.trials < args.workers:
-        parser.error(
-            f"unknown backends {unknown}" if unknown else "need --workers >= 1 and --trials >= --workers"
-        )
+def run(
+    backends: list[str],
+    workers: int,
+    trials: int,
+    sleep_ms: float,
+    postgres_url: str,
+    folder: Path | None,
+    threads: int = 1,
+    proxy_port: int = DEFAULT_PORT,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> list[BackendResult]:
+    """Each backend in turn, its files in a temporary folder (under ``folder`` if given)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results = []
-    with tempfile.TemporaryDirectory(prefix="storage-bench-", dir=args.dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="storage-bench-", dir=folder) as tmp:
         for backend in backends:
             directory = Path(tmp) / backend
             directory.mkdir()
             results.append(
-                run_backend(backend, args.workers, args.trials, args.sleep_ms, directory, args.postgres_url)
+                run_backend(
+                    backend,
+                    workers,
+                    trials,
+                    sleep_ms,
+                    directory,
+                    postgres_url,
+                    threads,
+                    proxy_port,
+                    pool_size,
+                )
             )
-    print(f"{args.workers} workers, {args.trials} trials, objective sleeps {args.sleep_ms:g} ms")
-    print(_table(results))
-    print(json.dumps([{**asdict(r), "ok": r.ok} for r in results], indent=2))
-    return 0 if all(r.ok or r.skipped for r in results) else 1
+    return results
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def summary(
+    results: list[BackendResult], workers: int, trials: int, sleep_ms: float, threads: int = 1
+) -> str:
+    """The table, then every figure as JSON."""
+    processes = -(-workers // threads)
+    head = f"{workers} workers in {processes} processes, {trials} trials, objective sleeps {sleep_ms:g} ms"
+    rows = json.dumps([{**asdict(r), "ok": r.ok} for r in results], indent=2)
+    return f"{head}\n{_table(results)}\n{rows}"

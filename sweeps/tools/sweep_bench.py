@@ -1,7 +1,7 @@
 """Measure the sweep engine: trials/hour for 1, 2, 4, ... local workers on light trials, and the share of each
 trial's wall time spent outside training (Optuna, MLflow, run setup).
 
-    python -m sweeps.tools.sweep_bench --workers 1,2,4,8 --trials 16 --out sweep_bench.json
+    sweeps bench-sweep --workers 1,2,4,8 --trials 16 --out sweep_bench.json
 
 Each worker count runs the same small sweep in a fresh folder (embedded SQLite storage, SQLite MLflow) through
 ``sweeps run``, exactly as a user would. Light trials (one epoch on a few hundred images) make coordination
@@ -13,14 +13,13 @@ cores).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -78,28 +77,22 @@ def measure(workers: int, trials: int, subset: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeps.tools.sweep_bench", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--workers", default="1,2,4,8", help="comma-separated worker counts")
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--subset", type=int, default=512, help="training images per trial")
-    parser.add_argument("--out", type=Path, default=Path("sweep_bench.json"))
-    args = parser.parse_args(argv)
-    rows = [measure(int(n), args.trials, args.subset) for n in args.workers.split(",")]
+def run(workers: list[int], trials: int, subset: int) -> dict[str, Any]:
+    """One row per worker count, each with its scaling efficiency against the first row's."""
+    rows = [measure(n, trials, subset) for n in workers]
     base = rows[0]["trials_per_hour"] / rows[0]["workers"]
     cores = os.cpu_count() or 1
     for row in rows:
         row["scaling_efficiency"] = row["trials_per_hour"] / (base * min(row["workers"], cores))
-        print(
-            f"{row['workers']:>2} workers: {row['trials_per_hour']:7.0f} trials/h, "
-            f"efficiency {row['scaling_efficiency']:.2f} (vs min(workers, {cores} cores)), "
-            f"trial {row['trial_seconds_mean']:.2f} s, outside training {row['overhead_share_mean']:.1%}, "
-            f"start-up {row['startup_seconds']:.1f} s"
-        )
-    args.out.write_text(json.dumps({"cores": cores, "rows": rows}, indent=2))
+    return {"cores": cores, "rows": rows}
 
 
-if __name__ == "__main__":
-    main()
+def summary(measured: dict[str, Any]) -> list[str]:
+    cores = measured["cores"]
+    return [
+        f"{row['workers']:>2} workers: {row['trials_per_hour']:7.0f} trials/h, "
+        f"efficiency {row['scaling_efficiency']:.2f} (vs min(workers, {cores} cores)), "
+        f"trial {row['trial_seconds_mean']:.2f} s, outside training {row['overhead_share_mean']:.1%}, "
+        f"start-up {row['startup_seconds']:.1f} s"
+        for row in measured["rows"]
+    ]

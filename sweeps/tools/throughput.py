@@ -20,8 +20,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 from rich.table import Table
 
 from sweeps.report.terminal import named_rows
-from sweeps.tools.bench import BenchFailed, check_options, device_name, quiet, resolve_device, sync
+from sweeps.tools.bench import BenchFailed, check_options, device_name, quiet, resolve_device
 
 TRAIN_IMAGES = 60_000
 PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0), "L40S": (91.6, 362.0)}
@@ -229,12 +227,13 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
     from models.module import OptimizerModule
     from models.pack.data import PackData
     from models.pack.module import Member, PackModule
-    from sweeps.engine.runtime import flush_denormals, tune_allocator
+    from sweeps.engine.runtime import tune_allocator
+    from sweeps.tools.timer import Timer
     from sweeps.tracking.environment import environment_tags
 
     quiet()
     tune_allocator()
-    flush_denormals()
+    torch.set_flush_denormal(True)  # this measuring process is started for it and ends with it
     device = resolve_device(shape.device)
     data = MNISTDataModule(shape.dataset, shape.data_dir, batch_size=shape.batch_size, download=False)
     if path == "pack":
@@ -242,7 +241,7 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
         datamodule: L.LightningDataModule = PackData(data, module)
     else:
         module, datamodule = OptimizerModule(shape.optimizer), data
-    timer = _timer(shape.warmup, shape.steps, device)
+    timer = Timer(device, shape.warmup, utilisation=True)
     trainer = L.Trainer(
         max_epochs=-1,
         max_steps=shape.warmup + shape.steps,  # over epochs, whatever the size of the data on disk
@@ -266,7 +265,7 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule)
     except torch.OutOfMemoryError:
         return found | {"error": "out of memory"}
-    return found | {"step_seconds": timer.seconds, "utilisation": timer.utilisation}
+    return found | {"step_seconds": timer.step_seconds, "utilisation": timer.utilisation}
 
 
 def _flops(shape: Shape) -> float:
@@ -282,46 +281,6 @@ def _flops(shape: Shape) -> float:
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(model(x), y).backward()
     return float(counter.get_total_flops())
-
-
-def _timer(warmup: int, steps: int, device: str) -> Any:
-    """A Lightning callback: seconds per step over the ``steps`` after ``warmup`` (synchronised on CUDA),
-    and the CUDA device's mean utilisation sampled every 0.2 s meanwhile (None where NVML is not readable)."""
-    import torch
-    from lightning.pytorch.callbacks import Callback
-
-    class Timer(Callback):
-        seconds = math.nan
-        utilisation: float | None = None
-
-        def __init__(self) -> None:
-            self._samples: list[float] = []
-            self._stop = threading.Event()
-            self._batches = 0
-
-        def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
-            self._batches += 1
-            if self._batches == warmup + 1:
-                sync(device)
-                self._start = time.perf_counter()
-                if device == "cuda":
-                    threading.Thread(target=self._sample, daemon=True).start()
-
-        def on_train_end(self, trainer: Any, *_: Any) -> None:
-            sync(device)
-            self.seconds = (time.perf_counter() - self._start) / steps
-            self._stop.set()
-            if self._samples:
-                self.utilisation = sum(self._samples) / len(self._samples) / 100
-
-        def _sample(self) -> None:
-            while not self._stop.wait(0.2):
-                try:
-                    self._samples.append(float(torch.cuda.utilization()))
-                except Exception:  # NVML not readable: no utilisation figure, the timing still stands
-                    return
-
-    return Timer()
 
 
 if __name__ == "__main__":

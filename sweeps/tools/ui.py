@@ -21,8 +21,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sweeps.masking import mask
 from sweeps.tools.servers import Server, running, stop_on_signals, watch
-from sweeps.tracking.uris import SQLITE, artifact_location, mask
+from sweeps.tracking.uris import SQLITE, artifact_location
 
 MLFLOW_SERVER_FLAGS = ("--workers", "1")
 """One uvicorn worker: one person browsing needs no more, and each extra worker costs seconds at start."""

@@ -3,7 +3,8 @@
 Checkpoints live among the artifacts of the sweep's parent run (``checkpoints/<key>/<file>``) when the study
 is shared by machines, which all reach the tracking server; the engine uses :class:`ArtifactStore` like a
 folder. A model is logged to the run that trained it in MLflow's PyTorch flavour, so that
-``mlflow.pytorch.load_model("runs:/<run id>/model")`` gives it back in one call.
+``mlflow.pytorch.load_model("runs:/<run id>/model")`` gives it back in one call (unpickled: for a trusted
+server), and its weights alone (``model/weights.pt``) load as tensors only.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from sweeps.compat import artifact_repository
 from sweeps.tracking.runs import log_folder
 
 MODEL_PATH = "model"
 """Where a run's model is: ``runs:/<run id>/model``."""
+WEIGHTS_FILE = "weights.pt"
+"""The model's ``state_dict`` alone, beside it: tensors only, safe to load from a server others can write."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,7 @@ class ArtifactStore:
     @cached_property
     def _repository(self) -> Any:
         """The parent run's artifact repository, which deletes (the client cannot); its location is fixed."""
-        return get_artifact_repository(
-            self._client.get_run(self.run_id).info.artifact_uri, tracking_uri=self.uri
-        )
+        return artifact_repository(self._client.get_run(self.run_id).info.artifact_uri, self.uri)
 
     def put(self, key: str, file: Path) -> None:
         self._client.log_artifact(self.run_id, str(file), f"{self.prefix}/{key}")
@@ -65,7 +66,9 @@ class ArtifactStore:
 def log_model(uri: str, run_id: str, model: Any) -> None:
     """``model`` (an ``nn.Module``) as the run's ``model`` artifact in MLflow's PyTorch flavour, pickled whole
     (the safer ``pt2`` format traces ``forward`` on an example input, which arbitrary user modules may not
-    survive), so it loads back as the same class where its code is importable."""
+    survive), so it loads back as the same class where its code is importable. Unpickling runs code, so its
+    weights are also saved alone (``WEIGHTS_FILE``), for ``torch.load(..., weights_only=True)`` into a
+    network built from code the reader trusts."""
     import mlflow.pytorch
     import torch
 
@@ -74,4 +77,5 @@ def log_model(uri: str, run_id: str, model: Any) -> None:
         mlflow.pytorch.save_model(
             model, str(local), serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__}"]
         )
+        torch.save(model.state_dict(), local / WEIGHTS_FILE)
         log_folder(uri, run_id, local, MODEL_PATH)

@@ -6,7 +6,6 @@ so a user's LightningModule logging per step cannot mix steps and epochs in one 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from typing import Any
 
 from mlflow.entities import Metric, RunTag
 
+from sweeps.environ import scoped_environ
 from sweeps.names import DEVICE_TAG, OUTCOME_TAG, REASON_TAG
 from sweeps.tracking.environment import environment_tags
 from sweeps.tracking.runs import flat_params
@@ -96,11 +96,5 @@ class FitRecord:
 @contextmanager
 def kept_tracking_env() -> Iterator[None]:
     """Lightning's MLflow logger exports its URI to ``MLFLOW_TRACKING_URI``; the next run must not see it."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
+    with scoped_environ(kept=["MLFLOW_TRACKING_URI"]):
         yield
-    finally:
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before

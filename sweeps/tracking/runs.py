@@ -16,6 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from sweeps.masking import mask
 from sweeps.names import (
     EXPERIMENT_KIND_TAG,
     OPTIMIZER_TAG,
@@ -32,7 +33,7 @@ from sweeps.names import (
     WORKER_TAG,
 )
 from sweeps.tracking.environment import environment_tags
-from sweeps.tracking.uris import artifact_location, mask
+from sweeps.tracking.uris import artifact_location
 
 
 def flat_params(values: Mapping[str, Any]) -> dict[str, str]:

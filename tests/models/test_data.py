@@ -169,7 +169,7 @@ def test_prepare_data_downloads_with_torchvision(tmp_path, monkeypatch, write_id
     module.setup()
 
     assert calls == [(str(tmp_path / "new"), True)]
-    assert (module.train_size, module.val_size) == (16, 8)
+    assert (module.train_size, len(module.val_dataloader().y)) == (16, 8)
 
 
 def test_download_failure_is_dataset_not_found(tmp_path, monkeypatch):
@@ -290,7 +290,12 @@ def test_setup_normalises_with_train_statistics(tmp_path, write_idx_dataset):
     expected_val = (written["test"][0].float() / 255 - raw.mean()) / raw.std()
     torch.testing.assert_close(x_val.squeeze(1), expected_val)
     assert torch.equal(y_train, written["train"][1]) and torch.equal(y_val, written["test"][1])
-    assert (module.num_classes, module.train_size, module.val_size, module.steps_per_epoch) == (10, 40, 15, 3)
+    assert (
+        module.num_classes,
+        module.train_size,
+        len(module.val_dataloader().y),
+        module.steps_per_epoch,
+    ) == (10, 40, 15, 3)
 
 
 def test_unit_scaling_divides_by_255_and_nothing_else(tmp_path, write_idx_dataset):
@@ -310,7 +315,7 @@ def test_the_default_hold_out_is_a_sixth_of_the_train_split(tmp_path, write_idx_
 
     module.setup("fit")
 
-    assert (module.train_size, module.val_size) == (50, 10)
+    assert (module.train_size, len(module.val_dataloader().y)) == (50, 10)
 
 
 def test_batch_size_full_and_one(tmp_path, write_idx_dataset):
@@ -360,7 +365,7 @@ def test_subset_and_holdout_are_seeded_by_split_seed_and_disjoint(tmp_path, writ
             split_seed=split_seed,
         )
         module.setup()
-        assert (module.train_size, module.val_size) == (25, 15)
+        assert (module.train_size, len(module.val_dataloader().y)) == (25, 15)
         return images_of(module.train_dataloader().x), images_of(module.val_dataloader().x)
 
     train, held_out = split(split_seed=3)

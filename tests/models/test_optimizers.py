@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-from models.optimizers import PRESETS, REGISTRY, HyperParam, build_optimizer, get_spec
+from models.optimizers import PRESETS, REGISTRY, HyperParam, get_spec
 from models.pack.optim import PackedOptimizer
 
 W0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
@@ -236,13 +236,19 @@ def other_member(name: str, preset: str, overrides: dict[str, Any]) -> dict[str,
     return {**overrides, **changed}
 
 
+def built(name: str, params: Any, preset: str = "torch", **overrides: Any) -> torch.optim.Optimizer:
+    """A registry optimizer as a run builds one: the preset, overridden."""
+    spec = get_spec(name)
+    return spec.build(params, spec.resolve(preset, **overrides))
+
+
 def trained(name: str, preset: str, members: list[dict[str, Any]], packed: bool) -> torch.Tensor:
     """The weights [K, 3] after the eight steps: one torch optimizer per member, or one packed optimizer."""
     if not packed:
         rows = []
         for overrides in members:
             w = W0.clone().requires_grad_()
-            optimizer = build_optimizer(name, [w], preset, **overrides)
+            optimizer = built(name, [w], preset, **overrides)
             for g in GRADS:
                 w.grad = g.clone()
                 optimizer.step()
@@ -355,7 +361,7 @@ def test_builds_and_trains_a_float32_model_on_cpu(name: str, preset: str) -> Non
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     before = [p.detach().clone() for p in model.parameters()]
-    optimizer = build_optimizer(name, model.parameters(), preset)
+    optimizer = built(name, model.parameters(), preset)
     for _ in range(2):
         optimizer.zero_grad()
         model(torch.randn(8, 4)).pow(2).mean().backward()
@@ -369,12 +375,12 @@ def test_builds_and_trains_a_float32_model_on_cpu(name: str, preset: str) -> Non
 
 def test_fused_falls_back_where_torch_has_no_fused_kernel() -> None:
     w = torch.nn.Parameter(torch.zeros(3, device="meta"))
-    assert not build_optimizer("adam", [w]).defaults.get("fused")
+    assert not built("adam", [w]).defaults.get("fused")
 
 
 def test_param_groups_from_generators_keep_their_options() -> None:
     w = torch.nn.Parameter(torch.zeros(3))
-    optimizer = build_optimizer("adam", [{"params": (p for p in [w]), "lr": 0.5}])
+    optimizer = built("adam", [{"params": (p for p in [w]), "lr": 0.5}])
     assert optimizer.param_groups[0]["params"] == [w]
     assert optimizer.param_groups[0]["lr"] == 0.5 and optimizer.defaults["fused"]
 
@@ -439,7 +445,7 @@ def test_unknown_names_are_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="unknown preset 'tf' for adam; choose one of: torch, keras"):
         get_spec("adam").resolve("tf")
     with pytest.raises(ValueError, match="unknown optimizer"):
-        build_optimizer("Adam", [torch.nn.Parameter(torch.zeros(1))])
+        get_spec("Adam")
 
 
 def test_torch_kwargs_wants_every_hyperparameter() -> None:

@@ -84,7 +84,7 @@ def fit_pack(directory: Path, members: list[Member], callbacks: list[Callback] |
 
 
 @pytest.fixture(scope="module")
-def singles(data_dir: Path) -> list[tuple[OptimizerModule, list[dict[str, float]]]]:
+def singles(data_dir: Path, slow_setup: None) -> list[tuple[OptimizerModule, list[dict[str, float]]]]:
     """Each member of MEMBERS trained alone through Lightning, with its seed."""
     runs = []
     for member in MEMBERS:

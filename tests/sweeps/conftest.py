@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.sweeps import clusters
-from tests.sweeps.helpers import OUTSIDE_ENV, Store, open_store
+from tests.sweeps.helpers import CONF, FINISHED_SWEEP, OUTSIDE_ENV, Store, open_store, sweeps_process
 
 # Variables a run sets process-wide; restored after every test so that tests stay independent.
 _PROCESS_ENV = (
@@ -76,3 +76,26 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         pytest.skip(reason)
     with clusters.slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(
+    tmp_path_factory: pytest.TempPathFactory, write_idx_dataset: Any, slow_setup: None
+) -> Path:
+    """The folder of one finished, reported sweep, shared by every test that reads one (report, UI, status),
+    instead of each running its own: ``conf/shootout.yaml`` shrunk (``FINISHED_SWEEP``), run by the real
+    ``sweeps run`` with two worker processes on tiny MNIST files, then ``sweeps report shootout``. Its
+    ``optuna.db``, ``mlflow.db`` and ``reports/`` are read-only to the tests: one that adds to it works on a
+    copy."""
+    where = tmp_path_factory.mktemp("finished-sweep")
+    write_idx_dataset(where / "idx", "mnist", n_train=256, n_test=64)
+    spec = str(CONF / "shootout.yaml")
+    args = ["run", spec, *FINISHED_SWEEP, f"data.dir={where / 'idx'}", "--workers", "2"]
+    for command in (args, ["report", "shootout"]):
+        proc = sweeps_process(*command, cwd=where, env={"COLUMNS": "200"})  # progress lines unwrapped
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
+        if command is args:
+            assert "retraining each optimizer's default and best config on 3 seeds" in out
+            assert "retrained 6/6" in out
+    return where

@@ -10,8 +10,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from models.data.files import DEBIAN_FASHION_MNIST_DIR
+from tests.tiers import slow_helper
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -68,6 +70,19 @@ SMALL_SWEEP = {
 """A sweep of seconds per trial on the tiny IDX data (``write_idx_dataset`` with 256 train images)."""
 
 
+FINISHED_SWEEP = [
+    "data.name=mnist",
+    "data.train_subset=192",
+    "data.holdout_size=64",
+    "trainer.max_epochs=2",
+    "study.n_trials=2",
+    "study.retrain_seeds=3",
+    "search.optimizer=[sgd, momentum, adam]",
+]
+"""``conf/shootout.yaml`` shrunk for the ``finished_sweep`` fixture (study ``shootout``): 3 optimizers × 2
+search trials, then each one's default and tuned config on 3 seeds."""
+
+
 def small_sweep_spec(folder: Path, data_dir: Path, epochs: int = 2, **study: object) -> Path:
     """``folder/sweep.yaml``: ``SMALL_SWEEP`` on ``data_dir``, with ``study`` keys overridden."""
     spec = {
@@ -97,6 +112,7 @@ OUTSIDE_ENV = ("MLFLOW_TRACKING_URI", "SWEEPS_STORAGE")
 """Where a developer's shell may point at real stores; tests and their processes run without them."""
 
 
+@slow_helper
 def sweeps_process(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
     """``python -m sweeps ARGS`` as a real process, stdout and stderr merged into one text pipe."""
     return subprocess.Popen(
@@ -119,6 +135,33 @@ def running_trials(database: Path) -> int:
     with contextlib.suppress(sqlite3.OperationalError), closing(sqlite3.connect(read_only, uri=True)) as db:
         return db.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
     return 0  # the trials table is not written yet
+
+
+QUICK_GRACE_S = 8
+HEARTBEATS = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": str(QUICK_GRACE_S)}
+"""For worker processes of tests that kill one: a beat every second, a killed worker's trial stale after 8 s
+of silence. The grace outlasts a live worker's beat delayed by a loaded machine or a lock wait (3 s did
+not); a test waits for a dead trial to be stale with ``wait_until_stale``, never for a fixed time."""
+
+
+def wait_until_stale(database: Path, timeout: float = 120) -> None:
+    """Until a RUNNING trial in the study file ``database`` has been silent for longer than
+    ``QUICK_GRACE_S`` by the database's own clock, as Optuna judges it (read only)."""
+    silent = (
+        "SELECT count(*) FROM trials JOIN trial_heartbeats USING (trial_id) WHERE state = 'RUNNING'"
+        " AND (julianday('now') - julianday(heartbeat)) * 86400 > ?"
+    )
+    with closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+        wait_for(lambda: db.execute(silent, (QUICK_GRACE_S + 1,)).fetchone()[0] > 0, timeout)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Until ``condition()`` holds, polled every 0.1 s: a test waits for the event, not for a fixed time
+    that a loaded machine may overrun. Fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.1)
 
 
 def check_recorded_once(study: Any, tracking: str, expected: int) -> None:

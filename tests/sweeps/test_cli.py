@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from sweeps.config.imports import ALLOW_ENV
 from sweeps.config.sweep import SweepConfig
 from tests.sweeps.helpers import invoke, small_sweep_spec
 
@@ -99,6 +100,24 @@ def test_bad_flags_of_run_are_refused(args: list[str], named: str, spec: Path, t
     assert nothing_written(tmp_path)
 
 
+def test_allow_imports_refuses_a_target_from_another_package(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ALLOW_ENV, raising=False)  # the flag sets it for the workers; restored afterwards
+    assert "SWEEPS_ALLOW_IMPORTS" in " ".join(invoke("worker", "--help").output.split())
+
+    result = invoke(
+        "run", str(spec), "model.target=tests.workload.net:MLP", "--allow-imports", "torch,mynets"
+    )
+
+    assert result.exit_code == 2, result.output
+    assert (
+        "model.target: 'tests.workload.net:MLP' is from package 'tests', which this process may not import"
+        in (" ".join(result.stderr.split()))
+    )
+    assert nothing_written(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -113,6 +132,26 @@ def test_bad_flags_of_worker_are_refused(args: list[str], named: str, tmp_path: 
 
     assert result.exit_code == 2, result.output
     assert named in " ".join(result.output.split()) and "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["bench-sweep", "--workers", "1,x", "--out", "OUT"], "--workers"),
+        (["bench-sweep", "--workers", "0", "--out", "OUT"], "--workers"),
+        (["bench-storage", "--backends", "sqlite,mysql", "--dir", "OUT"], "mysql"),
+        (["bench-storage", "--workers", "4", "--trials", "2", "--dir", "OUT"], "--trials"),
+        (["bench-checkpoints", "--epochs", "1", "--out", "OUT"], "--epochs"),
+        (["bench-checkpoints", "--optimizer", "adamm", "--out", "OUT"], "adamm"),
+        (["gpu-check", "--out", "/proc/no/such"], "--out"),
+    ],
+)
+def test_bad_flags_of_the_engine_benches_are_refused(args: list[str], named: str, tmp_path: Path) -> None:
+    result = invoke(*(str(tmp_path / "out") if arg == "OUT" else arg for arg in args))
+
+    assert result.exit_code == 2, result.output
+    assert named in " ".join(result.output.split())
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.engine.storage.rdb import load_study, open_storage
 from sweeps.tools.ui import MLFLOW_SERVER_FLAGS
 from tests.sweeps.helpers import (
+    HEARTBEATS,
+    QUICK_GRACE_S,
     check_recorded_once,
     database_url,
     free_ports,
@@ -37,7 +39,7 @@ pytestmark = [
     pytest.mark.postgres,
 ]
 
-WORKER_ENV = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3", "SWEEPS_RECONNECT_TIMEOUT": "180"}
+WORKER_ENV = HEARTBEATS | {"SWEEPS_RECONNECT_TIMEOUT": "180"}
 """A killed worker's trial is found stale within seconds; a blip is waited out for up to three minutes."""
 
 
@@ -239,7 +241,7 @@ def test_a_sweep_outlives_a_tracking_server_restart_and_a_database_outage(
     tracking_server.start()  # meanwhile the workers' MLflow calls wait in MLflow's own retries
     restarted = datetime.now()
     sweep.wait_for(lambda t: t.number not in (first.number, second.number))
-    take_down(sweep.storage.rsplit("/", 1)[1], 5).join()  # longer than the heartbeat grace
+    take_down(sweep.storage.rsplit("/", 1)[1], QUICK_GRACE_S + 2).join()  # longer than the heartbeat grace
     study = sweep.finish()
 
     check_recorded_once(study, tracking_server.uri, expected=4)

@@ -21,14 +21,18 @@ from optuna.trial import TrialState
 
 from sweeps.engine.storage.rdb import open_storage
 from tests.sweeps.helpers import (
+    HEARTBEATS,
     REPO,
     check_recorded_once,
     database_url,
+    invoke,
     logged_model,
     needs_fashion_mnist,
     running_trials,
     small_sweep_spec,
+    squash,
     sweeps_process,
+    wait_until_stale,
 )
 
 POSTGRES = database_url("test")
@@ -76,7 +80,7 @@ def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -
 def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
     spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=3)
-    env = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3"}
+    env = HEARTBEATS
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     created = subprocess.run(
         [sys.executable, "-m", "sweeps", "run", str(spec), "--workers", "0"],
@@ -94,7 +98,7 @@ def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> No
         time.sleep(0.1)
     victim.send_signal(signal.SIGKILL)  # mid-trial: its MLflow run exists, training is being set up
     victim.wait()
-    time.sleep(4)
+    wait_until_stale(tmp_path / "optuna.db")
     survivor = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
     out, _ = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, out
@@ -109,6 +113,53 @@ def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> No
     assert lost.info.status == "FAILED" and "heartbeat" in lost.data.tags["sweeps.reason"]
     runs = client.search_runs([study.user_attrs["sweeps.experiment_id"]], max_results=100)
     assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_the_last_trial_still_gets_its_trial_run(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
+    spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=2)
+    env = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "10"}
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = sweeps_process("run", str(spec), "--workers", "0", cwd=tmp_path, env=env)
+    assert created.wait(timeout=300) == 0, created.communicate()[0]
+    storage = open_storage(url, heartbeat=False)
+    study = optuna.load_study(study_name="e2e", storage=storage)
+
+    def running() -> list[optuna.trial.FrozenTrial]:
+        return [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "mlflow_run_id" in t.user_attrs]
+
+    victim = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    deadline = time.time() + 400
+    while not running():
+        assert time.time() < deadline and victim.poll() is None
+        time.sleep(0.1)
+    victim.send_signal(
+        signal.SIGSTOP
+    )  # mid-trial; it beats (below) while the survivor starts, however slowly
+    [lost] = running()
+    survivor = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
+    while len(running()) < 2:  # the survivor runs the last trial of the budget
+        assert time.time() < deadline and survivor.poll() is None
+        storage.record_heartbeat(lost._trial_id)
+        time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    [last] = [t for t in running() if t.number != lost.number]
+    while study.get_trials(deepcopy=False)[last.number].state == TrialState.RUNNING:
+        assert time.time() < deadline
+        storage.record_heartbeat(lost._trial_id)  # as if it died only now: the survivor finds nothing waiting
+        time.sleep(0.2)
+    out, _ = survivor.communicate(timeout=600)
+
+    assert survivor.returncode == 0, out
+    trials = study.get_trials(deepcopy=False)
+    [failed] = [t for t in trials if t.state == TrialState.FAIL]
+    [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
+    assert failed.number == lost.number and retry.state == TrialState.COMPLETE and retry.params == lost.params
+    check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=2)
 
 
 def test_a_pruned_trial_is_a_killed_child_run(tmp_path: Path, write_idx_dataset) -> None:
@@ -186,11 +237,18 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
 @pytest.mark.slow
 @needs_fashion_mnist
 def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
-    """``sweeps run conf/quickstart.yaml`` in a checkout-like folder: 3 optimizers × 3 trials recorded."""
+    """``sweeps run conf/quickstart.yaml`` in a checkout-like folder, on Debian's Fashion-MNIST, with
+    overrides appended that shrink its trials to one epoch of 256 images: 3 optimizers × 3 trials recorded;
+    then the report it names as the next command, as the README's next block runs it."""
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "quickstart.yaml").write_text((REPO / "conf" / "quickstart.yaml").read_text())
+    smallest = ["data.train_subset=256", "data.holdout_size=256", "trainer.max_epochs=1"]
     proc = sweeps_process(
-        "run", "conf/quickstart.yaml", cwd=tmp_path, env={"SWEEPS_DATA_DIR": str(tmp_path / "data")}
+        "run",
+        "conf/quickstart.yaml",
+        *smallest,
+        cwd=tmp_path,
+        env={"SWEEPS_DATA_DIR": str(tmp_path / "data")},
     )
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out
@@ -207,6 +265,12 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     )
     assert len(children) == 9
     assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
+    assert "sweeps report quickstart" in out and "sweeps ui quickstart" in out
+    report = sweeps_process("report", "quickstart", cwd=tmp_path)
+    printed, _ = report.communicate(timeout=300)
+    assert report.returncode == 0, printed
+    first = "\n".join(printed.splitlines()[:5])  # one seed each: the answer says so, and how to test it
+    assert "untested" in first and "study.retrain_seeds=" in first, printed[:800]
 
 
 @pytest.mark.parametrize(
@@ -228,6 +292,19 @@ def test_workers_are_pinned_to_gpus_or_split_the_cores(workers, per_gpu, gpus, c
     assert [s.threads for s in plan(workers, per_gpu, visible, cores, threads=1)] == [1] * len(expected)
     assert [(s.gpu, s.threads) for s in slots] == expected
     assert [s.index for s in slots] == list(range(len(expected)))
+
+
+def test_status_counts_the_finished_sweeps_trials(finished_sweep: Path, monkeypatch) -> None:
+    monkeypatch.chdir(finished_sweep)
+    study = optuna.load_study(study_name="shootout", storage=f"sqlite:///{finished_sweep / 'optuna.db'}")
+    trials = Counter(t.state for t in study.get_trials(deepcopy=False))
+
+    result = invoke("status", "shootout")
+
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.stdout.split())
+    assert f"done {trials[TrialState.COMPLETE]} pruned {trials[TrialState.PRUNED]} failed 0" in shown
+    assert "running 0 waiting 0" in shown
 
 
 def test_a_diverged_trial_fails_with_its_reason_and_uses_its_budget(
@@ -263,7 +340,8 @@ def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "sweeps.tools.sweep_bench",
+            "sweeps",
+            "bench-sweep",
             "--workers",
             "1",
             "--trials",
@@ -321,19 +399,19 @@ def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninte
     sweep["data"] = {"name": "mnist", "dir": str(tmp_path / "data")}
     sweep["search"] = {"optimizer": "adam", "lr": 0.002}
     spec.write_text(yaml.safe_dump(sweep))
-    env = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3"}
+    env = HEARTBEATS
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     created = sweeps_process("run", str(spec), "--workers", "0", cwd=tmp_path, env=env)
     assert created.wait(timeout=300) == 0, created.stdout.read()
     victim = sweeps_process("worker", "--study", "resume", "--storage", url, cwd=tmp_path, env=env)
     saved = tmp_path / "checkpoints" / "resume" / "trial-0" / "seed-0"
-    deadline = time.time() + 300
+    deadline = time.time() + 400
     while not list(saved.glob("epoch-*.ckpt")):
         assert time.time() < deadline and victim.poll() is None, victim.stdout.read()
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)  # mid-epoch: at least one epoch saved, the trial not done
     victim.wait()
-    time.sleep(4)  # past the heartbeat grace
+    wait_until_stale(tmp_path / "optuna.db")
     survivor = sweeps_process("worker", "--study", "resume", "--storage", url, cwd=tmp_path, env=env)
     out, _ = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, out
@@ -391,25 +469,22 @@ def test_an_exported_tracking_uri_does_not_send_the_workers_elsewhere(
     assert not other.exists()
 
 
-@pytest.mark.slow
 def test_a_worker_whose_store_is_not_the_sweeps_refuses_naming_both(
-    tmp_path: Path, write_idx_dataset
+    tmp_path: Path, write_idx_dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=32)
     spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=2)
-    created = sweeps_process("run", str(spec), "--workers", "0", cwd=tmp_path)
-    assert created.communicate(timeout=300)[0] and created.returncode == 0
-    wrong = "http://user:hunter2@127.0.0.1:1"
-    worker = sweeps_process("worker", "--study", "e2e", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": wrong})
-    out, _ = worker.communicate(timeout=120)
+    created = invoke("run", str(spec), "--workers", "0")
+    assert created.exit_code == 0, created.output
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:hunter2@127.0.0.1:1")
+    worker = invoke("worker", "--study", "e2e")
 
-    assert worker.returncode == 2, out
-    assert "http://user:***@127.0.0.1:1" in out and "hunter2" not in out
-    wrong_file = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    worker = sweeps_process("worker", "--study", "e2e", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": wrong_file})
-    out, _ = worker.communicate(timeout=120)
-    assert worker.returncode == 2, out
-    assert "elsewhere.db" in out and str(tmp_path / "mlflow.db") in out.replace("\n", "")
+    assert worker.exit_code == 2, worker.output
+    assert "http://user:***@127.0.0.1:1" in squash(worker.output) and "hunter2" not in worker.output
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    worker = invoke("worker", "--study", "e2e")
+    assert worker.exit_code == 2, worker.output
+    assert "elsewhere.db" in squash(worker.output) and str(tmp_path / "mlflow.db") in squash(worker.output)
     study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
     assert {t.state for t in study.get_trials(deepcopy=False)} == {TrialState.WAITING}
 
@@ -433,11 +508,10 @@ def test_a_sweep_whose_every_trial_fails_says_why_and_fails(tmp_path: Path, writ
     study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
     tracking = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert tracking.get_run(study.user_attrs["sweeps.parent_run_id"]).info.status == "FAILED"
-    status = sweeps_process("status", "e2e", cwd=tmp_path)
-    shown, _ = status.communicate(timeout=120)
-    assert status.returncode == 0
-    assert "last failure (trial 1): Diverged: non-finite training loss" in " ".join(shown.split())
-    assert "2× Diverged" in shown
+    status = invoke("status", "e2e")
+    assert status.exit_code == 0, status.output
+    assert "last failure (trial 1): Diverged: non-finite training loss" in " ".join(status.stdout.split())
+    assert "2× Diverged" in status.stdout
     assert any("Traceback" in p.read_text() for p in (tmp_path / "sweeps-logs" / "e2e").glob("*.log"))
 
 

@@ -8,11 +8,16 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from models.optimizers import REGISTRY
 from sweeps.config.train import TrainConfig, load
-from sweeps.tracking.uris import DEFAULT_TRACKING_URI, mask
+from sweeps.engine.training import run_params
+from sweeps.engine.workload import build_module, checked_datamodule, optimizer_plan
+from sweeps.masking import mask
+from sweeps.tracking.runs import flat_params
+from sweeps.tracking.uris import DEFAULT_TRACKING_URI
 from tests.sweeps.helpers import (
     TRAIN_YAML,
     needs_fashion_mnist,
@@ -74,7 +79,35 @@ def param_value(text: str) -> object:
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_train_records_one_complete_run_per_optimizer(name, tiny_data, store, tmp_path):
+def test_each_optimizer_is_built_as_configured_and_steps_the_network(name, tiny_data):
+    """Per optimizer, without a run: the params a run records (as MLflow stores them) hold every
+    hyperparameter with the configured values, torch's optimizer is built with exactly those, and one step
+    on a real batch moves the weights. One whole run is below."""
+    extra, expected = SPECIFIC[name]
+    cfg = load(TRAIN_YAML, tiny(tiny_data, f"optimizer.name={name}", "trainer.seed=7", *extra))
+    plan = optimizer_plan(cfg)
+    params = flat_params(run_params(cfg, plan))
+    assert params["optimizer"] == name
+    for hyperparameter in REGISTRY[name].hyperparams:
+        assert hyperparameter in params, (hyperparameter, params)
+    for key, value in expected.items():
+        assert param_value(params[key]) == value, (key, params[key])
+
+    datamodule = checked_datamodule(cfg)
+    module = build_module(cfg, datamodule).module
+    optimizer = module.configure_optimizers()
+    for key, value in plan.spec.torch_kwargs(plan.hparams).items():
+        assert param_value(params[key]) == value == optimizer.defaults[key], (key, optimizer.defaults)
+    datamodule.setup("fit")
+    x, y = next(iter(datamodule.train_dataloader()))
+    before = [p.detach().clone() for p in module.parameters()]
+    torch.nn.functional.cross_entropy(module(x), y).backward()
+    optimizer.step()
+    assert any(not torch.equal(old, new) for old, new in zip(before, module.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("name", ["adam"])
+def test_train_records_one_complete_run(name, tiny_data, store, tmp_path):
     extra, expected = SPECIFIC[name]
     overrides = tiny(tiny_data, f"optimizer.name={name}", "trainer.seed=7", *extra)
 

@@ -7,12 +7,14 @@ import logging
 import os
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import optuna
 from optuna.storages import BaseStorage
 
+from sweeps.compat import ask, storage_of, trial_id
 from sweeps.engine.retry import first_line
 
 HEARTBEAT_INTERVAL_S = int(os.environ.get("SWEEPS_HEARTBEAT_INTERVAL", 10))
@@ -34,50 +36,98 @@ def running_trial(study: optuna.Study, fail_stale: bool = True) -> Iterator[optu
     """``study.ask()`` for an ask-and-tell worker, with what ``Study.optimize`` does around it; tell after.
 
     First stale trials are failed (the retry callback queues each again, so this ask may pick one up); then
-    the trial's heartbeat is recorded at once and every interval while the block runs. Without a heartbeat
-    Optuna never finds a trial stale, so a killed ask-and-tell worker's trial would stay RUNNING for ever.
-    A beat that fails (the database briefly away) is logged and tried again at the next interval, where
-    Optuna's own heartbeat thread would die and let a live trial be failed. Tell the trial inside the block,
-    so that it keeps beating while a tell waits for the database to come back.
+    the trial's heartbeat is recorded at once and every interval while the block runs, by the one heartbeat
+    thread of this worker's storage (:class:`Heartbeat`). Without a heartbeat Optuna never finds a trial
+    stale, so a killed ask-and-tell worker's trial would stay RUNNING for ever. Tell the trial inside the
+    block, so that it keeps beating while a tell waits for the database to come back.
     """
-    storage = study._storage  # Optuna has no public accessor for a study's storage
+    storage = storage_of(study)
     # None: a storage without heartbeats (Optuna's journal) or opened without one
     interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
-        if fail_stale:  # off for a caller that has just done it
+    if fail_stale:  # off for a caller that has just done it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        trial = study.ask()
+    trial = ask(study)
     if interval is None:
         yield trial
         return
-    study_id = storage.get_study_id_from_name(study.study_name)
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-    storage.record_heartbeat(trial_id)
-    stop = threading.Event()
-    beating = threading.Thread(
-        target=_beat,
-        args=(storage, trial_id, interval, stop),
-        name=f"heartbeat-trial-{trial.number}",
-        daemon=True,
-    )
-    beating.start()
+    heartbeat = Heartbeat.of(storage, interval)
+    heartbeat.add(trial_id(trial))
     try:
         yield trial
     finally:
-        stop.set()
-        beating.join()
+        heartbeat.remove(trial_id(trial))
 
 
-def _beat(storage: BaseStorage, trial_id: int, interval: int, stop: threading.Event) -> None:
-    while not stop.wait(interval):
+class Heartbeat:
+    """One thread per worker (per study it loaded) beating for all of the worker's running trials.
+
+    A pack of 256 trials would otherwise start 256 threads, each writing to the database every interval.
+    The thread runs while the worker has a running trial and ends with the last one. A beat that fails (the
+    database briefly away) is logged and tried again at the next interval, where Optuna's own heartbeat
+    thread would die and let a live trial be failed.
+    """
+
+    _of: weakref.WeakKeyDictionary[BaseStorage, Heartbeat] = weakref.WeakKeyDictionary()
+    _registry = threading.Lock()
+
+    def __init__(self, storage: BaseStorage, interval: int) -> None:
+        self.storage = storage
+        self.interval = interval
+        self._trials: set[int] = set()
+        self._lock = threading.Lock()
+        self._emptied = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of(cls, storage: BaseStorage, interval: int) -> Heartbeat:
+        """The heartbeat of ``storage`` (a study's, :func:`sweeps.compat.storage_of`), made on first use."""
+        with cls._registry:
+            if storage not in cls._of:
+                cls._of[storage] = cls(storage, interval)
+            return cls._of[storage]
+
+    @property
+    def beating(self) -> list[int]:
+        with self._lock:
+            return sorted(self._trials)
+
+    def add(self, trial: int) -> None:
+        """Beat for trial id ``trial`` at once and from now on; starts the thread if none runs."""
+        self.storage.record_heartbeat(trial)
+        with self._lock:
+            self._trials.add(trial)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+                self._thread.start()
+
+    def remove(self, trial: int) -> None:
+        """Stop beating for trial id ``trial``; the thread ends once no trial is left."""
+        with self._lock:
+            self._trials.discard(trial)
+            if not self._trials:
+                self._emptied.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._trials:
+                    self._emptied.wait(self.interval)
+                if not self._trials:
+                    self._thread = None
+                    return
+                trials = sorted(self._trials)
+            for trial in trials:
+                self._beat(trial)
+
+    def _beat(self, trial: int) -> None:
         try:
-            storage.record_heartbeat(trial_id)
+            self.storage.record_heartbeat(trial)
         except optuna.exceptions.StorageInternalError as error:
             _logger.warning(
                 "heartbeat of trial id %d not recorded (%s); trying again in %d s",
-                trial_id,
+                trial,
                 first_line(error),
-                interval,
+                self.interval,
             )

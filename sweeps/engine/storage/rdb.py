@@ -18,7 +18,8 @@ from sweeps.engine.storage.heartbeat import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from sweeps.engine.storage.reconnect import ReconnectingStorage
 from sweeps.engine.storage.sqlite import SQLITE_BUSY_TIMEOUT_S, SQLiteStorage
 from sweeps.engine.storage.urls import normalise
-from sweeps.tracking.uris import SQLITE, mask
+from sweeps.masking import mask
+from sweeps.tracking.uris import SQLITE
 
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """How long one connection attempt may take: an unreachable host fails the attempt, and the backoff (not a
@@ -50,10 +51,12 @@ def open_storage(
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     else:
         # pre-ping replaces a pooled connection the server dropped (restart, failover, idle cut) instead of
-        # failing the worker's next query with it.
+        # failing the worker's next query with it. No server-side prepared statements: through PgBouncer's
+        # transaction pooling (``sweeps.engine.storage.pooler``) the next transaction may run on another
+        # server connection, which does not have them.
         engine_kwargs = {
             "pool_pre_ping": True,
-            "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+            "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "prepare_threshold": None},
         }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -64,8 +67,30 @@ def open_storage(
                 "grace_period": grace_period,
                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             }
-        return (SQLiteStorage if sqlite else ReconnectingStorage)(
-            url, engine_kwargs=engine_kwargs, backoff=Backoff.from_env(), **beats
+        storage = (SQLiteStorage if sqlite else ReconnectingStorage)(
+            url,
+            engine_kwargs=engine_kwargs,
+            backoff=Backoff.from_env(),
+            skip_compatibility_check=True,
+            **beats,
+        )
+    _check_schema(storage)
+    return storage
+
+
+def _check_schema(storage: RDBStorage) -> None:
+    """Optuna's own schema check, on one connection at a time.
+
+    Optuna's holds a transaction open while it asks for a second connection; through PgBouncer with more
+    workers starting than it has server connections, every server connection ends up held by a worker
+    waiting for a second one, and all of them fail after PgBouncer's query wait timeout.
+    """
+    current, head = storage.get_current_version(), storage.get_head_version()
+    if current != head:
+        raise RuntimeError(
+            f"the study storage {mask(storage.url)} has Optuna schema {current}, this Optuna "
+            f"({optuna.__version__}) needs {head}: upgrade it with `optuna storage upgrade --storage URL`"
+            " (or use this storage's Optuna version)"
         )
 
 

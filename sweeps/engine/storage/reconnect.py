@@ -8,18 +8,19 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
 
+from sweeps.compat import RDB_PRIVATE_CALLS, StaleTrialsHook, never_beaten
 from sweeps.engine.retry import Backoff, retry
 
-_RECONNECTED = tuple(
-    name for name in vars(optuna.storages.BaseStorage) if name[0] != "_" and name != "remove_session"
-) + ("_create_new_trial", "_set_trial_param", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
+_RECONNECTED = (
+    tuple(name for name in vars(optuna.storages.BaseStorage) if name[0] != "_" and name != "remove_session")
+    + RDB_PRIVATE_CALLS
+)
 """Every storage call of Optuna's ``Study``, and the private ones its cache layer calls on an RDB storage."""
 
 _retrying = threading.local()
@@ -52,7 +53,7 @@ def _reconnects_calls(cls: type[RDBStorage]) -> type[RDBStorage]:
 
 
 @_reconnects_calls
-class ReconnectingStorage(RDBStorage):
+class ReconnectingStorage(StaleTrialsHook, RDBStorage):
     """An ``RDBStorage`` whose calls wait for a lost database to come back (see the module docstring).
 
     Not retried: ``record_heartbeat``, whose loop tries again every interval by itself and must never hold
@@ -76,33 +77,18 @@ class ReconnectingStorage(RDBStorage):
             self._disconnected(error)
             raise
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def stale_trial_ids(self, study_id: int, found: list[int]) -> list[int]:
         if time.monotonic() - self.outage_at < (self.grace_period or 0):
             return []
-        return super()._get_stale_trial_ids(study_id) + self._never_beaten(study_id)
+        return found + self._never_beaten(study_id)
 
     def _never_beaten(self, study_id: int) -> list[int]:
         """RUNNING trials that never got a heartbeat, started longer than the grace ago. Optuna skips
         them, but a worker beats its trial at once after taking it, so such a trial was lost: its worker
         died in between, or the reply to the write that took it was lost and the write, tried again, found
         it taken and moved on to another. Either way it would stay RUNNING for ever."""
-        from optuna.storages._rdb import models  # the heartbeat table has no public query
-
         grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
-        session = self.scoped_session()
-        try:
-            unbeaten = (
-                session.query(models.TrialModel)
-                .outerjoin(models.TrialHeartbeatModel)
-                .filter(models.TrialModel.study_id == study_id)
-                .filter(models.TrialModel.state == TrialState.RUNNING)
-                .filter(models.TrialHeartbeatModel.trial_id.is_(None))
-                .all()
-            )
-            now = datetime.now()  # datetime_start reads as naive local time
-            return [t.trial_id for t in unbeaten if t.datetime_start and now - t.datetime_start > grace]
-        finally:
-            session.close()
+        return never_beaten(self, study_id, grace)
 
     def _disconnected(self, error: BaseException) -> bool:
         lost = _lost_connection(error)

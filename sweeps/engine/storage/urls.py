@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from sweeps.tracking.uris import SQLITE, absolute_sqlite, mask
+from sweeps.masking import mask
+from sweeps.tracking.uris import SQLITE, absolute_sqlite
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 """Embedded store: one SQLite file in the working directory; no server, 8 worker processes on this machine
@@ -25,6 +26,11 @@ def storage_url(flag: str | None = None) -> str:
     look for psycopg2). Any other scheme is refused with a ``ValueError`` naming the URL, password masked.
     """
     return normalise(flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+
+
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` (normalised) names a PostgreSQL database."""
+    return url.startswith(_POSTGRES)
 
 
 def normalise(url: str) -> str:

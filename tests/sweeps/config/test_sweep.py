@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pydantic
 import pytest
 import yaml
 
 from models.optimizers import HyperParam
 from sweeps.config.files import ConfigError
-from sweeps.config.search import Range, check_value
+from sweeps.config.search import Range, Searched
 from sweeps.config.sweep import METRIC_DIRECTIONS, SweepConfig, load_sweep
 from sweeps.config.train import TrainConfig
 from sweeps.engine.training import RunResult
@@ -355,11 +356,25 @@ def test_integer_hyperparameters_take_integer_ranges_and_steps():
     """No registry optimizer has one yet; the check is ready for one (e.g. a warm-up length)."""
     warmup = HyperParam("warmup", int, low=0)
 
-    check_value(warmup, Range(low=0, high=10, step=2))
-    check_value(warmup, [0, 5])
+    Searched.of(warmup, Range(low=0, high=10, step=2)).validated()
+    Searched.of(warmup, [0, 5]).validated()
     for bad in (Range(low=0, high=10.5), Range(low=0, high=10, step=0.5), [1.5], Range(low=-1, high=3)):
         with pytest.raises(ValueError, match="warmup"):
-            check_value(warmup, bad)
+            Searched.of(warmup, bad).validated()
+
+
+def test_one_search_value_counts_and_samples_a_pair_element_by_element():
+    betas = HyperParam("betas", tuple, low=0, high=1, high_inclusive=False)
+    pair = Searched.of(betas, [[0.8, 0.9], Range(low=0.99, high=0.999)])
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+
+    assert Searched.of(betas, [[0.8, 0.9], [0.99, 0.999, 0.9999]]).size() == 6
+    assert pair.validated().size() is None
+    first, second = pair.sample(trial, "adam.betas")
+    assert first in (0.8, 0.9) and 0.99 <= second <= 0.999
+    assert set(trial.params) == {"adam.betas.0", "adam.betas.1"}
+    with pytest.raises(ValueError, match=r"betas\[1\] must be a number in \[0, 1\)"):
+        Searched.of(betas, [0.9, [0.99, 1.0]]).validated()
 
 
 def test_a_sweep_that_tunes_selects_on_the_hold_out_never_on_the_test_split() -> None:

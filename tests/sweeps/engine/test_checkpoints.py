@@ -80,6 +80,36 @@ def test_an_unreadable_newest_checkpoint_gives_way_to_the_one_before(tmp_path):
     assert Checkpointing(folder, "trial-4/seed-0").latest(tmp_path) is None
 
 
+class Payload:
+    """What an attacker uploads as a checkpoint: unpickling it creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_tampered_checkpoint_is_refused_unrun_and_the_run_starts_afresh(tiny_data, store, tmp_path, caplog):
+    cfg = load(TRAIN_YAML, tiny(tiny_data, "trainer.max_epochs=2", "trainer.seed=3"))
+    marker = tmp_path / "payload-ran"
+    tampered = tmp_path / "epoch-9999.ckpt"
+    torch.save({"epoch": 9999, "state_dict": {}, "callbacks": Payload(marker)}, tampered)
+    saved = Checkpointing(FolderStore(tmp_path / "checkpoints"), "trial-0/seed-3")
+    saved.store.put(saved.key, tampered)
+
+    with caplog.at_level("ERROR", logger="sweeps.engine.checkpoints"):
+        resumed = train(cfg, store.uri, checkpoints=saved)
+
+    assert not marker.exists()
+    refused = [
+        r.getMessage() for r in caplog.records if "refused checkpoint epoch-9999.ckpt" in r.getMessage()
+    ]
+    assert len(refused) == 1 and "starts afresh" in refused[0] and "GLOBAL getattr" in refused[0]
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert curves(resumed) == curves(train(cfg, store.uri))
+
+
 def exercise(store, tmp_path: Path) -> None:
     file = tmp_path / "epoch-0001.ckpt"
     file.write_bytes(b"state")

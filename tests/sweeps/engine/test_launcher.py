@@ -4,6 +4,7 @@ narrow terminal shows."""
 from __future__ import annotations
 
 import io
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from sweeps.engine import launcher
 from sweeps.engine import study as sweep_study
 from sweeps.engine.progress import JobStates, summary
 from sweeps.engine.worker import run_worker
-from sweeps.names import FAIL_REASON_ATTR, PHASE_ATTR, TUNED
+from sweeps.names import FAIL_REASON_ATTR, PHASE_ATTR, TUNED, WORKER_ATTR
 from tests.sweeps.helpers import CONF, small_sweep_spec
 
 
@@ -155,6 +156,20 @@ def test_the_live_views_last_line_ends_in_a_file() -> None:
     workers.procs = [subprocess.Popen([sys.executable, "-c", "pass"])]
     assert launcher.supervise(workers, study, sweep, Console(file=out, width=60)) == 0
     assert out.getvalue().endswith("\n") and "done 1" in out.getvalue()
+
+
+def test_stopping_fails_only_this_machines_trials_even_when_a_remote_pid_is_the_same() -> None:
+    workers = launcher.Processes([], launcher.Join("none", "", "", Path("logs")))
+    workers.procs = [subprocess.Popen([sys.executable, "-c", "pass"])]
+    workers.procs[0].wait()
+    pid = workers.procs[0].pid
+    study = optuna.create_study()
+    labels = [f"{platform.node()}:{pid}:gpu0", f"elsewhere:{pid}", f"{platform.node()}:{pid}7"]
+    for label in labels:
+        study.enqueue_trial({}, user_attrs={WORKER_ATTR: label})
+        study.ask()
+    launcher.fail_running(study, workers.owns)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
 
 
 def _trial(state: TrialState, value: float | None, config: dict, attrs: dict | None = None) -> object:

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.rdb import open_storage
-from tests.sweeps.helpers import free_ports, invoke, small_sweep_spec, sweeps_process
+from tests.sweeps.helpers import HEARTBEATS, free_ports, invoke, small_sweep_spec, sweeps_process
 from tests.sweeps.test_cli import nothing_written
 
 
@@ -45,8 +45,9 @@ def test_a_local_ray_runs_the_sweep_and_a_killed_workers_trial_is_retried(
     tmp_path: Path, tiny_data: Path
 ) -> None:
     spec = small_sweep_spec(tmp_path, tiny_data, epochs=8, n_trials=3)
-    beats = {"SWEEPS_HEARTBEAT_INTERVAL": "1", "SWEEPS_GRACE_PERIOD": "3"}
-    proc = sweeps_process("run", str(spec), "--launcher", "ray", "--workers", "2", cwd=tmp_path, env=beats)
+    proc = sweeps_process(
+        "run", str(spec), "--launcher", "ray", "--workers", "2", cwd=tmp_path, env=HEARTBEATS
+    )
     storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat=False)
     deadline = time.monotonic() + 300
     victim = None

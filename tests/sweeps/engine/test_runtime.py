@@ -1,4 +1,4 @@
-"""Process-level allocator settings applied before training."""
+"""Process-level settings for training: the allocator tuned, denormals flushed while training and put back."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from sweeps.engine.runtime import tune_allocator
+from sweeps.engine.runtime import _flushing, denormals_flushed, tune_allocator
 
 on_glibc = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
@@ -57,12 +58,30 @@ def test_tune_allocator_can_run_twice() -> None:
     assert tune_allocator() is True
 
 
-def test_a_run_flushes_denormals_to_zero() -> None:
-    import torch
+def test_a_run_trains_with_denormals_flushed_and_leaves_them_as_they_were(tiny_data, store) -> None:
+    from lightning.pytorch.callbacks import Callback
 
-    from sweeps.config.train import TrainConfig
-    from sweeps.engine.training import prepare
+    from sweeps.config.train import load
+    from sweeps.engine.training import train
+    from tests.sweeps.helpers import TRAIN_YAML, tiny
 
-    prepare(TrainConfig())
-    assert (torch.tensor([1e-39]) * 1.0).item() == 0.0  # a denormal float32, read as zero
-    assert (torch.tensor([1e-37]) * 1.0).item() > 0.0
+    seen = []
+
+    class Probe(Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            seen.append((torch.tensor([1e-39]) * 1.0).item())  # a denormal float32, read as zero when flushed
+
+    torch.set_flush_denormal(False)
+    train(load(TRAIN_YAML, tiny(tiny_data, "trainer.max_epochs=1")), store.uri, callbacks=[Probe()])
+
+    assert seen == [0.0]
+    assert not _flushing()
+
+
+def test_denormals_are_flushed_while_it_lasts_and_as_before_afterwards() -> None:
+    for before in (False, True):
+        torch.set_flush_denormal(before)
+        with denormals_flushed() as supported:
+            assert _flushing() == supported
+        assert _flushing() == before
+    torch.set_flush_denormal(False)

@@ -11,10 +11,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from models.optimizers import get_spec
 from sweeps.config.files import validate
-from sweeps.config.search import Range
+from sweeps.config.search import Range, Searched
 from sweeps.config.sweep import SweepConfig, load_sweep
 from sweeps.config.train import TrainConfig
-from sweeps.engine.space import _sample, searched_optimizers, suggest, trial_params
+from sweeps.engine.space import suggest, trial_params
 from tests.sweeps.helpers import CONF
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,7 +160,7 @@ def test_an_enqueued_optimizer_is_honoured(tmp_path):
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
         sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3),
     )
-    order = [name for _ in range(2) for name in searched_optimizers(cfg)]
+    order = [name for _ in range(2) for name in cfg.search.optimizers]
     for name in order:
         study.enqueue_trial({"optimizer": name})
 
@@ -251,7 +251,7 @@ def test_a_fixed_optimizer_and_batch_size_are_not_suggested():
 def test_integer_ranges_are_suggested_as_integers():
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
 
-    value = _sample(trial, "opt.warmup", int, Range(low=0, high=10, step=2))
+    value = Searched("warmup", int, Range(low=0, high=10, step=2)).sample(trial, "opt.warmup")
 
     assert isinstance(value, int)
     assert value in range(0, 11, 2)

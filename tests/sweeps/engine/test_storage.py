@@ -9,11 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import optuna
@@ -25,16 +27,17 @@ from sweeps.engine.retry import RECONNECT_ENV
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
 from sweeps.engine.storage.urls import DEFAULT_STORAGE, STORAGE_ENV, storage_url
+from sweeps.masking import mask
 from sweeps.tools import storage_bench
-from sweeps.tracking.uris import mask
-from tests.sweeps.helpers import POSTGRES_ADMIN, database_url, fresh_database, take_down
+from tests.sweeps.helpers import POSTGRES_ADMIN, database_url, fresh_database, take_down, wait_for
+from tests.tiers import slow_helper
 
 POSTGRES_URL = database_url("test")
 WORKERS = 8
 TRIALS_PER_WORKER = 10
-# Small heartbeat values for the killed-worker tests (seconds; Optuna wants integers). The grace is three
-# beats: SQLite's CURRENT_TIMESTAMP has whole seconds, and a beat may be late on a busy machine.
-BEAT, GRACE = 1, 3
+# Small heartbeat values for the killed-worker tests (seconds; Optuna wants integers). The grace is five
+# beats: SQLite's CURRENT_TIMESTAMP has whole seconds, and a beat may be seconds late on a loaded machine.
+BEAT, GRACE = 1, 5
 
 KILLED_WORKER = f"""
 import sys, time
@@ -190,6 +193,7 @@ def _ask_and_tell(url: str, name: str, n_trials: int, results: multiprocessing.Q
         raise
 
 
+@slow_helper
 def _run_workers(url: str, name: str) -> list[int]:
     """Create the study once, queue half the trials as WAITING (what retries do), run the workers at once."""
     study, _ = create_study_once(open_storage(url), name, ["minimize"])
@@ -254,7 +258,7 @@ def test_a_killed_workers_trial_is_failed_and_retried_with_its_params(
         worker.send_signal(signal.SIGKILL)
         worker.communicate()
 
-    deadline = time.monotonic() + GRACE + 5
+    deadline = time.monotonic() + GRACE + 30
     while study.trials[number].state == TrialState.RUNNING and time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)
         time.sleep(0.25)
@@ -353,25 +357,55 @@ def test_a_failed_heartbeat_is_logged_and_beating_goes_on(
         running_trial(study) as trial,
     ):
         first = last_beat()
-        with sqlite3.connect(database) as connection:  # the heartbeat table goes away for a while
+        with sqlite3.connect(database) as connection:  # the heartbeat table goes away until a beat fails
             connection.execute("ALTER TABLE trial_heartbeats RENAME TO away")
-        time.sleep(BEAT * 1.5)
+        wait_for(lambda: "heartbeat of trial id" in caplog.text)
         with sqlite3.connect(database) as connection:
             connection.execute("ALTER TABLE away RENAME TO trial_heartbeats")
-        time.sleep(BEAT * 2)
-        assert last_beat() > first
+        wait_for(lambda: last_beat() > first)
     study.tell(trial, 0.0)
     assert "heartbeat of trial id" in caplog.text
     assert "no such table: trial_heartbeats" in caplog.text
 
 
+def test_one_heartbeat_thread_beats_for_all_of_a_workers_running_trials(tmp_path: Path) -> None:
+    """A pack of 16 trials: one thread, every trial's heartbeat kept fresh; the thread ends with the last."""
+    database = tmp_path / "optuna.db"
+    study, _ = create_study_once(
+        open_storage(sqlite_url(tmp_path), heartbeat_interval=BEAT), "s", ["minimize"]
+    )
+
+    def beats() -> dict[int, str]:
+        with sqlite3.connect(database) as connection:
+            return dict(connection.execute("SELECT trial_id, heartbeat FROM trial_heartbeats").fetchall())
+
+    def beating() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "heartbeat"]
+
+    with ExitStack() as stack:
+        trials = [stack.enter_context(running_trial(study, fail_stale=False)) for _ in range(16)]
+        assert len(beating()) == 1
+        first = beats()
+        time.sleep(BEAT * 2.5)
+        later = beats()
+        assert len(first) == len(later) == 16
+        assert all(later[trial] > first[trial] for trial in first)
+        for trial in trials:
+            study.tell(trial, 0.0)
+    deadline = time.monotonic() + 5
+    while beating() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert beating() == []
+
+
 # --- the bench ----------------------------------------------------------------------------------------------
 
 
-def test_storage_bench_counts_every_trial_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--workers", "2", "--trials", "8", "--backends", "journal,sqlite", "--dir", str(tmp_path)]
-    assert storage_bench.main(argv) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[3:5]]
+def test_storage_bench_counts_every_trial_once(tmp_path: Path) -> None:
+    url = storage_bench.DEFAULT_POSTGRES_URL
+    results = storage_bench.run(["journal", "sqlite"], 2, 8, 0.0, url, tmp_path)
+    assert all(result.ok for result in results)
+    rows = [line.split() for line in storage_bench.summary(results, 2, 8, 0.0).splitlines()[3:5]]
     assert [(row[0], row[3], row[-1]) for row in rows] == [("journal", "8/8", "ok"), ("sqlite", "8/8", "ok")]
 
 
@@ -392,8 +426,10 @@ def test_a_trial_taken_but_never_beaten_is_failed_and_retried(
 
     optuna.storages.fail_stale_trials(study)
     assert study.trials[lost.number].state == TrialState.RUNNING  # within the grace: left alone
-    time.sleep(GRACE + 1.5)
-    optuna.storages.fail_stale_trials(study)
+    deadline = time.monotonic() + GRACE + 30
+    while study.trials[lost.number].state == TrialState.RUNNING and time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        time.sleep(0.25)
 
     trials = study.trials
     assert trials[lost.number].state == TrialState.FAIL

@@ -1,8 +1,10 @@
 """A worker's trial loop against real storages: results survive a database outage, errors fail only the
-trial, and MLflow bookkeeping that fails does not stop the worker."""
+trial, MLflow bookkeeping that fails does not stop the worker, and a spec from the database calls nothing
+but what its fields name."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -12,10 +14,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweeps.config.sweep import load_sweep
 from sweeps.engine.storage.rdb import create_study_once, open_storage
-from sweeps.engine.worker import ParentBest, _not_fatal, run_trial
-from sweeps.names import PHASE_ATTR, TUNED
-from tests.sweeps.helpers import database_url, free_ports, fresh_database, take_down
+from sweeps.engine.study import create
+from sweeps.engine.worker import ParentBest, _not_fatal, run_trial, run_worker
+from sweeps.names import PHASE_ATTR, SPEC_ATTR, TUNED
+from tests.sweeps.helpers import CONF, database_url, free_ports, fresh_database, invoke, take_down
 
 
 def sqlite_study(tmp_path: Path) -> optuna.Study:
@@ -110,3 +114,30 @@ def test_the_parent_shows_the_best_search_trial_never_a_retrain(tmp_path: Path, 
 
     tags, metrics = client.get_run(parent).data.tags, client.get_run(parent).data.metrics
     assert tags["best.trial"] == str(search.number) and metrics["best_best_val_acc"] == 0.8
+
+
+def test_a_study_whose_spec_names_os_system_fails_its_trial_with_nothing_called(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    marker = tmp_path / "called"
+    sweep = load_sweep(
+        CONF / "quickstart.yaml",
+        [f"data.dir={tiny_data}", "data.name=mnist", "data.train_subset=128", "data.holdout_size=64"]
+        + ["trainer.max_epochs=1", "study.n_trials=1", "search.optimizer=[momentum]"],
+    )
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    created = create(sweep, url, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tampered = json.loads(created.user_attrs[SPEC_ATTR])  # what anyone who can write the database can do
+    tampered["model"] |= {"target": "os:system", "kwargs": {"command": f"touch {marker}"}}
+    created.set_user_attr(SPEC_ATTR, json.dumps(tampered))
+
+    run_worker("quickstart", url)
+
+    assert not marker.exists()
+    [trial] = created.get_trials()
+    assert trial.state == TrialState.FAIL
+    shown = invoke("status", "quickstart", "--storage", url)
+    assert shown.exit_code == 0
+    assert "model.target: os:system is not an nn.Module or a LightningModule class" in " ".join(
+        shown.stdout.split()
+    )

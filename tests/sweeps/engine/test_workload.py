@@ -11,6 +11,7 @@ import torch
 from models.cnn import SeedCNN
 from models.module import OptimizerModule
 from sweeps.config.files import ConfigError, validate
+from sweeps.config.imports import ALLOW_ENV
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
 from sweeps.engine.preflight import check_sweep
@@ -32,11 +33,12 @@ def test_the_users_data_module_is_offered_the_batch_size():
 
 
 @pytest.mark.parametrize(
-    ("target", "kwargs", "width"),
-    [("tests.workload.net:MLP", {"hidden": 8}, 8), ("tests.workload.net:mlp", {"width": 4}, 4)],
+    ("target", "factory", "kwargs", "width"),
+    [("tests.workload.net:MLP", False, {"hidden": 8}, 8), ("tests.workload.net:mlp", True, {"width": 4}, 4)],
 )
-def test_a_network_or_a_factory_is_wrapped_and_offered_the_number_of_classes(target, kwargs, width):
-    cfg = config(model={"target": target, "kwargs": kwargs}, optimizer={"name": "torch.optim:ASGD"})
+def test_a_network_or_a_factory_is_wrapped_and_offered_the_number_of_classes(target, factory, kwargs, width):
+    model = {"target": target, "factory": factory, "kwargs": kwargs}
+    cfg = config(model=model, optimizer={"name": "torch.optim:ASGD"})
 
     workload = build_module(cfg, build_datamodule(cfg))
 
@@ -95,3 +97,50 @@ def test_a_metric_the_services_module_does_not_log_is_refused_before_anything_is
     with pytest.raises(ConfigError, match="study.metric: the service's classifier module logs no 'val_f1'"):
         check_sweep(sweep)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "refusal"),
+    [
+        (
+            {"target": "os:system"},
+            "model.target: os:system is not an nn.Module or a LightningModule class: it is a"
+            " builtin_function_or_method",
+        ),
+        (
+            {"target": "os:system", "factory": True},
+            "model.target: os:system is declared a factory (model.factory: true) but is not a Python",
+        ),
+        (
+            {"target": "tests.workload.net:mlp"},
+            "it is a function; a function returning one needs model.factory: true",
+        ),
+    ],
+)
+def test_only_a_target_of_its_fields_kind_is_called(model, refusal, tmp_path):
+    marker = tmp_path / "called"
+    cfg = config(model={**model, "kwargs": {"command": f"touch {marker}"} if "os" in model["target"] else {}})
+
+    with pytest.raises(ConfigError) as refused:
+        build_module(cfg, build_datamodule(cfg))
+
+    assert refusal in str(refused.value)
+    assert not marker.exists()
+
+
+def test_only_allowed_packages_are_imported(tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    (tmp_path / "untrusted.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(ALLOW_ENV, "tests, torch")
+    cfg = config(model={"target": "untrusted:Net"})
+
+    with pytest.raises(ConfigError) as refused:
+        build_module(cfg, build_datamodule(cfg))
+
+    assert str(refused.value) == (
+        "model.target: 'untrusted:Net' is from package 'untrusted', which this process may not import from"
+        " (allowed: tests, torch; --allow-imports / $SWEEPS_ALLOW_IMPORTS)"
+    )
+    assert not marker.exists()
+    build_module(config(model={"target": "tests.workload.net:MLP"}), build_datamodule(cfg))  # allowed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from sweeps.names import (
 from sweeps.report.evidence import target_accuracy, weigh
 from sweeps.report.results import Entry, Results
 from sweeps.report.tables import PUBLISHED_ACC_10, epoch_table, shootout_table
-from tests.sweeps.helpers import CONF, invoke, squash, sweeps_process
+from tests.sweeps.helpers import CONF, FINISHED_SWEEP, invoke, squash
 
 TINY = ("data.name=mnist", "data.train_subset=192", "data.holdout_size=64", "trainer.max_epochs=2")
 SEED_ORDER = ["adadelta", "adagrad", "adam", "rmsprop", "momentum", "sgd"]
@@ -47,35 +48,13 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def shootout(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Path:
-    """conf/shootout.yaml, shrunk: 3 optimizers × 2 search trials, then default and tuned on 3 seeds each, run
-    by the real ``sweeps run`` with two worker processes."""
-    where = tmp_path_factory.mktemp("shootout")
-    write_idx_dataset(where / "idx", "mnist", n_train=256, n_test=64)
-    args = [
-        "run",
-        str(CONF / "shootout.yaml"),
-        *SHRUNK_OVERRIDES,
-        f"data.dir={where / 'idx'}",
-        "--workers",
-        "2",
-    ]
-    proc = sweeps_process(*args, cwd=where, env={"COLUMNS": "200"})  # the progress lines unwrapped
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    assert "retraining each optimizer's default and best config on 3 seeds" in out
-    assert "retrained 6/6" in out
-    return where
+@pytest.fixture
+def shootout(finished_sweep: Path) -> Path:
+    """The shared finished sweep (study ``shootout``, ``FINISHED_SWEEP``), read only."""
+    return finished_sweep
 
 
-SHRUNK_OVERRIDES = [
-    *TINY,
-    "study.n_trials=2",
-    "study.retrain_seeds=3",
-    "search.optimizer=[sgd, momentum, adam]",
-]
-SHRUNK = load_sweep(CONF / "shootout.yaml", SHRUNK_OVERRIDES)
+SHRUNK = load_sweep(CONF / "shootout.yaml", FINISHED_SWEEP)
 
 
 def _study(where: Path, name: str = "shootout") -> optuna.Study:
@@ -116,14 +95,16 @@ def test_retrains_run_the_same_fresh_seeds_for_every_optimizer_on_the_test_split
         assert run.data.metrics["best_val_acc_mean"] == pytest.approx(mean) == trial.value
 
 
-def test_report_writes_tables_page_and_plots_and_logs_them_on_the_parent(shootout: Path, monkeypatch) -> None:
+def test_report_writes_tables_page_and_plots_and_logs_them_on_the_parent(
+    shootout: Path, monkeypatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(shootout)
-    result = invoke("report", "shootout")
+    result = invoke("report", "shootout", "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     # the headline is tuned, so not the seed table's setting: neither titled so nor given published ranks
     assert "Fair shoot-out" in result.stdout and "Accuracy and loss by epoch" in result.stdout
     assert "Seed table" not in result.stdout and "Tuned: groups on final val_acc" in result.stdout
-    out = shootout / "reports" / "shootout"
+    out = tmp_path / "out"
     assert _png(out / "optimization_history.png")
     # 2 search trials per optimizer: the learning curves are drawn once (on the page), the search's
     # structure not at all, said in one line
@@ -175,9 +156,11 @@ def test_report_writes_tables_page_and_plots_and_logs_them_on_the_parent(shootou
 
 
 @pytest.fixture(scope="module")
-def two_workloads(shootout: Path, write_idx_dataset) -> Path:
-    """A second, smaller shoot-out beside the first, on KMNIST files: momentum and Adam, one search trial
-    each, then default and tuned on 3 seeds, run in this process."""
+def two_workloads(finished_sweep: Path, tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Path:
+    """A copy of the shared sweep's folder with a second, smaller shoot-out beside it, on KMNIST files:
+    momentum and Adam, one search trial each, then default and tuned on 3 seeds, run in this process."""
+    shootout = tmp_path_factory.mktemp("two-workloads") / "both"
+    shutil.copytree(finished_sweep, shootout)
     write_idx_dataset(shootout / "kmnist", "kmnist", n_train=256, n_test=64, seed=1)
     overrides = [*TINY[1:], "data.name=kmnist", f"data.dir={shootout / 'kmnist'}", "study.name=shootout_k"]
     overrides += ["study.n_trials=1", "study.retrain_seeds=3", "search.optimizer=[momentum, adam]"]

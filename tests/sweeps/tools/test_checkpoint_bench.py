@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 
-from sweeps.tools.checkpoint_bench import main
+import pytest
+
+from models.cnn import SeedCNN
+from sweeps.engine.checkpoints import FolderStore
+from sweeps.tools.checkpoint_bench import measure, settings
+
+SLOWER_S = 0.5
+"""Added to every save's store write: a cost known before the bench measures it."""
 
 
-def test_a_save_per_epoch_is_timed_beside_the_same_training_without(tmp_path: Path, tiny_data: Path) -> None:
-    out = tmp_path / "bench.json"
+def test_a_save_per_epoch_is_timed_beside_the_same_training_without(
+    tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put = FolderStore.put
 
-    main(
-        ["--dataset", "mnist", "--data-dir", str(tiny_data), "--train-subset", "0", "--epochs", "2"]
-        + ["--repeats", "1", "--out", str(out)]
-    )
+    def slower_put(self: FolderStore, key: str, file: Path) -> None:
+        time.sleep(SLOWER_S)
+        put(self, key, file)
 
-    row = json.loads(out.read_text())
+    monkeypatch.setattr(FolderStore, "put", slower_put)
+    row = measure(settings(0, 2, "adam", "mnist", tiny_data), repeats=1)
     # 0: the whole (here tiny) split, less the sixth held out for validation
     assert row["epochs_timed"] == 1 and row["train_subset"] == 256 - 256 // 6
-    assert row["save_seconds"] > 0 and 15 < row["checkpoint_mb"] < 20  # the seed CNN and Adam's two moments
-    assert row["overhead_share"] == row["save_seconds"] / row["epoch_seconds_without"]
+    # the save's time holds the known extra cost, and lies within the epoch it was timed in
+    assert SLOWER_S <= row["save_seconds"] < row["epoch_seconds_with"]
+    assert row["overhead_share"] * row["epoch_seconds_without"] >= SLOWER_S
+    # the file: the seed CNN's float32 weights and Adam's two moments, counted from the network itself
+    weights = sum(p.numel() for p in SeedCNN().parameters()) * 4 / 1e6
+    assert row["checkpoint_mb"] == pytest.approx(3 * weights, rel=0.05)

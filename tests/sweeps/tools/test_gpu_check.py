@@ -1,23 +1,39 @@
-"""The one-command GPU check: what it runs, and how a step's end (done, failed, hung) reaches its summary."""
+"""The one-command GPU check: run whole on a CPU at tiny sizes, and how a step's end (done, failed, hung)
+reaches its summary."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sweeps.tools.gpu_check import Step, run_step, steps, summary
+from tests.sweeps.helpers import needs_fashion_mnist
 
 
-def test_the_full_check_runs_what_the_gpu_figures_need() -> None:
-    full = {step.name: step.argv for step in steps(quick=False)}
-    assert full["gpu tests"][-3:-1] == ["gpu", str(Path(__file__).resolve().parents[2])]
-    trials = full["trials bench fp32"]
-    assert trials[trials.index("--packs") + 1] == "1,8,32,64,128" and "--processes" in trials
-    assert "--bf16" in full["trials bench bf16"]
-    sweeps = [argv for name, argv in full.items() if name.startswith("sweep,")]
-    assert len(sweeps) == 3 and "--workers-per-gpu" in sweeps[1] and "--pack" in sweeps[2]
-    names = [next(a for a in argv if a.startswith("study.name=")) for argv in sweeps]
-    assert len({tuple(argv[: argv.index(name)]) for argv, name in zip(sweeps, names, strict=True)}) == 1
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_the_quick_check_runs_every_step_on_a_cpu_and_sums_them_up(tmp_path: Path) -> None:
+    """The script as on the GPU machine, at ``--quick`` sizes: every step ends well, and each sweep's rate
+    and each bench's table reach ``summary.md``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sweeps", "gpu-check", "--out", str(tmp_path / "check"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (tmp_path / "check" / "summary.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("- **")]
+    assert [line.split("**")[1] for line in lines] == [step.name for step in steps(quick=True)]
+    assert all(": exit 0 in " in line for line in lines), lines
+    assert len([line for line in lines if "trials/hour" in line]) == 3  # the three sweeps
+    assert text.count("## ") == 3 and "pack of 4" in text  # epoch bench, trials bench fp32 and bf16
+    assert json.loads((tmp_path / "check" / "trials.json").read_text())["rows"]
 
 
 def test_a_steps_end_and_its_rate_reach_the_summary(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ import optuna
 import pytest
 
 from sweeps.engine.storage.rdb import open_storage
-from tests.sweeps.helpers import REPO, Store, free_ports, invoke, small_sweep_spec, squash, sweeps_process
+from tests.sweeps.helpers import REPO, Store, free_ports, invoke, squash, sweeps_process
 
-STUDY = "ui-e2e"
+STUDY = "shootout"
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium")
 READY_S = 240  # two servers starting on two busy cores
@@ -30,7 +30,7 @@ READY_S = 240  # two servers starting on two busy cores
 
 @dataclass(frozen=True)
 class Finished:
-    """A finished two-trial sweep, reported: its Optuna storage, MLflow experiment and parent run."""
+    """A finished sweep, reported: its Optuna storage, MLflow experiment and parent run."""
 
     storage: str
     experiment_id: str
@@ -39,15 +39,9 @@ class Finished:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory, write_idx_dataset) -> Finished:
-    folder = tmp_path_factory.mktemp("ui-sweep")
-    write_idx_dataset(folder / "data", "mnist", n_train=256, n_test=64)
-    spec = small_sweep_spec(folder, folder / "data", epochs=1, name=STUDY, n_trials=2)
-    for args in (("run", str(spec), "--workers", "1"), ("report", STUDY)):
-        proc = sweeps_process(*args, cwd=folder)
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out
-    storage = f"sqlite:///{folder / 'optuna.db'}"
+def finished(finished_sweep: Path) -> Finished:
+    """The shared finished sweep (``finished_sweep``), reported."""
+    storage = f"sqlite:///{finished_sweep / 'optuna.db'}"
     attrs = optuna.load_study(study_name=STUDY, storage=storage).user_attrs
     study_id = open_storage(storage, heartbeat=False).get_study_id_from_name(STUDY)
     return Finished(storage, attrs["sweeps.experiment_id"], study_id, attrs["sweeps.parent_run_id"])
