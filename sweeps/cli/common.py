@@ -36,7 +36,7 @@ AllowImports = Annotated[
     typer.Option(
         envvar="SWEEPS_ALLOW_IMPORTS",
         help="comma-separated packages a spec's targets may be imported from, e.g. 'mynets,torch'; the study"
-        " database names what a worker imports and calls (default: $SWEEPS_ALLOW_IMPORTS, else any)",
+        " database names what a worker imports and calls (default: any)",
     ),
 ]
 Pack = Annotated[
