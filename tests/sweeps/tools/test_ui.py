@@ -4,6 +4,7 @@ by headless Chromium, which leaves a screenshot in ``test-artifacts/`` (and the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -72,6 +73,7 @@ def _serving(*args: str, cwd: Path) -> Iterator[tuple[subprocess.Popen, list[str
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
         reader.join(10)
+        proc.stdout.close()
 
 
 def _url(lines: list[str], name: str) -> str:
@@ -195,8 +197,8 @@ def test_the_mlflow_ui_lists_the_parent_run_and_its_trials_and_shows_the_report(
             parent.wait_for(timeout=90_000)
             assert "workflowType=machine_learning" in page.url  # the model-training view, not GenAI's
             parent.get_by_role("button").click()  # the trials are nested under their sweep's run
-            for trial in ("trial-0", "trial-1"):
-                cells.get_by_role("link", name=trial, exact=True).wait_for(timeout=30_000)
+            for trial in ("t0 ", "t1 "):  # named by what they trained: "t0 sgd lr=… bs=64"
+                cells.get_by_role("link", name=re.compile(f"^{trial}")).first.wait_for(timeout=30_000)
             page.screenshot(path=shots[0])
             base = _url(lines, "MLflow UI").split("/#/")[0]
             page.goto(
