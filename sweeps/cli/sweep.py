@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import importlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -191,8 +192,8 @@ def worker(
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker
 
-    with contextlib.suppress(ImportError):  # MLflow imports it to log a model, which would reset its level
-        import pytorch_lightning  # noqa: F401
+    if importlib.util.find_spec("pytorch_lightning"):  # not ours to need; where installed, MLflow imports it
+        importlib.import_module("pytorch_lightning")  # to log a model, which would reset its loggers' level
 
     quiet_libraries()  # after the imports: Lightning sets its loggers' level when it is imported
 
