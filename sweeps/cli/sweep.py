@@ -42,7 +42,7 @@ def run_sweep(
         typer.Option("--launcher", help="where workers start: here, as a SLURM job array, or as Ray actors"),
     ] = "local",
     detach: Annotated[
-        bool, typer.Option(help="--launcher slurm: submit the job array, print its id and return")
+        bool, typer.Option("--detach", help="--launcher slurm: submit the job array, print its id and return")
     ] = False,
     ray_address: Annotated[
         str | None,
@@ -54,7 +54,8 @@ def run_sweep(
     storage_proxy: Annotated[
         bool,
         typer.Option(
-            help="PostgreSQL: workers reach the study through PgBouncer started here (sweeps storage-proxy)"
+            "--storage-proxy",
+            help="PostgreSQL: workers reach the study through PgBouncer started here (sweeps storage-proxy)",
         ),
     ] = False,
 ) -> None:

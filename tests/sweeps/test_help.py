@@ -73,3 +73,9 @@ def test_the_optimizer_registry_is_whole_at_80_columns(monkeypatch) -> None:
     assert all(len(line) <= 80 for line in lines) and "…" not in "".join(lines)
     assert "initial_accumulator_value=0.0," in "".join(lines)  # the longest setting, whole on one line
     assert "Not shown at this width (widen the terminal, or print to a file): summary." in " ".join(lines)
+
+
+@pytest.mark.parametrize("command", sorted(typer.main.get_command(app).commands))
+def test_every_commands_help_is_whole_at_80_columns(command: str) -> None:
+    """An option's text (a default URL, an environment variable) is wrapped, never cut short with '…'."""
+    assert "…" not in _help(command, "-h")
