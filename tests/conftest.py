@@ -76,6 +76,12 @@ def _postgres_unreachable() -> str | None:
     return None
 
 
+def _no_slurm() -> str | None:
+    from tests.sweeps.clusters import missing
+
+    return missing()
+
+
 def _no_cuda_device() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device on this machine"
 
@@ -93,11 +99,15 @@ def slow_setup() -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests whose fixtures or helpers are slow are marked ``slow`` where the slowness lives (``slow_setup``,
     ``tests.tiers.slow_helper``). Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests
-    marked ``gpu`` a CUDA device; without the resource they skip, naming it."""
+    marked ``gpu`` a CUDA device, tests using the ``slurm`` fixture (marked ``slurm`` here) SLURM's
+    packages; without the resource they skip, naming it."""
     for item in items:
         if not item.get_closest_marker("slow") and is_slow(item):
             item.add_marker(pytest.mark.slow)
-    for marker, missing in (("postgres", _postgres_unreachable), ("gpu", _no_cuda_device)):
+        if "slurm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
+    resources = (("postgres", _postgres_unreachable), ("gpu", _no_cuda_device), ("slurm", _no_slurm))
+    for marker, missing in resources:
         marked = [item for item in items if item.get_closest_marker(marker)]
         reason = missing() if marked else None
         for item in marked if reason else []:

@@ -70,10 +70,8 @@ def store(tmp_path: Path, _schema_only_store: Path) -> Store:
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real single-node SLURM cluster for the session (tests using it are ``slow``); yields the environment
-    its commands need. Skips, naming the packages, where SLURM is not installed."""
-    reason = clusters.missing()
-    if reason:
-        pytest.skip(reason)
+    its commands need. Its tests skip, naming the packages, where SLURM is not installed (see
+    ``tests/conftest.py``)."""
     with clusters.slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
         yield env
 
