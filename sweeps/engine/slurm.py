@@ -11,14 +11,12 @@ cluster.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from sweeps.config.launcher import SlurmConfig
 from sweeps.engine.launcher import Join, worker_main
 from sweeps.engine.preemption import EXIT_PREEMPTED
 from sweeps.engine.progress import JobStates
+from sweeps.environ import scoped_environ
 from sweeps.names import JOBS_ATTR
 
 SQUEUE_EVERY_S = 2.0
@@ -119,21 +118,6 @@ def _partition_limit(partition: str | None) -> str:
     return limits.get(partition or default, limits.get(f"{partition}*", "infinite"))
 
 
-@contextmanager
-def _exported(variables: Mapping[str, str]) -> Iterator[None]:
-    """``variables`` in this process's environment while sbatch copies it into the job."""
-    before = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def task_states(job_id: str) -> dict[str, str] | None:
     """Each task of array ``job_id`` still queued or running, with its state (``PENDING``, ``RUNNING``,
     ...); ``None`` when ``squeue`` does not answer."""
@@ -186,7 +170,7 @@ class SlurmArray:
         threads = self.settings.cpus_per_worker
         args = [self.join.args(i, threads) for i in range(self.count)]
         executor = _executor(self.settings, self.join.name, self.join.logs)
-        with _exported(self.join.env()):
+        with scoped_environ(self.join.env()):  # while sbatch copies it into the job
             self.jobs = executor.map_array(worker_main, args)
         self.job_id = self.jobs[0].job_id.split("_")[0]
         self._states = None
