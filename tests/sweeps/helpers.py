@@ -298,3 +298,25 @@ def take_down(database: str, seconds: float) -> threading.Thread:
     back = threading.Timer(seconds, allow, args=(True,))
     back.start()
     return back
+
+
+def tampered_study(folder: Path, data_dir: Path, **model: Any) -> tuple[str, Any]:
+    """A one-trial quickstart study in ``folder`` whose stored spec has ``model`` written over its model
+    section, as anyone who can write the study database could; its storage URL and the study."""
+    import json
+
+    from sweeps.config.sweep import load_sweep
+    from sweeps.engine.study import create
+    from sweeps.names import SPEC_ATTR
+
+    sweep = load_sweep(
+        CONF / "quickstart.yaml",
+        [f"data.dir={data_dir}", "data.name=mnist", "data.train_subset=128", "data.holdout_size=64"]
+        + ["trainer.max_epochs=1", "study.n_trials=1", "search.optimizer=[momentum]"],
+    )
+    url = f"sqlite:///{folder / 'optuna.db'}"
+    created = create(sweep, url, f"sqlite:///{folder / 'mlflow.db'}")
+    spec = json.loads(created.user_attrs[SPEC_ATTR])
+    spec["model"] |= model
+    created.set_user_attr(SPEC_ATTR, json.dumps(spec))
+    return url, created

@@ -4,7 +4,6 @@ threads and the denormal flush."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -14,11 +13,8 @@ from typing import Any
 
 import torch
 
-from sweeps.config.sweep import load_sweep
 from sweeps.engine.runtime import _flushing
-from sweeps.engine.study import create
-from sweeps.names import SPEC_ATTR
-from tests.sweeps.helpers import CONF, TRAIN_YAML, invoke, tiny
+from tests.sweeps.helpers import TRAIN_YAML, invoke, tampered_study, tiny
 
 LOGGERS = ("sweeps", "lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "optuna")
 
@@ -54,16 +50,8 @@ def test_train_leaves_the_process_as_it_found_it(tiny_data: Path, tmp_path: Path
 
 
 def test_a_worker_leaves_the_process_as_it_found_it(tiny_data: Path, tmp_path: Path) -> None:
-    sweep = load_sweep(
-        CONF / "quickstart.yaml",
-        [f"data.dir={tiny_data}", "data.name=mnist", "data.train_subset=128", "data.holdout_size=64"]
-        + ["trainer.max_epochs=1", "study.n_trials=1", "search.optimizer=[momentum]"],
-    )
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    created = create(sweep, url, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    refused = json.loads(created.user_attrs[SPEC_ATTR])  # fails its trial at once: the test is about the rest
-    refused["model"] |= {"target": "os:getcwd"}
-    created.set_user_attr(SPEC_ATTR, json.dumps(refused))
+    # its trial fails at once: the test is about the rest
+    url, _ = tampered_study(tmp_path, tiny_data, target="os:getcwd")
     before = process_state()
 
     result = invoke(

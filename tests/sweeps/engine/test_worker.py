@@ -4,7 +4,6 @@ but what its fields name."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -14,12 +13,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.config.sweep import load_sweep
 from sweeps.engine.storage.rdb import create_study_once, open_storage
-from sweeps.engine.study import create
 from sweeps.engine.worker import ParentBest, _not_fatal, run_trial, run_worker
-from sweeps.names import PHASE_ATTR, SPEC_ATTR, TUNED
-from tests.sweeps.helpers import CONF, database_url, free_ports, fresh_database, invoke, take_down
+from sweeps.names import PHASE_ATTR, TUNED
+from tests.sweeps.helpers import (
+    database_url,
+    free_ports,
+    fresh_database,
+    invoke,
+    take_down,
+    tampered_study,
+)
 
 
 def sqlite_study(tmp_path: Path) -> optuna.Study:
@@ -120,17 +124,10 @@ def test_a_study_whose_spec_names_os_system_fails_its_trial_with_nothing_called(
     tmp_path: Path, tiny_data: Path
 ) -> None:
     marker = tmp_path / "called"
-    sweep = load_sweep(
-        CONF / "quickstart.yaml",
-        [f"data.dir={tiny_data}", "data.name=mnist", "data.train_subset=128", "data.holdout_size=64"]
-        + ["trainer.max_epochs=1", "study.n_trials=1", "search.optimizer=[momentum]"],
+    # what anyone who can write the database can do
+    url, created = tampered_study(
+        tmp_path, tiny_data, target="os:system", kwargs={"command": f"touch {marker}"}
     )
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    created = create(sweep, url, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    tampered = json.loads(created.user_attrs[SPEC_ATTR])  # what anyone who can write the database can do
-    tampered["model"] |= {"target": "os:system", "kwargs": {"command": f"touch {marker}"}}
-    created.set_user_attr(SPEC_ATTR, json.dumps(tampered))
-
     run_worker("quickstart", url)
 
     assert not marker.exists()
