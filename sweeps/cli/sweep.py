@@ -80,6 +80,7 @@ def run_sweep(
     import torch
 
     from models.data.files import DatasetNotFound
+    from sweeps.cli.live import LiveView
     from sweeps.config.files import ConfigError
     from sweeps.engine import launcher, raycluster, slurm, study
     from sweeps.engine.preflight import check_sweep
@@ -133,7 +134,7 @@ def run_sweep(
         console.print(said, soft_wrap=True)
         return
     try:
-        outcome = launcher.run(created, sweep, uri, pool, console)
+        outcome = launcher.run(created, sweep, uri, pool, LiveView(created, sweep, console))
     except KeyboardInterrupt:
         raise fail("interrupted; run the same command again to resume", code=130) from None
     if outcome.all_failed:
@@ -217,7 +218,7 @@ def status(
 ) -> None:
     """Progress of a running or finished sweep, read from its storage."""
     quiet_libraries()
-    from sweeps.engine.progress import summary
+    from sweeps.cli.live import summary
     from sweeps.engine.servers import check_storage
     from sweeps.engine.slurm import recorded_jobs
     from sweeps.engine.storage.rdb import StudyNotFoundError

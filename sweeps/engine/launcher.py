@@ -19,16 +19,41 @@ from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
-from rich.console import Console
-from rich.live import Live
 
 from sweeps.config.imports import ALLOW_ENV
 from sweeps.config.sweep import SweepConfig
 from sweeps.engine import study as sweep_study
-from sweeps.engine.progress import JobStates, summary
 from sweeps.engine.storage.urls import STORAGE_ENV
 from sweeps.names import JOBS_ATTR, WORKER_ATTR
 from sweeps.tracking.uris import TRACKING_ENV
+
+
+@dataclass(frozen=True)
+class JobStates:
+    """What a scheduler says of the jobs that run a sweep's workers: ``SLURM job 1234`` with its tasks
+    counted by state (``pending``, ``running``, ...), or why it could not be asked."""
+
+    name: str
+    counts: Mapping[str, int]
+    note: str = ""
+
+
+class View(Protocol):
+    """How a running sweep is shown: the engine says what happens, the caller decides how it looks (the
+    CLI's live view, :class:`sweeps.cli.live.LiveView`). Entered while the workers run."""
+
+    def __enter__(self) -> View: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def update(self, jobs: Sequence[JobStates]) -> None:
+        """Show the sweep as it is now, with what the scheduler says of its ``jobs``."""
+
+    def say(self, message: str) -> None:
+        """One line about what the launcher does (stopping workers, starting the retrains)."""
+
+
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -137,7 +162,7 @@ class Workers(Protocol):
     def failed(self) -> int:
         """How many workers exited with an error, once none is alive."""
 
-    def stop(self, console: Console) -> None:
+    def stop(self, say: Say) -> None:
         """Stop every worker (Ctrl-C), saying so, and wait for them to go."""
 
     def drop_pending(self) -> None:
@@ -168,9 +193,9 @@ class Processes:
     def failed(self) -> int:
         return sum(p.returncode != 0 for p in self.procs)
 
-    def stop(self, console: Console) -> None:
+    def stop(self, say: Say) -> None:
         """Each worker gets one SIGINT: its trial ends failed or killed, nothing stays RUNNING."""
-        console.print("[yellow]stopping workers ...[/]")
+        say("stopping workers ...")
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
@@ -188,23 +213,22 @@ class Processes:
         return any(worker.split(":")[:2] == [platform.node(), str(p.pid)] for p in self.procs)
 
 
-def supervise(workers: Workers, study: optuna.Study, sweep: SweepConfig, console: Console) -> int:
+def supervise(workers: Workers, study: optuna.Study, view: View) -> int:
     """Show progress until every worker is done; Ctrl-C stops the workers cleanly (their trials end as failed
     or killed, or are given back; nothing stays RUNNING). Returns the number of workers that exited with an
     error."""
     try:
-        with Live(summary(study, sweep, workers.poll()), console=console, refresh_per_second=4) as live:
+        with view:
+            view.update(workers.poll())
             while workers.alive():
                 time.sleep(workers.refresh)
                 jobs = workers.poll()
-                live.update(summary(study, sweep, jobs))
+                view.update(jobs)
                 if any(job.counts.get("pending") for job in jobs) and not _busy(study):
                     workers.drop_pending()
-            live.update(summary(study, sweep, workers.poll()))
-        if not console.is_terminal:  # Live leaves its last view without a line end in a file or pipe
-            console.line()
+            view.update(workers.poll())
     except KeyboardInterrupt:
-        workers.stop(console)
+        workers.stop(view.say)
         fail_running(study, workers.owns)
         raise
     return workers.failed()
@@ -242,7 +266,7 @@ class Outcome:
 
 
 def run(
-    created: optuna.Study, sweep: SweepConfig, tracking_uri: str, workers: Workers, console: Console
+    created: optuna.Study, sweep: SweepConfig, tracking_uri: str, workers: Workers, view: View
 ) -> Outcome:
     """Run the sweep with ``workers`` until its budget is spent, then (with ``study.retrain_seeds``) queue
     the retrains and run them too. The parent run ends with the sweep: ``FINISHED``, ``FAILED`` when a worker
@@ -253,7 +277,7 @@ def run(
         while True:
             record_job(created, workers.start())
             try:
-                failed = supervise(workers, created, sweep, console)
+                failed = supervise(workers, created, view)
             except KeyboardInterrupt:
                 sweep_study.close_lost_runs(created, tracking_uri)
                 sweep_study.end_parent(created, tracking_uri, "KILLED")
@@ -269,7 +293,7 @@ def run(
             if not sweep_study.queue_retrains(created, sweep):
                 sweep_study.end_parent(created, tracking_uri)
                 return Outcome(0, False, "", logs)
-            console.print(
+            view.say(
                 "search done; retraining each optimizer's default and best config"
                 f" on {sweep.study.retrain_seeds} seeds"
             )

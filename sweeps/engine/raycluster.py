@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from sweeps.config.launcher import RayConfig
-from sweeps.engine.launcher import Join, worker_main
+from sweeps.engine.launcher import JobStates, Join, Say, worker_main
 from sweeps.engine.placement import RAY_JOB_ENV, RAY_TASK_ENV
-from sweeps.engine.progress import JobStates
 
 RESTARTS = 3
 """Times an actor whose process or node died is restarted (its worker run again): a worker that keeps dying
@@ -159,12 +156,12 @@ class RayActors:
                 failed += 1
         return failed
 
-    def stop(self, console: Console) -> None:
+    def stop(self, say: Say) -> None:
         """Kill the actors (a running actor method cannot be interrupted); the launcher then fails the trials
         they held, whose budget goes back to the queue."""
         import ray
 
-        console.print(f"[yellow]stopping Ray job {self.job_id}'s workers ...[/]")
+        say(f"stopping Ray job {self.job_id}'s workers ...")
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
 

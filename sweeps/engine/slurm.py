@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from rich.console import Console
 
 from sweeps.config.launcher import SlurmConfig
-from sweeps.engine.launcher import Join, worker_main
+from sweeps.engine.launcher import JobStates, Join, Say, worker_main
 from sweeps.engine.preemption import EXIT_PREEMPTED
-from sweeps.engine.progress import JobStates
 from sweeps.environ import scoped_environ
 from sweeps.names import JOBS_ATTR
 
@@ -198,15 +196,15 @@ class SlurmArray:
             failed += outcome != "success" or code not in (0, EXIT_PREEMPTED)
         return failed
 
-    def stop(self, console: Console) -> None:
+    def stop(self, say: Say) -> None:
         """``scancel`` the array: each running worker gets SIGTERM and gives its trials back at its epoch end;
         wait until SLURM has ended every task."""
-        console.print(f"[yellow]cancelling SLURM job {self.job_id} ...[/]")
+        say(f"cancelling SLURM job {self.job_id} ...")
         _slurm(["scancel", self.job_id])
         ends = time.monotonic() + STOP_WAIT_S
         while time.monotonic() < ends and task_states(self.job_id) != {}:
             time.sleep(1)
-        console.print(
+        say(
             f"cancelled SLURM job {self.job_id} ({self.count} tasks); running trials were given back"
         )
 

@@ -172,8 +172,12 @@ def check_recorded_once(study: Any, tracking: str, expected: int) -> None:
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == expected
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    states = [
+        (t.number, t.state.name, t.system_attrs.get("failed_trial"), t.user_attrs.get("worker"))
+        for t in trials
+    ]
+    assert len(complete) == expected, states
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], states
     client = MlflowClient(tracking)
     parent = study.user_attrs["sweeps.parent_run_id"]
     children = client.search_runs(

@@ -1,32 +1,25 @@
 """The live view of a sweep (``sweeps run`` while it runs, ``sweeps status`` later): trials by state against
-the budget, the best so far, and what each worker is running, read from the storage."""
+the budget, the best so far, and what each worker is running, read from the storage. The engine says what
+happens (:class:`sweeps.engine.launcher.View`); how it looks is decided here."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
+from types import TracebackType
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Group
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from sweeps.config.sweep import SweepConfig
+from sweeps.engine.launcher import JobStates
 from sweeps.engine.study import best_search, fail_reason
 from sweeps.names import CONFIG_ATTR, PREEMPTED_ATTR, SEARCH, WORKER_ATTR, phase, trial_optimizer
-
-
-@dataclass(frozen=True)
-class JobStates:
-    """What a scheduler says of the jobs that run a sweep's workers: ``SLURM job 1234`` with its tasks
-    counted by state (``pending``, ``running``, ...), or why it could not be asked."""
-
-    name: str
-    counts: Mapping[str, int]
-    note: str = ""
 
 
 def summary(study: optuna.Study, sweep: SweepConfig, jobs: Sequence[JobStates] = ()) -> Group:
@@ -105,3 +98,29 @@ def _config(trial: FrozenTrial, skip: str = "") -> str:
         for k, v in trial.user_attrs.get(CONFIG_ATTR, {}).items()
         if k != skip
     )
+
+
+class LiveView:
+    """:class:`sweeps.engine.launcher.View` on a terminal: the summary redrawn in place while the workers run,
+    its last state left on screen (with a line end in a file or pipe, where ``Live`` leaves none)."""
+
+    def __init__(self, study: optuna.Study, sweep: SweepConfig, console: Console) -> None:
+        self.study, self.sweep, self.console = study, sweep, console
+        self.live = Live(console=console, refresh_per_second=4)
+
+    def __enter__(self) -> LiveView:
+        self.live.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.live.stop()
+        if kind is None and not self.console.is_terminal:
+            self.console.line()
+
+    def update(self, jobs: Sequence[JobStates]) -> None:
+        self.live.update(summary(self.study, self.sweep, jobs))
+
+    def say(self, message: str) -> None:
+        self.console.print(message, soft_wrap=True, highlight=False)
