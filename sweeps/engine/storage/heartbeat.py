@@ -94,8 +94,9 @@ class Heartbeat:
             return sorted(self._trials)
 
     def add(self, trial: int) -> None:
-        """Beat for trial id ``trial`` at once and from now on; starts the thread if none runs."""
-        self.storage.record_heartbeat(trial)
+        """Beat for trial id ``trial`` at once and from now on; starts the thread if none runs. A first beat
+        lost to a database blip is tried again by the thread: the trial was taken, so it must run."""
+        self._beat(trial)
         with self._lock:
             self._trials.add(trial)
             if self._thread is None:

@@ -368,6 +368,28 @@ def test_a_failed_heartbeat_is_logged_and_beating_goes_on(
     assert "no such table: trial_heartbeats" in caplog.text
 
 
+def test_a_trial_whose_first_beat_is_lost_still_runs_and_is_beaten(tmp_path: Path) -> None:
+    """The database goes away between taking a trial and its first beat: the trial was taken, so the worker
+    runs it (no error) and the thread beats it once the database is back."""
+    database = tmp_path / "optuna.db"
+    study, _ = create_study_once(
+        open_storage(sqlite_url(tmp_path), heartbeat_interval=BEAT), "s", ["minimize"]
+    )
+    with sqlite3.connect(database) as connection:
+        connection.execute("ALTER TABLE trial_heartbeats RENAME TO away")
+    with running_trial(study, fail_stale=False) as trial:
+        with sqlite3.connect(database) as connection:
+            connection.execute("ALTER TABLE away RENAME TO trial_heartbeats")
+
+        def beaten() -> bool:
+            with sqlite3.connect(database) as connection:
+                return connection.execute("SELECT count(*) FROM trial_heartbeats").fetchone()[0] == 1
+
+        wait_for(beaten)
+        study.tell(trial, 0.0)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+
+
 def test_one_heartbeat_thread_beats_for_all_of_a_workers_running_trials(tmp_path: Path) -> None:
     """A pack of 16 trials: one thread, every trial's heartbeat kept fresh; the thread ends with the last."""
     database = tmp_path / "optuna.db"
