@@ -51,18 +51,17 @@ def bootstrap(context: typer.Context, verbose: bool = False) -> None:
 
 
 def quiet_libraries() -> None:
-    """Lightning's banners and tips, MLflow's table creation, missing-experiment and pickle notes, Optuna's
-    notes are noise on a terminal that shows one line per epoch (``sweeps -v`` keeps them); Optuna marks
-    features the service relies on experimental. MLflow sets its logger's level when it is imported, hence
-    its variable as well as the level."""
+    """Lightning's banners and tips, MLflow's table creation, missing-experiment and pickle notes and its
+    "View run" links, Optuna's notes are noise on a terminal that shows one line per epoch (``sweeps -v``
+    keeps them); Optuna marks features the service relies on experimental. MLflow sets its logger's level
+    when it is imported, hence its variable as well as the level."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if os.environ.get(VERBOSE_ENV):
         return
-    _UNDO.enter_context(
-        scoped_environ({"MLFLOW_LOGGING_LEVEL": os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING")})
-    )
+    quiet = {"MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    _UNDO.enter_context(scoped_environ({k: os.environ.get(k, v) for k, v in quiet.items()}))
     for name in (
         "lightning.pytorch",
         "lightning.fabric",

@@ -204,9 +204,7 @@ class SlurmArray:
         ends = time.monotonic() + STOP_WAIT_S
         while time.monotonic() < ends and task_states(self.job_id) != {}:
             time.sleep(1)
-        say(
-            f"cancelled SLURM job {self.job_id} ({self.count} tasks); running trials were given back"
-        )
+        say(f"cancelled SLURM job {self.job_id} ({self.count} tasks); running trials were given back")
 
     def drop_pending(self) -> None:
         """Tasks not started yet (a requeued one waiting to start again) would start only to find nothing."""
