@@ -22,13 +22,15 @@ TrackingUri = Annotated[
     typer.Option(
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
-        help="MLflow tracking URI (default: sqlite:///mlflow.db here)",
+        help="MLflow tracking URI (default: mlflow.db in the tool's folder)",
     ),
 ]
 Storage = Annotated[
     str | None,
     typer.Option(
-        "--storage", envvar="SWEEPS_STORAGE", help="Optuna storage URL (default: the embedded SQLite file)"
+        "--storage",
+        envvar="SWEEPS_STORAGE",
+        help="Optuna storage URL (default: optuna.db in the tool's folder)",
     ),
 ]
 AllowImports = Annotated[

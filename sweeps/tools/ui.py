@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sweeps import workdir
 from sweeps.masking import mask
 from sweeps.tools.servers import Server, running, stop_on_signals, watch
 from sweeps.tracking.uris import SQLITE, artifact_location
@@ -198,7 +199,7 @@ def serve(
     normally). Raises ``UiError`` (or the storage's ``StudyNotFoundError``) before anything starts, and
     ``ServerFailed`` when a server dies or never answers."""
     target = locate(study, tracking_flag, storage_flag)
-    logs = Path("sweeps-logs") / "ui"
+    logs = workdir.folder() / workdir.LOGS / "ui"
     external = is_server(target.tracking_uri)
     servers = [] if external else [mlflow_server(target, host, port, logs)]
     if optuna:

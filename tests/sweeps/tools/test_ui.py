@@ -21,6 +21,7 @@ import optuna
 import pytest
 
 from sweeps.engine.storage.rdb import open_storage
+from sweeps.workdir import LOGS
 from tests.sweeps.helpers import REPO, Store, free_ports, invoke, squash, sweeps_process
 
 STUDY = "shootout"
@@ -134,7 +135,7 @@ def test_a_taken_port_is_refused_before_anything_starts(store: Store, tmp_path: 
         result = invoke("ui", "--tracking-uri", store.uri, "--port", str(port))
     assert result.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert not Path("sweeps-logs").exists()
+    assert not Path(LOGS).exists()
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna.create_study(study_name="held", storage=storage)
     same = invoke(
@@ -147,7 +148,7 @@ def test_a_tracking_server_is_printed_not_started_with_its_password_masked() -> 
     result = invoke("ui", "--tracking-uri", "http://me:hunter2@mlflow.example:5000")
     assert result.exit_code == 0, result.output
     assert "http://me:***@mlflow.example:5000" in result.stdout and "hunter2" not in result.output
-    assert not Path("sweeps-logs").exists()
+    assert not Path(LOGS).exists()
 
 
 @pytest.mark.slow
@@ -172,7 +173,7 @@ def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finis
     assert not [pid for pid in children if _alive(pid)]
     with pytest.raises(OSError):
         _get(f"{mlflow_url}/health")
-    assert (tmp_path / "sweeps-logs" / "ui" / "mlflow.log").stat().st_size > 0
+    assert (tmp_path / LOGS / "ui" / "mlflow.log").stat().st_size > 0
 
 
 @pytest.mark.slow
