@@ -100,13 +100,16 @@ class SearchTrial:
 @dataclass(frozen=True)
 class Results:
     """Per optimizer (in the spec's order): its best search trial, and with retrains its default and tuned;
-    ``trials`` are every search trial that spent budget, for tunability."""
+    ``trials`` are every search trial that spent budget, for tunability; ``run_seconds`` the training seconds
+    of every run its completed trials trained (each seed, every phase), which the time column averages: one
+    trial's time would show whether it was its worker's first, which paid the warm-up."""
 
     sweep: SweepConfig
     search: dict[str, Entry]
     default: dict[str, Entry] = field(default_factory=dict)
     tuned: dict[str, Entry] = field(default_factory=dict)
     trials: tuple[SearchTrial, ...] = ()
+    run_seconds: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def headline(self) -> dict[str, Entry]:
@@ -169,7 +172,34 @@ def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Resul
         split = measured_on(sweep, of_phase)
         return {name: _entry(client, experiment, name, t, split, metrics) for name, t in best.items()}
 
-    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(trials))
+    seconds = _run_seconds(client, experiment, trials)
+    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(trials), seconds)
+
+
+def _run_seconds(
+    client: MlflowClient, experiment: str, trials: list[optuna.trial.FrozenTrial]
+) -> dict[str, tuple[float, ...]]:
+    """Per optimizer, the ``total_seconds`` of every run that trained for one of its completed trials: the
+    trial's own run, or over several seeds each seed's run (the trial's then holds their sum). Read in one
+    listing of the experiment, not one request per trial."""
+    owner = {
+        t.user_attrs[RUN_ATTR]: trial_optimizer(t)
+        for t in trials
+        if t.state == TrialState.COMPLETE and RUN_ATTR in t.user_attrs and trial_optimizer(t)
+    }
+    found: dict[str, list[float]] = {}
+    token = None
+    while True:
+        page = client.search_runs([experiment], max_results=1000, page_token=token)
+        for run in page:
+            seconds = run.data.metrics.get("total_seconds")
+            trained = "seed" in run.data.params  # a trial run over several seeds trained none itself
+            trial_run = run.info.run_id if run.info.run_id in owner else run.data.tags.get(PARENT_TAG)
+            if seconds is not None and trained and trial_run in owner:
+                found.setdefault(owner[trial_run], []).append(seconds)
+        token = page.token
+        if not token:
+            return {name: tuple(values) for name, values in found.items()}
 
 
 def _search_trials(trials: list[optuna.trial.FrozenTrial]) -> tuple[SearchTrial, ...]:
