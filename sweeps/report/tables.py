@@ -129,8 +129,8 @@ def _time_note(runs: Mapping[str, int]) -> str:
     return (
         f"time: mean training time (m:ss) of one run over each optimizer's completed trials, every seed and"
         f" phase ({over}): Lightning's fit, its epochs with their validation, not the start of the"
-        " process or the loading of data and model; a worker's first run also pays its warm-up, which the mean"
-        " spreads over the others."
+        " process or the loading of data and model; a worker's first run also pays its warm-up, which the"
+        " mean spreads over the others."
     )
 
 

@@ -46,6 +46,7 @@ class Target:
     storage_url: str
     experiment_id: str | None = None
     study_id: int | None = None
+    view: str | None = None
 
 
 def locate(study: str | None, tracking_flag: str | None, storage_flag: str | None) -> Target:
@@ -59,7 +60,8 @@ def locate(study: str | None, tracking_flag: str | None, storage_flag: str | Non
     if study is None:
         return Target(tracking_uri(tracking_flag), url)
     from sweeps.engine.storage.rdb import load_study, open_storage
-    from sweeps.names import EXPERIMENT_ATTR, TRACKING_ATTR
+    from sweeps.names import EXPERIMENT_ATTR, PARENT_ATTR, TRACKING_ATTR
+    from sweeps.tracking.runs import view_key
 
     _require_sqlite_file(url, "Optuna storage")
     storage = open_storage(url, heartbeat=False)
@@ -67,7 +69,8 @@ def locate(study: str | None, tracking_flag: str | None, storage_flag: str | Non
     recorded = found.user_attrs.get(TRACKING_ATTR)
     uri = tracking_uri(tracking_flag or recorded)
     experiment = found.user_attrs.get(EXPERIMENT_ATTR) if uri == recorded else None
-    return Target(uri, url, experiment, storage.get_study_id_from_name(study))
+    view = view_key(uri, experiment, found.user_attrs[PARENT_ATTR]) if experiment else None
+    return Target(uri, url, experiment, storage.get_study_id_from_name(study), view)
 
 
 def is_server(uri: str) -> bool:
@@ -75,13 +78,16 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def experiment_page(base: str, experiment_id: str | None) -> str:
-    """The experiment's runs table in the UI's model-training view. MLflow 3.17's UI picks an experiment's
-    first page by a global view (``workflowType``: the URL's, else the browser's last choice, else GenAI),
-    not by the experiment's kind tag, so without the parameter a sweep opens on the GenAI overview."""
+def experiment_page(base: str, experiment_id: str | None, view: str | None = None) -> str:
+    """The experiment's runs table in the UI's model-training view, in the sweep's own ``view`` where it has
+    one (its metric as a column, best first: ``sweeps.tracking.runs.runs_view``). MLflow 3.17's UI picks an
+    experiment's first page by a global view (``workflowType``: the URL's, else the browser's last choice,
+    else GenAI), not by the experiment's kind tag, so without the parameter a sweep opens on the GenAI
+    overview."""
     if not experiment_id:
         return base
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}"
+    shared = f"&viewStateShareKey={view}" if view else ""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}{shared}"
 
 
 def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:
@@ -97,7 +103,7 @@ def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:
     return Server(
         "MLflow UI",
         port,
-        experiment_page(base, target.experiment_id),
+        experiment_page(base, target.experiment_id, target.view),
         f"{base}/health",
         command,
         env,
@@ -206,7 +212,7 @@ def serve(
         servers.append(dashboard_server(target, host, optuna_port, logs))
     check_ports(host, servers)
     if external:
-        page = experiment_page(mask(target.tracking_uri), target.experiment_id)
+        page = experiment_page(mask(target.tracking_uri), target.experiment_id, target.view)
         console.print(f"MLflow UI (the tracking server): {page}", highlight=False, soft_wrap=True)
     if not servers:
         return
