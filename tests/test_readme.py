@@ -118,7 +118,7 @@ def test_readme_sweeps_command_runs(line: str, tmp_path: Path, tiny_fashion_mnis
             assert "waiting 0" in proc.stdout and (out / STUDIES).exists()
             assert (out / RUNS).exists()
         elif args[1] == "trajectories":
-            assert (tmp_path / args[3] / "trajectories.png").is_file()
+            assert (out / "trajectories" / "trajectories.png").is_file()
         elif args[1] == "report":
             assert (out / REPORTS / args[2] / "report.md").is_file()
 

@@ -52,6 +52,14 @@ Pack = Annotated[
 ]
 
 
+def in_folder(out: Path | None, name: str) -> Path:
+    """``--out`` as given, else ``name`` in the tool's folder (``sweeps.workdir``, created): what a command
+    writes by default stays out of the working directory."""
+    from sweeps import workdir
+
+    return out or workdir.made(name)
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)

@@ -40,3 +40,14 @@ def test_sweeps_dir_names_the_folder_for_every_command(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert str(tmp_path.resolve() / "mine" / STUDIES) in squash(result.stderr)
     assert not list(tmp_path.rglob("*.db"))  # a report of nothing creates no study
+
+
+def test_a_tools_files_go_to_the_folder_unless_out_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(FOLDER_ENV)
+    args = ["trajectories", "--steps", "3", "--surfaces", "saddle", "--optimizers", "sgd", "--no-gif"]
+    assert invoke(*args).exit_code == 0
+    assert (tmp_path / DEFAULT_FOLDER / "trajectories" / "trajectories.png").is_file()
+    assert invoke(*args, "--out", "here").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([DEFAULT_FOLDER, "here"])
