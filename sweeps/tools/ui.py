@@ -80,7 +80,7 @@ def is_server(uri: str) -> bool:
 
 def experiment_page(base: str, experiment_id: str | None, view: str | None = None) -> str:
     """The experiment's runs table in the UI's model-training view, in the sweep's own ``view`` where it has
-    one (its metric as a column, best first: ``sweeps.tracking.runs.runs_view``). MLflow 3.17's UI picks an
+    one (its metric as a column: ``sweeps.tracking.runs.runs_view``). MLflow 3.17's UI picks an
     experiment's first page by a global view (``workflowType``: the URL's, else the browser's last choice,
     else GenAI), not by the experiment's kind tag, so without the parameter a sweep opens on the GenAI
     overview."""
