@@ -1,10 +1,11 @@
 """The one folder where everything the tool writes in the working directory lives: the studies
 (``optuna.db``), the MLflow store (``mlflow.db`` and ``mlartifacts/``), the trial checkpoints
-(``checkpoints/``, beside the study), the workers' and servers' logs (``logs/``), the reports
-(``reports/``), the optimizer paths and the benchmarks' results. ``./sweeps-out/`` unless ``$SWEEPS_DIR`` (or ``sweeps --dir``) names another, so that one line
-of ``.gitignore`` keeps it out of a repository and one ``rm -r`` clears it. A module of its own, beside
-``names``, so that the engine and tracking (which must not import each other) agree on it. A URL or folder
-given explicitly (``--storage``, ``--tracking-uri``, ``--out``) is used as given."""
+(``checkpoints/``, beside the study), the workers' and servers' logs (``logs/``), the reports (``reports/``),
+the optimizer paths and the benchmarks' results. ``./sweeps-out/`` unless ``$SWEEPS_DIR`` (or ``sweeps
+--dir``) names another, so that one line of ``.gitignore`` keeps it out of a repository and one ``rm -r``
+clears it. A module of its own, beside ``names``, so that the engine and tracking (which must not import
+each other) agree on it. A URL or folder given explicitly (``--storage``, ``--tracking-uri``, ``--out``) is
+used as given."""
 
 from __future__ import annotations
 
