@@ -4,6 +4,7 @@ it, and a URL given explicitly (or exported, as ``MLFLOW_TRACKING_URI``) is used
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ import pytest
 from sweeps.engine.checkpoints import FolderStore, store_for
 from sweeps.engine.storage.urls import storage_url
 from sweeps.tracking.uris import TRACKING_ENV, artifact_location, tracking_uri
-from sweeps.workdir import DEFAULT_FOLDER, FOLDER_ENV, RUNS, STUDIES
-from tests.sweeps.helpers import invoke, squash
+from sweeps.workdir import DEFAULT_FOLDER, FOLDER_ENV, LOGS, REPORTS, RUNS, STUDIES
+from tests.sweeps.helpers import REPO, invoke, squash
 
 
 def test_every_default_path_is_in_one_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,3 +52,9 @@ def test_a_tools_files_go_to_the_folder_unless_out_is_given(
     assert (tmp_path / DEFAULT_FOLDER / "trajectories" / "trajectories.png").is_file()
     assert invoke(*args, "--out", "here").exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([DEFAULT_FOLDER, "here"])
+
+
+def test_the_folder_is_ignored_by_git() -> None:
+    for path in (STUDIES, f"{LOGS}/s/worker-0.log", f"{REPORTS}/s/report.md"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"{DEFAULT_FOLDER}/{path}"], cwd=REPO)
+        assert ignored.returncode == 0, path
