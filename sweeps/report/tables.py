@@ -127,10 +127,10 @@ def _time_note(runs: Mapping[str, int]) -> str:
     counts = set(runs.values())
     over = f"{counts.pop()} runs each" if len(counts) == 1 else ", ".join(f"{k} {n}" for k, n in runs.items())
     return (
-        f"time: mean training time (m:ss) of one run over each optimizer's completed trials, every seed and"
-        f" phase ({over}): Lightning's fit, its epochs with their validation, not the start of the"
-        " process or the loading of data and model; a worker's first run also pays its warm-up, which the"
-        " mean spreads over the others."
+        "time: mean training time (m:ss) of one run over each optimizer's completed trials, every seed and"
+        " phase, except each worker's first run, which also paid the worker's warm-up (kept where an"
+        f" optimizer has no other) ({over}): Lightning's fit, its epochs with their validation, not the start"
+        " of the process or the loading of data and model."
     )
 
 
