@@ -125,7 +125,11 @@ def _time_note(runs: Mapping[str, int]) -> str:
     """What the time column is: a mean over runs, not one trial's time, which would depend on whether the
     trial was its worker's first."""
     counts = set(runs.values())
-    over = f"{counts.pop()} runs each" if len(counts) == 1 else ", ".join(f"{k} {n}" for k, n in runs.items())
+    over = (
+        f"{counts.pop()} runs each"
+        if len(counts) == 1
+        else "runs: " + ", ".join(f"{k} {n}" for k, n in runs.items())
+    )
     return (
         "time: mean training time (m:ss) of one run over each optimizer's completed trials, every seed and"
         " phase, except each worker's first run, which also paid the worker's warm-up (kept where an"
