@@ -76,6 +76,11 @@ EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_deve
 """MLflow's own tag for what an experiment holds: model training runs. MLflow 3 UIs with a per-experiment kind
 open such an experiment on its runs; 3.17's follows a global view instead (see ``sweeps.tools.ui``)."""
 
+VIEW_TAG = "mlflow.sharedViewState."
+"""MLflow UI's shared views: an experiment tag ``<prefix><key>`` holding a runs-table view as JSON (its
+columns), which the UI applies when its URL carries ``viewStateShareKey=<key>``. A sweep's key is its parent
+run's id."""
+
 # --- the metrics the service's own module logs per epoch (step = the 1-based epoch) ------------------------
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "epoch_seconds")
 

@@ -19,6 +19,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from sweeps.workdir import DEFAULT_FOLDER, LOGS
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
@@ -90,6 +92,7 @@ def test_stack_has_the_three_services_and_declares_its_volumes(services, compose
     assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
     assert "mlartifacts:/mlartifacts" in services["mlflow"]["volumes"]
     assert "data:/data" in services["worker"]["volumes"]
+    assert f"logs:/work/{DEFAULT_FOLDER}/{LOGS}" in services["worker"]["volumes"]  # where they are written
 
 
 def test_postgres_and_mlflow_have_healthchecks(services):

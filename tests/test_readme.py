@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sweeps.workdir import DEFAULT_FOLDER, REPORTS, RUNS, STUDIES
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
@@ -109,15 +111,16 @@ def test_readme_sweeps_command_runs(line: str, tmp_path: Path, tiny_fashion_mnis
             timeout=600,
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        out = tmp_path / DEFAULT_FOLDER  # everything the tool writes, as the README says
         if args[1] == "train":
-            assert "done " in proc.stdout and (tmp_path / "mlflow.db").exists()
+            assert "done " in proc.stdout and (out / RUNS).exists()
         elif args[1] == "run":
-            assert "waiting 0" in proc.stdout and (tmp_path / "optuna.db").exists()
-            assert (tmp_path / "mlflow.db").exists()
+            assert "waiting 0" in proc.stdout and (out / STUDIES).exists()
+            assert (out / RUNS).exists()
         elif args[1] == "trajectories":
-            assert (tmp_path / args[3] / "trajectories.png").is_file()
+            assert (out / "trajectories" / "trajectories.png").is_file()
         elif args[1] == "report":
-            assert (tmp_path / "reports" / args[2] / "report.md").is_file()
+            assert (out / REPORTS / args[2] / "report.md").is_file()
 
 
 def test_the_python_files_are_found_and_named_by_a_command():

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from sweeps.workdir import DEFAULT_FOLDER, REPORTS
 from tests.sweeps.helpers import small_sweep_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_a_sweep_runs_on_the_lowest_allowed_versions(tmp_path: Path, write_idx_d
     shown = _run([sys.executable, "-m", "sweeps", "status", "e2e"], tmp_path, env)
     assert "done 2" in shown
     _run([sys.executable, "-m", "sweeps", "report", "e2e"], tmp_path, env)
-    assert (tmp_path / "reports" / "e2e" / "report.md").is_file()
+    assert (tmp_path / DEFAULT_FOLDER / REPORTS / "e2e" / "report.md").is_file()
 
 
 def _install(target: Path, pins: list[str]) -> None:

@@ -4,9 +4,11 @@ after the arguments and the config have been checked, so help and mistakes answe
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +16,7 @@ import typer
 from sweeps.cli import benches, report, storage, sweep, tools, train, ui
 from sweeps.cli.bootstrap import bootstrap
 from sweeps.masking import mask
+from sweeps.workdir import DEFAULT_FOLDER, FOLDER_ENV
 
 app = typer.Typer(
     name="sweeps",
@@ -42,8 +45,19 @@ def _every_command(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Keep the libraries' notes (MLflow, Lightning, Optuna).")
     ] = False,
+    folder: Annotated[
+        Path,
+        typer.Option(
+            "--dir",
+            envvar=FOLDER_ENV,
+            help="The tool's folder: what it writes here by default (studies, MLflow runs, checkpoints,"
+            " logs, reports) goes there.",
+        ),
+    ] = Path(DEFAULT_FOLDER),
 ) -> None:
-    """Passwords in URLs never reach the terminal or a log, whichever command runs."""
+    """Passwords in URLs never reach the terminal or a log, whichever command runs; the tool's folder is
+    exported, so that the workers a command starts use it too."""
+    os.environ[FOLDER_ENV] = str(folder)
     bootstrap(context, verbose)
 
 

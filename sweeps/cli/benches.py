@@ -9,10 +9,12 @@ from typing import Annotated
 
 import typer
 
-from sweeps.cli.common import console, fail
+from sweeps.cli.common import console, fail, in_folder
 from sweeps.engine.storage.pooler import DEFAULT_POOL_SIZE, DEFAULT_PORT
 
-Out = Annotated[Path, typer.Option(help="where to write the JSON results")]
+Out = Annotated[
+    Path | None, typer.Option(help="where to write the JSON results (default: in the tool's folder)")
+]
 
 
 def bench_checkpoints(
@@ -22,7 +24,7 @@ def bench_checkpoints(
     optimizer: Annotated[str, typer.Option(help="registry optimizer")] = "adam",
     dataset: Annotated[str, typer.Option(help="data set to time on")] = "fashion_mnist",
     data_dir: Annotated[Path | None, typer.Option(help="folder with the IDX files")] = None,
-    out: Out = Path("checkpoint_bench.json"),
+    out: Out = None,
 ) -> None:
     """What a trial's checkpoints cost: the same training with and without a save at every epoch's end."""
     from sweeps.config.files import ConfigError
@@ -35,14 +37,14 @@ def bench_checkpoints(
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     console.print(checkpoint_bench.summary(row))
-    out.write_text(json.dumps(row, indent=2))
+    in_folder(out, "checkpoint_bench.json").write_text(json.dumps(row, indent=2))
 
 
 def bench_sweep(
     workers: Annotated[str, typer.Option(help="comma-separated worker counts")] = "1,2,4,8",
     trials: Annotated[int, typer.Option(min=1)] = 16,
     subset: Annotated[int, typer.Option(min=1, help="training images per trial")] = 512,
-    out: Out = Path("sweep_bench.json"),
+    out: Out = None,
 ) -> None:
     """Trials per hour of the sweep engine for several local worker counts, on light trials."""
     from sweeps.tools import sweep_bench
@@ -56,7 +58,7 @@ def bench_sweep(
     measured = sweep_bench.run(counts, trials, subset)
     for line in sweep_bench.summary(measured):
         console.print(line)
-    out.write_text(json.dumps(measured, indent=2))
+    in_folder(out, "sweep_bench.json").write_text(json.dumps(measured, indent=2))
 
 
 def bench_storage(

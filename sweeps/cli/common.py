@@ -22,13 +22,15 @@ TrackingUri = Annotated[
     typer.Option(
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
-        help="MLflow tracking URI (default: sqlite:///mlflow.db here)",
+        help="MLflow tracking URI (default: mlflow.db in the tool's folder)",
     ),
 ]
 Storage = Annotated[
     str | None,
     typer.Option(
-        "--storage", envvar="SWEEPS_STORAGE", help="Optuna storage URL (default: the embedded SQLite file)"
+        "--storage",
+        envvar="SWEEPS_STORAGE",
+        help="Optuna storage URL (default: optuna.db in the tool's folder)",
     ),
 ]
 AllowImports = Annotated[
@@ -48,6 +50,14 @@ Pack = Annotated[
         help="trials each worker trains as one stacked model (default: study.pack)",
     ),
 ]
+
+
+def in_folder(out: Path | None, name: str) -> Path:
+    """``--out`` as given, else ``name`` in the tool's folder (``sweeps.workdir``, created): what a command
+    writes by default stays out of the working directory."""
+    from sweeps import workdir
+
+    return out or workdir.made(name)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from sweeps import workdir
 from sweeps.cli.bootstrap import quiet_libraries
 from sweeps.cli.common import Storage, console, fail
 
@@ -20,7 +21,10 @@ def report(
         str | None, typer.Option(help="MLflow URI (default: the one each study records)")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="folder for the files (default: reports/NAME; several: reports/A+B)")
+        Path | None,
+        typer.Option(
+            help="folder for the files (default: reports/NAME in the tool's folder; several: reports/A+B)"
+        ),
     ] = None,
     target_acc: Annotated[
         float | None,
@@ -48,7 +52,7 @@ def report(
     if len(set(study_names)) < len(study_names):
         raise fail(f"a sweep is named twice: {' '.join(study_names)}")
     several = len(study_names) > 1
-    folder = out or Path("reports") / "+".join(study_names)
+    folder = out or workdir.folder() / workdir.REPORTS / "+".join(study_names)
     try:
         url = storage_url(storage)
         check_storage(url)

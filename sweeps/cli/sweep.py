@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from sweeps import workdir
 from sweeps.cli.bootstrap import bootstrap_worker, quiet_libraries, restrict_imports
 from sweeps.cli.common import (
     AllowImports,
@@ -90,7 +91,7 @@ def run_sweep(
     from sweeps.masking import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
-    logs = Path("sweeps-logs") / sweep.study.name  # a scheduler's workers get it absolute
+    logs = workdir.folder() / workdir.LOGS / sweep.study.name  # a scheduler's workers get it absolute
     try:
         check_sweep(sweep)
         url, uri = storage_url(storage), resolve_tracking(tracking_uri)

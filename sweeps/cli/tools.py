@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from sweeps.cli.common import TrackingUri, console, fail
+from sweeps.cli.common import TrackingUri, console, fail, in_folder
 
 Preset = Literal["torch", "keras"]
 """The registry's presets (``models.optimizers.PRESETS``), spelled out so that help lists them without
@@ -46,7 +46,9 @@ def bench(
     repeats: Annotated[int, typer.Option(min=1, help="epochs timed per path, interleaved")] = 1,
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="where to time")] = "auto",
     bf16: Annotated[bool, typer.Option(help="also time our path with bf16 autocast")] = False,
-    out: Annotated[Path, typer.Option(help="where to write the JSON results")] = Path("bench.json"),
+    out: Annotated[
+        Path | None, typer.Option(help="where to write the JSON results (default: in the tool's folder)")
+    ] = None,
     trials: Annotated[
         bool, typer.Option("--trials", help="trials per hour instead: one per process, K processes, packs")
     ] = False,
@@ -81,13 +83,17 @@ def bench(
         raise fail(str(exc)) from None
     except benchmark.BenchFailed as exc:
         raise fail(str(exc), code=1) from None
-    out.write_text(measured.to_json())
+    written = in_folder(out, "bench.json")
+    written.write_text(measured.to_json())
     show(console, shown)
-    console.print(f"results written to {out}")
+    console.print(f"results written to {written}")
 
 
 def trajectories(
-    out: Annotated[Path, typer.Option(help="folder for the PNG, GIF, CSV and JSON")] = Path("trajectories"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="folder for the PNG, GIF, CSV and JSON (default: in the tool's folder)"),
+    ] = None,
     optimizers: Annotated[
         str | None,
         typer.Option(help="comma-separated registry names (default: all; see `sweeps optimizers`)"),
@@ -127,6 +133,7 @@ def trajectories(
         )
     except ValueError as exc:
         raise fail(str(exc)) from None
+    out = in_folder(out, "trajectories")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

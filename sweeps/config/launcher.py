@@ -19,9 +19,9 @@ _SBATCH = re.compile(r"^(?:#SBATCH\s+)?--([a-z][a-z0-9-]*)(?:[= ](.+))?$")
 OWN_OPTIONS = {
     "array": "--workers",
     "job-name": "the study's name",
-    "output": "sweeps-logs/",
-    "error": "sweeps-logs/",
-    "open-mode": "sweeps-logs/",
+    "output": "the sweep's logs/ folder",
+    "error": "the sweep's logs/ folder",
+    "open-mode": "the sweep's logs/ folder",
     "signal": "launcher.slurm.signal_seconds",
     "requeue": "a requeued worker resumes its trials",
     "export": "the workers get the launcher's environment, with the study's URL",

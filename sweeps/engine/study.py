@@ -65,8 +65,9 @@ def create(
     sweep: SweepConfig, storage_url: str, tracking_uri: str, command: Sequence[str] = ()
 ) -> optuna.Study:
     """Create the study and its parent run, or resume the existing one (same spec required); top up the
-    budget queue either way. ``command`` (the spec file and overrides it was made with) is kept for the
-    report's suggestions."""
+    budget queue either way. ``command`` (the spec file and overrides it was made or last continued with) is
+    kept for the report's suggestions: a study made before it was recorded, or by a library call, gets it
+    when a command continues it."""
     storage = open_storage(storage_url)
     spec = sweep.model_dump_json(exclude={"launcher"})  # where the workers run may change on a resume
     study, new = create_study_once(
@@ -100,6 +101,8 @@ def create(
         study.set_user_attr(SPEC_ATTR, spec)  # workers read the budget from here
         tracking_store(study, tracking_uri)
         study.set_user_attr(STARTED_ATTR, time.time())
+        if command:
+            study.set_user_attr(COMMAND_ATTR, [mask(word) for word in command])
         end_parent(study, tracking_uri, "RUNNING")
     top_up(study, sweep)
     return study

@@ -25,6 +25,7 @@ from sweeps.names import (
     RUN_ATTR,
     SEARCH,
     TUNED,
+    WORKER_ATTR,
     phase,
     trial_optimizer,
 )
@@ -100,13 +101,17 @@ class SearchTrial:
 @dataclass(frozen=True)
 class Results:
     """Per optimizer (in the spec's order): its best search trial, and with retrains its default and tuned;
-    ``trials`` are every search trial that spent budget, for tunability."""
+    ``trials`` are every search trial that spent budget, for tunability; ``run_seconds`` the training seconds
+    of every run its completed trials trained (each seed, every phase) but those of a worker's first trial,
+    which the time column averages: one trial's time would show whether it was its worker's first, which
+    paid the warm-up."""
 
     sweep: SweepConfig
     search: dict[str, Entry]
     default: dict[str, Entry] = field(default_factory=dict)
     tuned: dict[str, Entry] = field(default_factory=dict)
     trials: tuple[SearchTrial, ...] = ()
+    run_seconds: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def headline(self) -> dict[str, Entry]:
@@ -169,7 +174,53 @@ def collect(study: optuna.Study, sweep: SweepConfig, tracking_uri: str) -> Resul
         split = measured_on(sweep, of_phase)
         return {name: _entry(client, experiment, name, t, split, metrics) for name, t in best.items()}
 
-    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(trials))
+    seconds = _run_seconds(client, experiment, trials)
+    return Results(sweep, entries(SEARCH), entries(DEFAULT), entries(TUNED), _search_trials(trials), seconds)
+
+
+def _run_seconds(
+    client: MlflowClient, experiment: str, trials: list[optuna.trial.FrozenTrial]
+) -> dict[str, tuple[float, ...]]:
+    """Per optimizer, the ``total_seconds`` of every run that trained for one of its completed trials: the
+    trial's own run, or over several seeds each seed's run (the trial's then holds their sum). The first run
+    of each worker is left out (it also paid the worker's warm-up, several times a later run's training)
+    unless the optimizer has no other. Read in one listing of the experiment, not one request per trial."""
+    owner = {
+        t.user_attrs[RUN_ATTR]: (name, t.number)
+        for t in trials
+        if t.state == TrialState.COMPLETE and RUN_ATTR in t.user_attrs and (name := trial_optimizer(t))
+    }
+    trained: dict[str, list[tuple[int, float]]] = {}  # per trial run: (start, seconds) of the runs it trained
+    token = None
+    while True:
+        page = client.search_runs([experiment], max_results=1000, page_token=token)
+        for run in page:
+            seconds = run.data.metrics.get("total_seconds")
+            did_train = "seed" in run.data.params  # a trial run over several seeds trained none itself
+            trial_run = run.info.run_id if run.info.run_id in owner else run.data.tags.get(PARENT_TAG)
+            if seconds is not None and did_train and trial_run in owner:
+                trained.setdefault(trial_run, []).append((run.info.start_time, seconds))
+        token = page.token
+        if not token:
+            break
+    warm = _first_of_each_worker(trials)
+    every: dict[str, list[float]] = {}
+    kept: dict[str, list[float]] = {}
+    for trial_run, (name, number) in owner.items():
+        runs = [seconds for _, seconds in sorted(trained.get(trial_run, []))]
+        every.setdefault(name, []).extend(runs)
+        kept.setdefault(name, []).extend(runs[1:] if number in warm else runs)
+    return {name: tuple(kept[name] or every[name]) for name in every if every[name]}
+
+
+def _first_of_each_worker(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
+    """The number of each worker's first trial (workers are told apart by their label, which holds their
+    process id)."""
+    by_worker: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in trials:
+        if t.user_attrs.get(WORKER_ATTR) and t.datetime_start:
+            by_worker.setdefault(t.user_attrs[WORKER_ATTR], []).append(t)
+    return {min(mine, key=lambda t: t.datetime_start).number for mine in by_worker.values()}
 
 
 def _search_trials(trials: list[optuna.trial.FrozenTrial]) -> tuple[SearchTrial, ...]:

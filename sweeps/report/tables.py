@@ -121,6 +121,23 @@ def _minutes(seconds: float) -> str:
     return "—" if math.isnan(seconds) else f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
+def _time_note(runs: Mapping[str, int]) -> str:
+    """What the time column is: a mean over runs, not one trial's time, which would depend on whether the
+    trial was its worker's first."""
+    counts = set(runs.values())
+    over = (
+        f"{counts.pop()} runs each"
+        if len(counts) == 1
+        else "runs: " + ", ".join(f"{k} {n}" for k, n in runs.items())
+    )
+    return (
+        "time: mean training time (m:ss) of one run over each optimizer's completed trials, every seed and"
+        " phase, except each worker's first run, which also paid the worker's warm-up (kept where an"
+        f" optimizer has no other) ({over}): Lightning's fit, its epochs with their validation, not the start"
+        " of the process or the loading of data and model."
+    )
+
+
 def _ranks(results: Results, evidence: Evidence) -> tuple[dict[str, str], str]:
     """Per headline optimizer its rank, and what the rank means. With seeds, group ranks of the headline
     phase (those the seeds cannot tell apart share one; ``—`` for an optimizer shown from another phase);
@@ -176,9 +193,10 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
                 found = interval(entry.column(metric, epoch))
                 shown[f"{short} @{epoch}"] = cell(found, entry.seeds, bounds=False)
                 row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = found.mean, found.std
-        seconds = interval(entry.seconds_each())
+        seconds = interval(results.run_seconds.get(name, ()))
         shown["time"] = _minutes(seconds.mean)
         row["total_seconds"], row["total_seconds_std"] = seconds.mean, seconds.std
+        row["timed_runs"] = seconds.n
         shown["rank"] = ranks[name]
         row["rank"] = ranks[name]
         shown["settings"] = settings_label(entry.config)
@@ -196,7 +214,8 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
         for column in shared:
             del row[column]
     notes = [
-        setting(results) + f" Batch {results.sweep.data.batch_size} unless tuned; time is training time.",
+        setting(results) + f" Batch {results.sweep.data.batch_size} unless tuned.",
+        _time_note({name: len(results.run_seconds.get(name, ())) for name in entries}),
         _measured(shared),
         rank_note,
     ]

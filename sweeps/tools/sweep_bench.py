@@ -43,6 +43,7 @@ def measure(workers: int, trials: int, subset: int) -> dict:
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
+    from sweeps import workdir
     from sweeps.names import RUN_ATTR
 
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
@@ -52,13 +53,14 @@ def measure(workers: int, trials: int, subset: int) -> dict:
         subprocess.run(
             [sys.executable, "-m", "sweeps", "run", "spec.yaml", "--workers", str(workers), "--threads", "1"],
             cwd=folder,
+            env=os.environ | {workdir.FOLDER_ENV: str(folder)},  # the study and runs read back below
             check=True,
             capture_output=True,
         )
         wall = time.perf_counter() - started
-        study = optuna.load_study(study_name="bench", storage=f"sqlite:///{folder / 'optuna.db'}")
+        study = optuna.load_study(study_name="bench", storage=f"sqlite:///{folder / workdir.STUDIES}")
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        client = MlflowClient(f"sqlite:///{folder / workdir.RUNS}")
         shares = []
         for t in done:
             trial_wall = (t.datetime_complete - t.datetime_start).total_seconds()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sweeps import workdir
 from sweeps.masking import mask
 from sweeps.tools.servers import Server, running, stop_on_signals, watch
 from sweeps.tracking.uris import SQLITE, artifact_location
@@ -45,6 +46,7 @@ class Target:
     storage_url: str
     experiment_id: str | None = None
     study_id: int | None = None
+    view: str | None = None
 
 
 def locate(study: str | None, tracking_flag: str | None, storage_flag: str | None) -> Target:
@@ -58,7 +60,8 @@ def locate(study: str | None, tracking_flag: str | None, storage_flag: str | Non
     if study is None:
         return Target(tracking_uri(tracking_flag), url)
     from sweeps.engine.storage.rdb import load_study, open_storage
-    from sweeps.names import EXPERIMENT_ATTR, TRACKING_ATTR
+    from sweeps.names import EXPERIMENT_ATTR, PARENT_ATTR, TRACKING_ATTR
+    from sweeps.tracking.runs import view_key
 
     _require_sqlite_file(url, "Optuna storage")
     storage = open_storage(url, heartbeat=False)
@@ -66,7 +69,8 @@ def locate(study: str | None, tracking_flag: str | None, storage_flag: str | Non
     recorded = found.user_attrs.get(TRACKING_ATTR)
     uri = tracking_uri(tracking_flag or recorded)
     experiment = found.user_attrs.get(EXPERIMENT_ATTR) if uri == recorded else None
-    return Target(uri, url, experiment, storage.get_study_id_from_name(study))
+    view = view_key(uri, experiment, found.user_attrs[PARENT_ATTR]) if experiment else None
+    return Target(uri, url, experiment, storage.get_study_id_from_name(study), view)
 
 
 def is_server(uri: str) -> bool:
@@ -74,13 +78,16 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def experiment_page(base: str, experiment_id: str | None) -> str:
-    """The experiment's runs table in the UI's model-training view. MLflow 3.17's UI picks an experiment's
-    first page by a global view (``workflowType``: the URL's, else the browser's last choice, else GenAI),
-    not by the experiment's kind tag, so without the parameter a sweep opens on the GenAI overview."""
+def experiment_page(base: str, experiment_id: str | None, view: str | None = None) -> str:
+    """The experiment's runs table in the UI's model-training view, in the sweep's own ``view`` where it has
+    one (its metric as a column: ``sweeps.tracking.runs.runs_view``). MLflow 3.17's UI picks an
+    experiment's first page by a global view (``workflowType``: the URL's, else the browser's last choice,
+    else GenAI), not by the experiment's kind tag, so without the parameter a sweep opens on the GenAI
+    overview."""
     if not experiment_id:
         return base
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}"
+    shared = f"&viewStateShareKey={view}" if view else ""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}{shared}"
 
 
 def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:
@@ -96,7 +103,7 @@ def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:
     return Server(
         "MLflow UI",
         port,
-        experiment_page(base, target.experiment_id),
+        experiment_page(base, target.experiment_id, target.view),
         f"{base}/health",
         command,
         env,
@@ -198,14 +205,14 @@ def serve(
     normally). Raises ``UiError`` (or the storage's ``StudyNotFoundError``) before anything starts, and
     ``ServerFailed`` when a server dies or never answers."""
     target = locate(study, tracking_flag, storage_flag)
-    logs = Path("sweeps-logs") / "ui"
+    logs = workdir.folder() / workdir.LOGS / "ui"
     external = is_server(target.tracking_uri)
     servers = [] if external else [mlflow_server(target, host, port, logs)]
     if optuna:
         servers.append(dashboard_server(target, host, optuna_port, logs))
     check_ports(host, servers)
     if external:
-        page = experiment_page(mask(target.tracking_uri), target.experiment_id)
+        page = experiment_page(mask(target.tracking_uri), target.experiment_id, target.view)
         console.print(f"MLflow UI (the tracking server): {page}", highlight=False, soft_wrap=True)
     if not servers:
         return

@@ -8,6 +8,7 @@ failed one ``FAILED``, each with the Optuna state, an outcome and a reason as ta
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from sweeps.names import (
     STUDY_TAG,
     TRAINING_KIND,
     TRIAL_TAG,
+    VIEW_TAG,
     WORKER_TAG,
 )
 from sweeps.tracking.environment import environment_tags
@@ -67,7 +69,29 @@ def start_parent(
     params = flat_params({f"study.{k}": v for k, v in study_params.items()})
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     client.log_dict(run.info.run_id, spec, "sweep.yaml")
+    view = runs_view(study_params["metric"])
+    client.set_experiment_tag(experiment_id, f"{VIEW_TAG}{run.info.run_id}", json.dumps(view))
     return experiment_id, run.info.run_id
+
+
+def runs_view(metric: str) -> dict[str, Any]:
+    """The MLflow UI's runs table as a sweep reads best: the study's metric, the optimizer and the learning
+    rate as columns. MLflow 3 shows no metric or param until the user picks it under "Columns" (its default
+    columns are the run's source, models and dataset), so the view is stored with the experiment
+    (:data:`VIEW_TAG`) and the page ``sweeps ui`` prints opens it. A trial trained on one seed carries the
+    metric itself, one on several its mean (``<metric>_mean``); the parent run the best so far
+    (``best_<metric>``). Not sorted by the metric: a sorted table lists every run flat, seeds among trials,
+    where the default order keeps the trials under their sweep and the seeds under their trial."""
+    shown = [metric, f"{metric}_mean", f"best_{metric}"]
+    columns = [*(f"metrics.`{name}`" for name in shown), "params.`optimizer`", "params.`lr`"]
+    return {"selectedColumns": columns}
+
+
+def view_key(uri: str, experiment_id: str, parent_run_id: str) -> str | None:
+    """The key of the sweep's runs view (:func:`runs_view`), or ``None`` for a sweep made before there was
+    one: the UI refuses a key it does not find."""
+    tags = MlflowClient(uri).get_experiment(experiment_id).tags
+    return parent_run_id if f"{VIEW_TAG}{parent_run_id}" in tags else None
 
 
 class WrongStore(ValueError):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-"""Embedded store: one SQLite file in the working directory, no server (MLflow refuses ./mlruns)."""
+from sweeps import workdir
 
 SQLITE = "sqlite:///"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
@@ -18,7 +17,13 @@ def tracking_uri(flag: str | None = None) -> str:
     A relative SQLite path is made absolute: MLflow caches one store per URI string, so a relative one would
     keep pointing at the first working directory it was used from.
     """
-    return absolute_sqlite(flag or os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING_URI)
+    return absolute_sqlite(flag or os.environ.get(TRACKING_ENV) or default_tracking_uri())
+
+
+def default_tracking_uri() -> str:
+    """Embedded store: one SQLite file in the tool's folder (``sweeps.workdir``), no server (MLflow refuses
+    ./mlruns)."""
+    return f"{SQLITE}{workdir.made(workdir.RUNS)}"
 
 
 def absolute_sqlite(url: str) -> str:

@@ -1,9 +1,10 @@
 """Fixtures for the service tests: a working directory per test, tiny IDX data, a real MLflow SQLite store.
 
-Every test runs in its own ``tmp_path`` (so a default ``sqlite:///mlflow.db`` lands there, never in the repo)
-and starts without ``MLFLOW_TRACKING_URI``: Lightning's MLflow logger calls ``mlflow.set_tracking_uri``,
-which exports that variable into ``os.environ``, so one in-process run would otherwise leak its store into
-the next test.
+Every test runs in its own ``tmp_path``, which is also the tool's folder (``SWEEPS_DIR=.``: a default
+``mlflow.db``, ``optuna.db``, ``logs/`` or ``reports/`` lands there, where the tests look, never in the repo;
+the default folder has tests of its own), and starts without ``MLFLOW_TRACKING_URI``: Lightning's MLflow
+logger calls ``mlflow.set_tracking_uri``, which exports that variable into ``os.environ``, so one in-process
+run would otherwise leak its store into the next test.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sweeps.workdir import FOLDER_ENV
 from tests.sweeps import clusters
 from tests.sweeps.helpers import CONF, FINISHED_SWEEP, OUTSIDE_ENV, Store, open_store, sweeps_process
 
@@ -35,6 +37,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in OUTSIDE_ENV:  # a developer's own stores are never touched
         os.environ.pop(name, None)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(FOLDER_ENV, ".")
     yield
     for name, value in saved.items():
         if value is None:
@@ -90,7 +93,8 @@ def finished_sweep(
     spec = str(CONF / "shootout.yaml")
     args = ["run", spec, *FINISHED_SWEEP, f"data.dir={where / 'idx'}", "--workers", "2"]
     for command in (args, ["report", "shootout"]):
-        proc = sweeps_process(*command, cwd=where, env={"COLUMNS": "200"})  # progress lines unwrapped
+        env = {"COLUMNS": "200", FOLDER_ENV: "."}  # progress lines unwrapped; the files in ``where``
+        proc = sweeps_process(*command, cwd=where, env=env)
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out
         if command is args:

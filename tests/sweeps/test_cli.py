@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from sweeps.config.imports import ALLOW_ENV
 from sweeps.config.sweep import SweepConfig
+from sweeps.workdir import LOGS
 from tests.sweeps.helpers import invoke, small_sweep_spec
 
 
@@ -35,9 +36,7 @@ def spec(tmp_path: Path, tiny_data: Path) -> Path:
 
 
 def nothing_written(folder: Path) -> bool:
-    return not [
-        p.name for p in folder.iterdir() if p.suffix == ".db" or p.name in ("mlartifacts", "sweeps-logs")
-    ]
+    return not [p.name for p in folder.iterdir() if p.suffix == ".db" or p.name in ("mlartifacts", LOGS)]
 
 
 def test_every_field_of_the_spec_is_covered() -> None:

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.rdb import open_storage
+from sweeps.workdir import LOGS
 from tests.sweeps.helpers import (
     HEARTBEATS,
     REPO,
@@ -70,7 +71,7 @@ def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -
             [study.user_attrs["sweeps.experiment_id"]], max_results=100
         )
         assert not [r for r in runs if "hunter2" in repr(r.data.params) + repr(r.data.tags)]
-        logs = "".join(p.read_text() for p in (tmp_path / "sweeps-logs").rglob("*.log"))
+        logs = "".join(p.read_text() for p in (tmp_path / LOGS).rglob("*.log"))
         assert "hunter2" not in logs
     finally:
         optuna.delete_study(study_name=name, storage=storage)
@@ -512,7 +513,7 @@ def test_a_sweep_whose_every_trial_fails_says_why_and_fails(tmp_path: Path, writ
     assert status.exit_code == 0, status.output
     assert "last failure (trial 1): Diverged: non-finite training loss" in " ".join(status.stdout.split())
     assert "2× Diverged" in status.stdout
-    assert any("Traceback" in p.read_text() for p in (tmp_path / "sweeps-logs" / "e2e").glob("*.log"))
+    assert any("Traceback" in p.read_text() for p in (tmp_path / LOGS / "e2e").glob("*.log"))
 
 
 @pytest.mark.slow
@@ -527,7 +528,7 @@ def test_a_sweep_names_its_runs_and_metric_and_its_report_opens_with_the_answer(
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert out.splitlines()[-2:] == ["next: sweeps report e2e", "next: sweeps ui e2e"]
-    log = (tmp_path / "sweeps-logs" / "e2e" / "worker-0.log").read_text()
+    log = (tmp_path / LOGS / "e2e" / "worker-0.log").read_text()
     assert "GPU available" not in log and "Tip:" not in log and "Pickle" not in log, log
     study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
     assert study.metric_names == ["best_val_acc"]

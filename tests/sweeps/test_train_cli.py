@@ -17,7 +17,7 @@ from sweeps.engine.training import run_params
 from sweeps.engine.workload import build_module, checked_datamodule, optimizer_plan
 from sweeps.masking import mask
 from sweeps.tracking.runs import flat_params
-from sweeps.tracking.uris import DEFAULT_TRACKING_URI
+from sweeps.workdir import DEFAULT_FOLDER, FOLDER_ENV, RUNS
 from tests.sweeps.helpers import (
     TRAIN_YAML,
     needs_fashion_mnist,
@@ -369,17 +369,18 @@ def test_environment_beats_the_default(tiny_data, tmp_path, monkeypatch):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_default_store_is_mlflow_db_in_the_working_directory(tiny_data, tmp_path):
+def test_default_store_is_mlflow_db_in_the_tools_folder(tiny_data, tmp_path, monkeypatch):
     assert "MLFLOW_TRACKING_URI" not in os.environ
-    assert DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
+    monkeypatch.delenv(FOLDER_ENV)  # the real default, ./sweeps-out/
 
     result = train(*tiny(tiny_data, "trainer.max_epochs=1"))
 
     assert result.exit_code == 0, result.output
-    assert run_count(tmp_path / "mlflow.db") == 1
-    run = open_store(tmp_path / "mlflow.db").runs()[0]
-    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
-    assert not (tmp_path / "mlruns").exists()
+    folder = tmp_path / DEFAULT_FOLDER
+    assert run_count(folder / RUNS) == 1
+    run = open_store(folder / RUNS).runs()[0]
+    assert run.info.artifact_uri.startswith((folder / "mlartifacts").as_uri())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([DEFAULT_FOLDER, tiny_data.name])
 
 
 def test_a_flag_given_to_one_run_does_not_stick_to_the_next(tiny_data, tmp_path, store):

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import os
 
+from sweeps import workdir
 from sweeps.masking import mask
 from sweeps.tracking.uris import SQLITE, absolute_sqlite
-
-DEFAULT_STORAGE = "sqlite:///optuna.db"
-"""Embedded store: one SQLite file in the working directory; no server, 8 worker processes on this machine
-(not over a network filesystem: SQLite's locks and WAL need the workers on the machine with the disk)."""
 
 STORAGE_ENV = "SWEEPS_STORAGE"
 
@@ -25,7 +22,14 @@ def storage_url(flag: str | None = None) -> str:
     same file. ``postgresql://`` and ``postgres://`` get psycopg 3's driver name (SQLAlchemy would otherwise
     look for psycopg2). Any other scheme is refused with a ``ValueError`` naming the URL, password masked.
     """
-    return normalise(flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+    return normalise(flag or os.environ.get(STORAGE_ENV) or default_storage())
+
+
+def default_storage() -> str:
+    """Embedded store: one SQLite file in the tool's folder (``sweeps.workdir``); no server, 8 worker
+    processes on this machine (not over a network filesystem: SQLite's locks and WAL need the workers on the
+    machine with the disk)."""
+    return f"{SQLITE}{workdir.made(workdir.STUDIES)}"
 
 
 def is_postgres(url: str) -> bool:

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.rdb import open_storage
+from sweeps.workdir import LOGS
 from tests.sweeps.clusters import squeue
 from tests.sweeps.helpers import (
     check_recorded_once,
@@ -165,7 +166,7 @@ def test_a_task_requeued_mid_trial_resumes_it_from_its_checkpoint_and_the_sweep_
     assert run.data.tags["sweeps.trial_state"] == "COMPLETE"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
     assert sorted(steps) == list(range(1, epochs + 1))  # every epoch once: resumed, not restarted
-    logs = "".join(p.read_text() for p in (tmp_path / "sweeps-logs" / "e2e" / "slurm").glob("*.err"))
+    logs = "".join(p.read_text() for p in (tmp_path / LOGS / "e2e" / "slurm").glob("*.err"))
     assert "SIGTERM received: stopping at the next epoch end" in logs
     assert f"trial {number} preempted after epoch" in logs
     assert f"trial-{number}/seed-" in logs and "resumed at epoch" in logs

@@ -26,9 +26,10 @@ from optuna.trial import TrialState
 from sweeps.engine.retry import RECONNECT_ENV
 from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
-from sweeps.engine.storage.urls import DEFAULT_STORAGE, STORAGE_ENV, storage_url
+from sweeps.engine.storage.urls import STORAGE_ENV, storage_url
 from sweeps.masking import mask
 from sweeps.tools import storage_bench
+from sweeps.workdir import DEFAULT_FOLDER, FOLDER_ENV, STUDIES
 from tests.sweeps.helpers import POSTGRES_ADMIN, database_url, fresh_database, take_down, wait_for
 from tests.tiers import slow_helper
 
@@ -77,8 +78,10 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 def test_flag_beats_environment_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(STORAGE_ENV, raising=False)
-    assert DEFAULT_STORAGE == "sqlite:///optuna.db"
-    assert storage_url() == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+    assert storage_url() == f"sqlite:///{tmp_path.resolve() / STUDIES}"  # the tests' folder: SWEEPS_DIR=.
+    monkeypatch.delenv(FOLDER_ENV)
+    assert storage_url() == f"sqlite:///{tmp_path.resolve() / DEFAULT_FOLDER / STUDIES}"
+    assert (tmp_path / DEFAULT_FOLDER).is_dir()  # made for SQLite, which makes the file but not its folder
     monkeypatch.setenv(STORAGE_ENV, "sqlite:////srv/env.db")
     assert storage_url() == "sqlite:////srv/env.db"
     assert storage_url("sqlite:////srv/flag.db") == "sqlite:////srv/flag.db"

@@ -88,12 +88,15 @@ def test_a_shootout_refuses_a_pruner_that_reads_the_whole_study() -> None:
 def test_a_sweep_run_again_may_grow_its_budget_and_ask_for_retrains_but_nothing_else(tmp_path, store) -> None:
     url, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = ["study.n_trials=1", "search.optimizer=[sgd, momentum]"]
-    create(load_sweep(CONF / "quickstart.yaml", base), url, uri, ["conf/quickstart.yaml"])
+    create(load_sweep(CONF / "quickstart.yaml", base), url, uri)  # a library call: no command to record
     more = [*base, "study.n_trials=3", "study.retrain_seeds=5"]
-    study = create(load_sweep(CONF / "quickstart.yaml", more), url, uri)
+    study = create(load_sweep(CONF / "quickstart.yaml", more), url, uri, ["conf/quickstart.yaml", *more])
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 6
     assert json.loads(study.user_attrs[SPEC_ATTR])["study"]["retrain_seeds"] == 5  # what workers read
-    assert study.user_attrs[COMMAND_ATTR] == ["conf/quickstart.yaml"]
+    assert study.user_attrs[COMMAND_ATTR] == ["conf/quickstart.yaml", *more]  # the report's "To rank them"
+    assert create(load_sweep(CONF / "quickstart.yaml", more), url, uri).user_attrs[COMMAND_ATTR][0] == (
+        "conf/quickstart.yaml"
+    )
     for changed, named in (
         (["study.n_trials=2"], "study.n_trials (it may only grow)"),
         (["trainer.max_epochs=3", "data.train_subset=100"], "data.train_subset, trainer.max_epochs"),

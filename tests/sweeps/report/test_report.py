@@ -27,6 +27,7 @@ from sweeps.names import (
     RUN_ATTR,
     SEARCH,
     TUNED,
+    WORKER_ATTR,
     phase,
     trial_optimizer,
 )
@@ -134,6 +135,25 @@ def test_report_writes_tables_page_and_plots_and_logs_them_on_the_parent(
     assert float(table["adam"]["val_acc_2"]) == pytest.approx(np.mean(at_2))
     assert (table["adam"]["phase"], table["adam"]["split"], table["adam"]["seeds"]) == (TUNED, "test", "3")
     assert "published_rank" not in table["adam"] and not (out / "seed_table.csv").exists()
+    # the time: a mean over every run each optimizer's completed trials trained (search trials, 3 seeds per
+    # retrain), less the first run of each worker (2 for the search, 2 for the retrains), which also paid the
+    # worker's warm-up
+    first: dict[str, int] = {}
+    for t in sorted(study.get_trials(), key=lambda t: t.datetime_start):
+        first.setdefault(t.user_attrs[WORKER_ATTR], t.number)
+    assert len(first) == 4
+    experiment = client.get_experiment_by_name("shootout").experiment_id
+    for name in ("sgd", "momentum", "adam"):
+        done = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if trial_optimizer(t) == name]
+        kept = [
+            seconds
+            for t in done
+            for seconds in _trained_seconds(client, experiment, t.user_attrs[RUN_ATTR])[
+                t.number in first.values() :
+            ]
+        ]
+        assert int(table[name]["timed_runs"]) == len(kept) >= 4, name
+        assert float(table[name]["total_seconds"]) == pytest.approx(np.mean(kept)), name
     # the interval of the final accuracy, recomputed by scipy from the seeds' values read back from MLflow
     low, high = scipy_stats.t.interval(0.95, 2, loc=np.mean(at_2), scale=scipy_stats.sem(at_2))
     adam = next(r for r in _rows(out / "intervals_tuned.csv") if r["optimizer"] == "adam")
@@ -171,6 +191,15 @@ def two_workloads(finished_sweep: Path, tmp_path_factory: pytest.TempPathFactory
     assert queue_retrains(created, sweep) == 4
     run_worker(sweep.study.name, url)
     return shootout
+
+
+def _trained_seconds(client: MlflowClient, experiment: str, trial_run: str) -> list[float]:
+    """The training seconds of the runs a trial trained, in the order they started: its seeds' runs, or its
+    own run when it trained one seed."""
+    runs = client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{trial_run}'") or [
+        client.get_run(trial_run)
+    ]
+    return [r.data.metrics["total_seconds"] for r in sorted(runs, key=lambda r: r.info.start_time)]
 
 
 def test_several_sweeps_are_compared_as_workloads_by_a_performance_profile(
@@ -288,6 +317,20 @@ def test_seed_table_columns_follow_the_epochs_run() -> None:
     assert "published acc @10" not in table.display.columns  # Fashion-MNIST: ranks only
     assert list(table.numbers["rank"]) == ["6", "5", "4", "3", "2", "1"]  # one seed each: by value
     assert target_accuracy(Results(sweep, entries)) == 0.53  # 95 % of the best final accuracy, 0.56
+
+
+def test_the_time_column_is_a_mean_over_the_optimizers_runs_and_says_what_it_includes() -> None:
+    sweep = load_sweep(CONF / "quickstart.yaml", ["search.optimizer=[momentum, adam]"])
+    best = {n: _entry([[0.8, 0.9]], [[4.0, 5.5]], n) for n in ("momentum", "adam")}  # 9.5 s: a first trial
+    seconds = {"momentum": (9.5, 2.2, 2.3), "adam": (2.2, 2.4, 2.3)}
+    table = epoch_table(results := Results(sweep, best, run_seconds=seconds), weigh(results))
+    assert list(table.display["time"]) == ["0:04.7", "0:02.3"]  # not 0:09.5 for both best trials
+    assert list(table.numbers["total_seconds"]) == pytest.approx([14.0 / 3, 2.3])
+    assert list(table.numbers["timed_runs"]) == [3, 3]
+    note = next(n for n in table.notes if n.startswith("time:"))
+    assert "mean training time (m:ss) of one run over each optimizer's completed trials" in note
+    assert "(3 runs each)" in note
+    assert "except each worker's first run, which also paid the worker's warm-up" in note
 
 
 def test_the_shootout_keeps_an_optimizer_whose_retrain_failed() -> None:

@@ -21,6 +21,7 @@ import optuna
 import pytest
 
 from sweeps.engine.storage.rdb import open_storage
+from sweeps.workdir import LOGS
 from tests.sweeps.helpers import REPO, Store, free_ports, invoke, squash, sweeps_process
 
 STUDY = "shootout"
@@ -134,7 +135,7 @@ def test_a_taken_port_is_refused_before_anything_starts(store: Store, tmp_path: 
         result = invoke("ui", "--tracking-uri", store.uri, "--port", str(port))
     assert result.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert not Path("sweeps-logs").exists()
+    assert not Path(LOGS).exists()
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna.create_study(study_name="held", storage=storage)
     same = invoke(
@@ -147,7 +148,7 @@ def test_a_tracking_server_is_printed_not_started_with_its_password_masked() -> 
     result = invoke("ui", "--tracking-uri", "http://me:hunter2@mlflow.example:5000")
     assert result.exit_code == 0, result.output
     assert "http://me:***@mlflow.example:5000" in result.stdout and "hunter2" not in result.output
-    assert not Path("sweeps-logs").exists()
+    assert not Path(LOGS).exists()
 
 
 @pytest.mark.slow
@@ -157,7 +158,8 @@ def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finis
     args += ["--optuna", "--optuna-port", str(optuna_port)]
     with _serving(STUDY, *args, cwd=tmp_path) as (proc, lines):
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"
-        page = f"{mlflow_url}/#/experiments/{finished.experiment_id}/runs?workflowType=machine_learning"
+        runs = f"{mlflow_url}/#/experiments/{finished.experiment_id}/runs"
+        page = f"{runs}?workflowType=machine_learning&viewStateShareKey={finished.parent_run}"  # its view
         assert _url(lines, "MLflow UI") == page
         dashboard = f"http://127.0.0.1:{optuna_port}"
         assert _url(lines, "Optuna dashboard") == f"{dashboard}/dashboard/studies/{finished.study_id}"
@@ -172,7 +174,7 @@ def test_ui_serves_the_sweep_and_its_study_and_ctrl_c_stops_both(finished: Finis
     assert not [pid for pid in children if _alive(pid)]
     with pytest.raises(OSError):
         _get(f"{mlflow_url}/health")
-    assert (tmp_path / "sweeps-logs" / "ui" / "mlflow.log").stat().st_size > 0
+    assert (tmp_path / LOGS / "ui" / "mlflow.log").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -196,6 +198,9 @@ def test_the_mlflow_ui_lists_the_parent_run_and_its_trials_and_shows_the_report(
             parent = cells.filter(has=page.get_by_role("link", name=STUDY, exact=True))
             parent.wait_for(timeout=90_000)
             assert "workflowType=machine_learning" in page.url  # the model-training view, not GenAI's
+            headers = page.locator("[role=columnheader]")
+            # the study's metric shown without opening "Columns" (by default MLflow shows no metric)
+            headers.filter(has_text=re.compile(r"^\s*best_val_acc\s*$")).first.wait_for(timeout=30_000)
             parent.get_by_role("button").click()  # the trials are nested under their sweep's run
             for trial in ("t0 ", "t1 "):  # named by what they trained: "t0 sgd lr=… bs=64"
                 cells.get_by_role("link", name=re.compile(f"^{trial}")).first.wait_for(timeout=30_000)
