@@ -72,7 +72,6 @@ class PackModule(L.LightningModule):
         check_finite_every: int = 50,
     ) -> None:
         super().__init__()
-        self.automatic_optimization = False
         names = {member.optimizer for member in members}
         if len(names) != 1:
             raise ValueError(f"a pack trains one optimizer, got {sorted(names) or 'no members'}")
@@ -120,22 +119,24 @@ class PackModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._tally = Tally(len(self.slots), self.device)
 
-    def training_step(self, batch: PackBatch, batch_idx: int) -> None:
+    def training_step(self, batch: PackBatch, batch_idx: int) -> Tensor | None:
         x, y, drawn_for = batch
         if not self.slots:
-            return
+            return None
         if list(drawn_for) != self.slots:
             rows = [drawn_for.index(member) for member in self.slots]
             x, y = x[rows], y[rows]
         logits = self.stack(x, fold(self.dropout_keys, self.global_step))
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(losses.sum())
-        self.stack.settle_layouts()
-        optimizer.step()
         self._tally.train(losses, y.shape[1])
-        if batch_idx % self.check_finite_every == 0:
+        return losses.sum()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.stack.settle_layouts()
+
+    def on_train_batch_end(self, outputs: Any, batch: PackBatch, batch_idx: int) -> None:
+        """A member found diverged leaves after the step: its slot's rows are still in this step's tensors."""
+        if self.slots and batch_idx % self.check_finite_every == 0:
             reasons = self._tally.diverged(self.current_epoch + 1, batch_idx)
             self._end({m: r for m, r in zip(self.slots, reasons, strict=True) if r}, "diverged")
 
