@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from models.cnn import Init, SeedCNN
 from models.optimizers import get_spec
-from models.pack.optim import PackedOptimizer
+from models.pack.optim import PackedOptimizer, alone_state, joined_state
 from models.pack.stack import Stack
 from models.seeding import DROPOUT, derive, fold, seeded
 from models.tally import Tally, best
@@ -112,6 +112,36 @@ class PackModule(L.LightningModule):
         ``on_validation_end`` or ``on_train_epoch_end``), when no step or validation is under way."""
         if member in self.slots:
             self._end({member: reason}, "pruned")
+
+    def alone(self, checkpoint: Mapping[str, Any], member: int) -> dict[str, Any]:
+        """``member``'s part of this pack's Lightning checkpoint as the same trial trained alone saves it
+        (:class:`models.module.OptimizerModule`, the registry's torch optimizer): its weights under ``model.``,
+        its optimizer's state; the rest (loops, callbacks) as the pack's. So a trial lost with its pack
+        resumes from its own checkpoint, alone or in another pack."""
+        slot = self.slots.index(member)
+        stacked = {key.removeprefix("stack."): value for key, value in checkpoint["state_dict"].items()}
+        weights = self.stack.member_state(stacked, slot)
+        (packed,) = checkpoint["optimizer_states"]
+        stand_ins = [nn.Parameter(torch.zeros(1)) for _ in packed["param_groups"][0]["params"]]
+        optimizer = self.spec.build(stand_ins, self.member_hparams[member])
+        return {
+            **checkpoint,
+            "state_dict": {f"model.{name}": value for name, value in weights.items()},
+            "optimizer_states": [alone_state(packed, slot, optimizer)],
+        }
+
+    def joined(self, checkpoints: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """This pack's Lightning checkpoint from its members' own (as :meth:`alone` writes them, or as each
+        trial alone saved it), all of one epoch; loops and callbacks are the first member's."""
+        weights = [
+            {key.removeprefix("model."): value for key, value in c["state_dict"].items()} for c in checkpoints
+        ]
+        stacked = self.stack.stacked_state(weights)
+        return {
+            **checkpoints[0],
+            "state_dict": {f"stack.{name}": value for name, value in stacked.items()},
+            "optimizer_states": [joined_state([c["optimizer_states"][0] for c in checkpoints])],
+        }
 
     def configure_optimizers(self) -> PackedOptimizer:
         return PackedOptimizer(self.stack.parameters(), self.spec.name, self.member_hparams)

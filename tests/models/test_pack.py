@@ -20,6 +20,7 @@ from models.dropout import Dropout
 from models.module import OptimizerModule
 from models.optimizers import REGISTRY, get_spec
 from models.pack import Member, PackData, PackedOptimizer, PackModule, Stack
+from models.pack.optim import alone_state, joined_state
 from models.seeding import order_generator, seeded
 
 # a single run that diverges skips its last step by returning None, on purpose
@@ -293,6 +294,37 @@ def test_every_packed_rule_steps_each_slice_as_torch_does(name: str) -> None:
         assert not torch.equal(alone[k][0], weight[k])
         torch.testing.assert_close(stacked[0][k], alone[k][0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(stacked[1][k], alone[k][1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_a_members_optimizer_state_goes_on_alone_and_back_in_a_pack(name: str) -> None:
+    """A packed optimizer's state split into each member's torch optimizer (as a trial alone saves it) and
+    joined again: both step on as the pack would have."""
+    k_members, spec = 3, get_spec(name)
+    generator = torch.Generator().manual_seed(1)
+    hparams = [spec.resolve(**varied(name, k)) for k in range(k_members)]
+    weight = torch.randn(k_members, 4, 3, generator=generator).requires_grad_()
+    packed = PackedOptimizer([weight], name, hparams)
+    grads = [torch.randn(weight.shape, generator=generator) for _ in range(4)]
+    for grad in grads[:3]:
+        weight.grad = grad.clone()
+        packed.step()
+    saved, at = packed.state_dict(), weight.detach().clone()
+    alone = [weight[k].detach().clone().requires_grad_() for k in range(k_members)]
+    torch_optimizers = [spec.build([w], hparams[k]) for k, w in enumerate(alone)]
+    for k, optimizer in enumerate(torch_optimizers):
+        optimizer.load_state_dict(alone_state(saved, k, optimizer))
+    again = at.clone().requires_grad_()
+    rejoined = PackedOptimizer([again], name, hparams)
+    rejoined.load_state_dict(joined_state([o.state_dict() for o in torch_optimizers]))
+    weight.grad, again.grad = grads[3].clone(), grads[3].clone()
+    packed.step()
+    rejoined.step()
+    torch.testing.assert_close(again, weight, rtol=1e-5, atol=1e-6)
+    for k, optimizer in enumerate(torch_optimizers):
+        alone[k].grad = grads[3][k].clone()
+        optimizer.step()
+        torch.testing.assert_close(alone[k], weight[k], rtol=1e-5, atol=1e-6)
 
 
 def test_freed_slots_leave_the_optimizer_state_and_keep_the_rest() -> None:
