@@ -34,11 +34,13 @@ class PackBatches:
     module drops rows of members it no longer trains.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, roster: Roster) -> None:
+    def __init__(
+        self, x: Tensor, y: Tensor, batch_size: int, roster: Roster, generators: Sequence[torch.Generator]
+    ) -> None:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.roster = roster
-        self.generators = [order_generator(seed) for seed in roster.seeds]
+        self.generators = generators
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -64,12 +66,14 @@ class PackBatches:
 
 class PackData(L.LightningDataModule):
     """An :class:`MNISTDataModule` serving a pack: one copy of its resident tensors, its validation batches
-    (the same for every member) and :class:`PackBatches` for training."""
+    (the same for every member) and :class:`PackBatches` for training, each member's order drawn from its
+    own generator in ``orders``."""
 
     def __init__(self, data: MNISTDataModule, roster: Roster) -> None:
         super().__init__()
         self.data = data
         self.roster = roster
+        self.orders = [order_generator(seed) for seed in roster.seeds]
 
     def prepare_data(self) -> None:
         self.data.prepare_data()
@@ -80,7 +84,7 @@ class PackData(L.LightningDataModule):
 
     def train_dataloader(self) -> PackBatches:
         single = self.data.train_dataloader()
-        return PackBatches(single.x, single.y, single.batch_size, self.roster)
+        return PackBatches(single.x, single.y, single.batch_size, self.roster, self.orders)
 
     def val_dataloader(self) -> TensorBatches:
         return self.data.val_dataloader()

@@ -115,9 +115,9 @@ class PackModule(L.LightningModule):
 
     def alone(self, checkpoint: Mapping[str, Any], member: int) -> dict[str, Any]:
         """``member``'s part of this pack's Lightning checkpoint as the same trial trained alone saves it
-        (:class:`models.module.OptimizerModule`, the registry's torch optimizer): its weights under ``model.``,
-        its optimizer's state; the rest (loops, callbacks) as the pack's. So a trial lost with its pack
-        resumes from its own checkpoint, alone or in another pack."""
+        (:class:`models.module.OptimizerModule`, the registry's torch optimizer): its weights under
+        ``model.``, its optimizer's state; the rest (loops, callbacks) as the pack's. So a trial lost with its
+        pack resumes from its own checkpoint, alone or in another pack."""
         slot = self.slots.index(member)
         stacked = {key.removeprefix("stack."): value for key, value in checkpoint["state_dict"].items()}
         weights = self.stack.member_state(stacked, slot)

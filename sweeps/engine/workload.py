@@ -19,13 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import torch
 from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from models.data.files import check_available
 from models.data.module import MNISTDataModule
 from models.introspect import Arguments, read_arguments
 from models.module import OptimizerModule
 from models.optimizers import HyperParam
+from models.pack import Member, PackData, PackModule
 from models.schedules import OptimizerPlan, Schedule, inject, uninjected
 from models.seeding import seeded
 from sweeps.config.files import ConfigError
@@ -38,13 +41,26 @@ DEFAULT_BATCH_SIZE = DataConfig.model_fields["batch_size"].default
 @dataclass(frozen=True)
 class Workload:
     """The module a run trains, the optimizer plan injected into it, and whether it is the service's own
-    module (which logs ``train_loss``, ``val_loss``, ``val_acc`` and ``epoch_seconds``)."""
+    module (which logs ``train_loss``, ``val_loss``, ``val_acc`` and ``epoch_seconds``): one member, for
+    :func:`sweeps.engine.training.fit`, whose rows are what its module logs."""
 
     module: L.LightningModule
     plan: OptimizerPlan
     own: bool
+    read: None = None
 
-    def model(self) -> nn.Module:
+    def data(self, datamodule: L.LightningDataModule) -> L.LightningDataModule:
+        return datamodule
+
+    def stop(self, member: int, reason: str) -> None:
+        self.module.trainer.should_stop = True
+
+    def ended(self, member: int) -> tuple[str, str] | None:
+        """How the module ended the run early: diverged, with why."""
+        diverged = getattr(self.module, "diverged", None)
+        return ("diverged", diverged) if diverged else None
+
+    def model(self, member: int) -> nn.Module | None:
         """What a trained run logs as its model: the network inside the service's module, or the user's
         LightningModule as the user wrote it (its own ``configure_optimizers`` back, no longer holding the
         trainer and with it the data)."""
@@ -53,6 +69,97 @@ class Workload:
         module = uninjected(self.module)
         module.trainer = None
         return module
+
+    def alone(self, checkpoint: dict[str, Any], member: int) -> dict[str, Any]:
+        return checkpoint
+
+    def joined(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+        return checkpoints[0]
+
+    def generators(self, trainer: L.Trainer) -> list[dict[str, torch.Generator]]:
+        return [_generators({"module": self.module, "data": trainer.datamodule})]
+
+
+def _generators(owners: dict[str, Any]) -> dict[str, torch.Generator]:
+    """Every ``torch.Generator`` held as an attribute by the module's submodules or the data module."""
+    found = {}
+    for label, owner in owners.items():
+        objects = owner.named_modules() if isinstance(owner, nn.Module) else [("", owner)]
+        for name, obj in objects:
+            for attribute, value in vars(obj).items():
+                if isinstance(value, torch.Generator):
+                    found[f"{label}.{name}.{attribute}"] = value
+    return found
+
+
+class Unpackable(ValueError):
+    """These trials cannot train as one pack (the message says why); each trains alone."""
+
+
+@dataclass(frozen=True)
+class PackWorkload:
+    """A pack (:mod:`models.pack`) of trials of one shape, for :func:`sweeps.engine.training.fit`: each
+    member's rows, end and checkpoint its own, as the same trial alone would have them."""
+
+    module: PackModule
+
+    def data(self, datamodule: L.LightningDataModule) -> L.LightningDataModule:
+        return PackData(datamodule, self.module)
+
+    def read(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[dict[str, float] | None]:
+        """The row each member closed this epoch with (``None``: it trains no more)."""
+        epoch = trainer.current_epoch + 1
+        return [
+            {k: v for k, v in h[-1].items() if k != "epoch"} if h and h[-1]["epoch"] == epoch else None
+            for h in self.module.history
+        ]
+
+    def stop(self, member: int, reason: str) -> None:
+        self.module.stop(member, reason)
+
+    def ended(self, member: int) -> tuple[str, str] | None:
+        record = self.module.records[member]
+        return (record.ended, record.reason or "") if record.ended else None
+
+    def model(self, member: int) -> None:
+        return None
+
+    def alone(self, checkpoint: dict[str, Any], member: int) -> dict[str, Any] | None:
+        return self.module.alone(checkpoint, member) if member in self.module.slots else None
+
+    def joined(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.module.joined(checkpoints)
+
+    def generators(self, trainer: L.Trainer) -> list[dict[str, torch.Generator]]:
+        """Each member's data order, named as a single run's data module's order is."""
+        return [{"data.._order": order} for order in trainer.datamodule.orders]
+
+
+def build_pack(cfgs: list[TrainConfig], datamodule: L.LightningDataModule) -> PackWorkload:
+    """The pack of ``cfgs`` (one shape: :func:`sweeps.engine.packs.shape_of`); :class:`Unpackable` when its
+    network draws dropout masks from torch's global generator, which would tie each member's masks to the
+    pack."""
+    first = cfgs[0]
+    num_classes = getattr(datamodule, "num_classes", None)
+    network = None
+    if first.model.target is not None:
+        model = constructor(first.model.target, "model", nn.Module, first.model.factory)
+        offered = {"num_classes": num_classes} if num_classes else {}
+
+        def network(init: str) -> nn.Module:
+            return model.build(first.model.kwargs, offered)
+
+        if any(isinstance(m, _DropoutNd) and m.p > 0 for m in network("torch").modules()):
+            raise Unpackable(
+                f"{first.model.target} uses torch's nn.Dropout, which cannot be packed (its masks would"
+                " depend on the pack); with models.dropout.Dropout it can"
+            )
+    members = [
+        Member(c.optimizer.name, c.optimizer.preset, c.optimizer.overrides(), c.trainer.seed, c.model.init)
+        for c in cfgs
+    ]
+    pack = PackModule(members, network=network, num_classes=num_classes or 10, fused=first.model.fused)
+    return PackWorkload(pack)
 
 
 def optimizer_plan(cfg: TrainConfig) -> OptimizerPlan:

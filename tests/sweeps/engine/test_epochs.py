@@ -36,7 +36,7 @@ def test_a_diverged_epoch_adds_no_row_of_the_previous_epochs_values():
 
 def test_every_scalar_logged_is_written_once_per_epoch_with_its_epoch_as_step():
     written = []
-    report = EpochReport(write=lambda metrics, epoch: written.append((epoch, metrics)))
+    report = EpochReport(writes=[lambda metrics, epoch: written.append((epoch, metrics))])
     end_epoch(report, 1, {"mse": 0.5, "step": 3.0})
     end_epoch(report, 1, {"mse": 0.4})  # an epoch ends once; a second call for it adds nothing
     end_epoch(report, 2, {"mse": 0.25})
@@ -66,13 +66,13 @@ def test_restored_rows_are_written_first_and_their_time_counted():
     end_epoch(first, 1, {"mse": 0.5, "epoch_seconds": 2.0})
     end_epoch(first, 2, {"mse": 0.4, "epoch_seconds": 3.0})
     written = []
-    resumed = EpochReport(write=lambda metrics, epoch: written.append(epoch))
+    resumed = EpochReport(writes=[lambda metrics, epoch: written.append(epoch)])
     resumed.load_state_dict(first.state_dict())
     resumed.on_train_start(None, None)
     end_epoch(resumed, 3, {"mse": 0.3, "epoch_seconds": 1.0})
 
     assert written == [1, 2, 3]
-    assert resumed.restored_seconds == 5.0
+    assert resumed.seconds() == 6.0
     assert resumed.best("mse") == 0.5 and math.isnan(resumed.best("val_acc"))
 
 
