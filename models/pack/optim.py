@@ -92,11 +92,15 @@ def _stacked(values: list[Any], device: torch.device) -> Value:
 
 def alone_state(packed: Mapping[str, Any], slot: int, alone: torch.optim.Optimizer) -> dict[str, Any]:
     """The state of the member in ``slot`` of a packed optimizer's ``state_dict`` as the torch optimizer
-    ``alone`` (the member's own, as a single run builds it) holds it: its rows of every tensor, the step
-    count and scalars as tensors, ``alone``'s hyperparameters."""
+    ``alone`` (the member's own, as a single run builds it) holds it: its rows of every tensor, contiguous
+    as its parameters are (a stacked state may be laid out transposed, and torch's fused kernels take the
+    parameter's layout for the state's), the step count and scalars as tensors, ``alone``'s
+    hyperparameters."""
 
     def value(v: Any) -> Any:
-        return v[slot].clone() if isinstance(v, Tensor) and v.dim() else torch.tensor(float(v))
+        if isinstance(v, Tensor) and v.dim():
+            return v[slot].clone(memory_format=torch.contiguous_format)
+        return torch.tensor(float(v))
 
     state = {i: {key: value(v) for key, v in s.items()} for i, s in packed["state"].items()}
     return {"state": state, "param_groups": alone.state_dict()["param_groups"]}

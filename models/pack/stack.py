@@ -85,7 +85,10 @@ class Stack(nn.Module):
     def member_state(self, stacked: Mapping[str, Tensor], slot: int) -> Tensors:
         """The parameters and buffers of the member in ``slot``, by the member network's own names, from a
         state dict of this stack."""
-        return {name: stacked[attr][slot].clone() for name, attr in self._names.items()}
+        return {
+            name: stacked[attr][slot].clone(memory_format=torch.contiguous_format)
+            for name, attr in self._names.items()
+        }
 
     def stacked_state(self, members: Sequence[Mapping[str, Tensor]]) -> Tensors:
         """A state dict of this stack from its members' own state dicts (the inverse of
