@@ -60,7 +60,7 @@ class Workload:
         diverged = getattr(self.module, "diverged", None)
         return ("diverged", diverged) if diverged else None
 
-    def model(self, member: int) -> nn.Module | None:
+    def model(self, member: int = 0) -> nn.Module | None:
         """What a trained run logs as its model: the network inside the service's module, or the user's
         LightningModule as the user wrote it (its own ``configure_optimizers`` back, no longer holding the
         trainer and with it the data)."""
