@@ -23,9 +23,6 @@ from models.pack import Member, PackData, PackedOptimizer, PackModule, Stack
 from models.pack.optim import alone_state, joined_state
 from models.seeding import order_generator, seeded
 
-# a single run that diverges skips its last step by returning None, on purpose
-pytestmark = pytest.mark.filterwarnings("ignore:`training_step` returned `None`")
-
 EPOCHS = 2
 N_TRAIN, N_VAL, BATCH = 96, 40, 32
 MEMBERS = [
@@ -112,11 +109,9 @@ def assert_same_curve(packed: list[dict[str, float]], alone: list[dict[str, floa
 
 
 def test_a_pack_equals_its_members_trained_alone(pack: PackModule, singles: list[Any]) -> None:
-    for k, (module, rows) in enumerate(singles[:3]):
+    for k, (_, rows) in enumerate(singles[:3]):
         assert len(pack.history[k]) == EPOCHS and pack.records[k].ended is None
         assert_same_curve(pack.history[k], rows)
-        assert pack.best_val_acc[k] == max(row["val_acc"] for row in pack.history[k])
-        assert math.isclose(pack.best_val_acc[k], module.best_val_acc, abs_tol=1 / N_VAL)
     first_epochs = {round(pack.history[k][0]["train_loss"], 6) for k in range(3)}
     assert len(first_epochs) == 3  # the members differ: each has its own weights, order and masks
     assert {"epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"} == set(pack.history[0][0])
