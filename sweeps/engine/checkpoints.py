@@ -30,7 +30,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -43,6 +43,9 @@ from sweeps.engine.study import best_search
 from sweeps.names import CHECKPOINT_ATTR, SEARCH, phase
 from sweeps.tracking.artifacts import ArtifactStore
 from sweeps.tracking.uris import SQLITE
+
+if TYPE_CHECKING:
+    from sweeps.engine.workload import Workload
 
 _logger = logging.getLogger(__name__)
 _EPOCH = re.compile(r"^epoch-(\d+)\.ckpt$")
@@ -122,21 +125,6 @@ def _epochs(store: Store, key: str) -> list[tuple[int, str]]:
     return sorted(((int(m.group(1)), name) for m, name in found if m), reverse=True)
 
 
-class Members(Protocol):
-    """What a fit trains, seen by its checkpoints: one run, or a pack whose every trial saves and resumes
-    from a checkpoint of its own, as the same trial trained alone would."""
-
-    def alone(self, checkpoint: dict[str, Any], member: int) -> dict[str, Any] | None:
-        """``member``'s weights and optimizer state in ``checkpoint`` as a single run holds them (``None``:
-        it no longer trains)."""
-
-    def joined(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
-        """The fit's checkpoint from its members' own."""
-
-    def generators(self, trainer: L.Trainer) -> list[dict[str, torch.Generator]]:
-        """Each member's random generators, by name (a single run's: those its module and data hold)."""
-
-
 @dataclass(frozen=True)
 class Checkpointing:
     """One training run's checkpoints: ``key`` in ``store``."""
@@ -176,7 +164,7 @@ class Checkpointing:
         return None
 
 
-def resumed(targets: list[Checkpointing], members: Members, scratch: Path) -> Path | None:
+def resumed(targets: list[Checkpointing], workload: Workload, scratch: Path) -> Path | None:
     """The checkpoint a fit resumes from, joined from its members' newest (all of one epoch), or ``None``
     to start afresh."""
     saved = [target.latest(scratch) for target in targets]
@@ -194,7 +182,7 @@ def resumed(targets: list[Checkpointing], members: Members, scratch: Path) -> Pa
         for key, state in saved[0]["callbacks"].items()
     }
     path = scratch / "resumed.ckpt"
-    torch.save({**members.joined(saved), "callbacks": callbacks}, path)
+    torch.save({**workload.joined(saved), "callbacks": callbacks}, path)
     return path
 
 
@@ -203,13 +191,13 @@ class Checkpointer(Callback):
     under the member's own key; on a resumed fit, sets the saved random states again as training starts.
     A callback's state that holds ``members`` (one entry each) is split among their files."""
 
-    def __init__(self, targets: list[Checkpointing], scratch: Path, members: Members) -> None:
-        self.targets, self.scratch, self.members = targets, scratch, members
+    def __init__(self, targets: list[Checkpointing], scratch: Path, workload: Workload) -> None:
+        self.targets, self.scratch, self.workload = targets, scratch, workload
         self._generators: list[dict[str, torch.Generator]] = []
         self._saved_random: dict[str, Any] | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._generators = self.members.generators(trainer)
+        self._generators = self.workload.generators(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._saved_random is not None:
@@ -222,7 +210,7 @@ class Checkpointer(Callback):
         epoch = trainer.current_epoch + 1
         checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
         for member, target in enumerate(self.targets):
-            alone = self.members.alone(checkpoint, member)
+            alone = self.workload.alone(checkpoint, member)
             if alone is None:
                 continue
             callbacks = {

@@ -69,11 +69,6 @@ class EpochReport(Callback):
         """A single run's rows."""
         return self.histories[0]
 
-    @property
-    def diverged(self) -> str | None:
-        """Why a single run diverged, if its rows did."""
-        return self.ended[0][1] if self.ended[0] and self.ended[0][0] == "diverged" else None
-
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush()
 
@@ -109,9 +104,7 @@ class EpochReport(Callback):
                 self._end(member, "pruned", reason, trainer)
 
     def _logged(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[Row | None]:
-        """A single run's row: every scalar its module logged, and the epoch's time unless it timed it."""
-        if getattr(pl_module, "diverged", None):
-            return [None]
+        """A user's module's row: every scalar it logged, and the epoch's time unless it timed it."""
         metrics = trainer.callback_metrics
         row = {k: float(v) for k, v in metrics.items() if k not in _NOT_METRICS and v.numel() == 1}
         row.setdefault("epoch_seconds", time.perf_counter() - self._started)

@@ -29,7 +29,7 @@ from sweeps.engine.retry import first_line
 from sweeps.engine.space import preset_config, suggest, trial_params
 from sweeps.engine.study import best_search
 from sweeps.engine.training import Deadline, Run, RunResult, ended_by, fit
-from sweeps.engine.workload import PackWorkload, Workload, build_module
+from sweeps.engine.workload import Workload, build_module
 from sweeps.names import (
     CONFIG_ATTR,
     GIVEN_BACK_ATTR,
@@ -137,7 +137,7 @@ class Objective:
         self,
         trials: list[optuna.Trial],
         runs: list[Run],
-        build: Callable[[L.LightningDataModule], Workload | PackWorkload],
+        build: Callable[[L.LightningDataModule], Workload],
         pruned: bool,
     ) -> list[RunResult | BaseException]:
         """Train ``runs`` of ``trials`` (one, or a pack) to the sweep's timeout, each pruned by the study's

@@ -35,7 +35,7 @@ from sweeps.engine.storage.heartbeat import running_trial
 from sweeps.engine.study import waiting
 from sweeps.engine.tell import interrupted, state_of, tell
 from sweeps.engine.training import Run
-from sweeps.engine.workload import PackWorkload, Unpackable, build_pack, constructor
+from sweeps.engine.workload import Unpackable, Workload, build_pack, constructor
 from sweeps.names import EPOCH_METRICS, SEARCH
 
 _logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _packed(objective: Objective, members: list[Begun]) -> list[Told]:
     trials, cfgs = [t for t, _ in members], [s.cfg for _, s in members]
     runs = [Run(s.cfg, s.run_id, objective.checkpointing(t, s.cfg), s.reopened) for t, s in members]
 
-    def build(datamodule: L.LightningDataModule) -> PackWorkload:
+    def build(datamodule: L.LightningDataModule) -> Workload:
         pack, first = build_pack(cfgs, datamodule), cfgs[0]
         _logger.info(
             "pack of %d trials (%s): %s, batch %s, %d epoch%s",

@@ -21,7 +21,7 @@ from sweeps.engine.checkpoints import Checkpointer, Checkpointing, resumed
 from sweeps.engine.epochs import EpochReport, Row
 from sweeps.engine.preemption import Preempted, StopAtEpochEnd
 from sweeps.engine.runtime import denormals_flushed
-from sweeps.engine.workload import PackWorkload, Workload, build_module, checked_datamodule, optimizer_plan
+from sweeps.engine.workload import Workload, build_module, checked_datamodule, optimizer_plan
 from sweeps.environ import scoped_environ
 from sweeps.masking import mask
 from sweeps.tracking.environment import device_name
@@ -128,7 +128,7 @@ def train(
 
 def fit(
     runs: Sequence[Run],
-    build: Callable[[L.LightningDataModule], Workload | PackWorkload],
+    build: Callable[[L.LightningDataModule], Workload],
     uri: str | None = None,
     show: Callable[[Row, int], None] | None = None,
     callbacks: Sequence[Callback] = (),
@@ -195,7 +195,7 @@ def _ended(
     member: int,
     record: FitRecord,
     report: EpochReport,
-    workload: Workload | PackWorkload,
+    workload: Workload,
     failure: BaseException | None,
 ) -> RunResult | BaseException:
     """Close one run: as its member ended (finished, diverged, pruned), else with the error that stopped the

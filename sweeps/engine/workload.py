@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,43 +40,68 @@ DEFAULT_BATCH_SIZE = DataConfig.model_fields["batch_size"].default
 
 @dataclass(frozen=True)
 class Workload:
-    """The module a run trains, the optimizer plan injected into it, and whether it is the service's own
-    module (which logs ``train_loss``, ``val_loss``, ``val_acc`` and ``epoch_seconds``): one member, for
-    :func:`sweeps.engine.training.fit`, whose rows are what its module logs."""
+    """What a fit trains (:func:`sweeps.engine.training.fit`): the service's own module (``own``, a
+    :class:`models.module.Classifiers`: one run's, or a pack's, each member's rows and end its records), or
+    a user's LightningModule, whose row is whatever it logs; and the optimizer plan injected into a single
+    run's module (``None`` for a pack)."""
 
     module: L.LightningModule
-    plan: OptimizerPlan
+    plan: OptimizerPlan | None
     own: bool
-    read: None = None
+
+    @property
+    def packed(self) -> bool:
+        return isinstance(self.module, PackModule)
 
     def data(self, datamodule: L.LightningDataModule) -> L.LightningDataModule:
-        return datamodule
+        return PackData(datamodule, self.module) if self.packed else datamodule
+
+    @property
+    def read(self) -> Callable[[L.Trainer, L.LightningModule], list[dict[str, float] | None]] | None:
+        """Each member's row as its epoch ends (``None``: a user's module, whose row is what it logged)."""
+        return self._rows if self.own else None
+
+    def _rows(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[dict[str, float] | None]:
+        epoch = trainer.current_epoch + 1
+        return [
+            {k: v for k, v in h[-1].items() if k != "epoch"} if h and h[-1]["epoch"] == epoch else None
+            for h in self.module.history
+        ]
 
     def stop(self, member: int, reason: str) -> None:
-        self.module.trainer.should_stop = True
+        if self.own:
+            self.module.stop(member, reason)
+        else:
+            self.module.trainer.should_stop = True
 
     def ended(self, member: int) -> tuple[str, str] | None:
-        """How the module ended the run early: diverged, with why."""
-        diverged = getattr(self.module, "diverged", None)
-        return ("diverged", diverged) if diverged else None
+        """How the module ended a member early (diverged, pruned), with why."""
+        record = self.module.records[member] if self.own else None
+        return (record.ended, record.reason or "") if record and record.ended else None
 
     def model(self, member: int = 0) -> nn.Module | None:
-        """What a trained run logs as its model: the network inside the service's module, or the user's
-        LightningModule as the user wrote it (its own ``configure_optimizers`` back, no longer holding the
-        trainer and with it the data)."""
+        """What a trained run logs as its model: the network inside the service's module (a pack's: none),
+        or the user's LightningModule as the user wrote it (its own ``configure_optimizers`` back, no longer
+        holding the trainer and with it the data)."""
         if self.own:
-            return self.module.model
+            return None if self.packed else self.module.model
         module = uninjected(self.module)
         module.trainer = None
         return module
 
-    def alone(self, checkpoint: dict[str, Any], member: int) -> dict[str, Any]:
-        return checkpoint
+    def alone(self, checkpoint: dict[str, Any], member: int) -> dict[str, Any] | None:
+        """A member's checkpoint as the same run alone saves it (``None``: it trains no more)."""
+        if not self.packed:
+            return checkpoint
+        return self.module.alone(checkpoint, member) if member in self.module.slots else None
 
     def joined(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
-        return checkpoints[0]
+        return self.module.joined(checkpoints) if self.packed else checkpoints[0]
 
     def generators(self, trainer: L.Trainer) -> list[dict[str, torch.Generator]]:
+        """Each member's random generators by name; a pack member's data order is named as a single run's."""
+        if self.packed:
+            return [{"data.._order": order} for order in trainer.datamodule.orders]
         return [_generators({"module": self.module, "data": trainer.datamodule})]
 
 
@@ -96,70 +121,24 @@ class Unpackable(ValueError):
     """These trials cannot train as one pack (the message says why); each trains alone."""
 
 
-@dataclass(frozen=True)
-class PackWorkload:
-    """A pack (:mod:`models.pack`) of trials of one shape, for :func:`sweeps.engine.training.fit`: each
-    member's rows, end and checkpoint its own, as the same trial alone would have them."""
-
-    module: PackModule
-
-    def data(self, datamodule: L.LightningDataModule) -> L.LightningDataModule:
-        return PackData(datamodule, self.module)
-
-    def read(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[dict[str, float] | None]:
-        """The row each member closed this epoch with (``None``: it trains no more)."""
-        epoch = trainer.current_epoch + 1
-        return [
-            {k: v for k, v in h[-1].items() if k != "epoch"} if h and h[-1]["epoch"] == epoch else None
-            for h in self.module.history
-        ]
-
-    def stop(self, member: int, reason: str) -> None:
-        self.module.stop(member, reason)
-
-    def ended(self, member: int) -> tuple[str, str] | None:
-        record = self.module.records[member]
-        return (record.ended, record.reason or "") if record.ended else None
-
-    def model(self, member: int) -> None:
-        return None
-
-    def alone(self, checkpoint: dict[str, Any], member: int) -> dict[str, Any] | None:
-        return self.module.alone(checkpoint, member) if member in self.module.slots else None
-
-    def joined(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.module.joined(checkpoints)
-
-    def generators(self, trainer: L.Trainer) -> list[dict[str, torch.Generator]]:
-        """Each member's data order, named as a single run's data module's order is."""
-        return [{"data.._order": order} for order in trainer.datamodule.orders]
-
-
-def build_pack(cfgs: list[TrainConfig], datamodule: L.LightningDataModule) -> PackWorkload:
+def build_pack(cfgs: list[TrainConfig], datamodule: L.LightningDataModule) -> Workload:
     """The pack of ``cfgs`` (one shape: :func:`sweeps.engine.packs.shape_of`); :class:`Unpackable` when its
     network draws dropout masks from torch's global generator, which would tie each member's masks to the
     pack."""
     first = cfgs[0]
     num_classes = getattr(datamodule, "num_classes", None)
-    network = None
-    if first.model.target is not None:
-        model = constructor(first.model.target, "model", nn.Module, first.model.factory)
-        offered = {"num_classes": num_classes} if num_classes else {}
-
-        def network(init: str) -> nn.Module:
-            return model.build(first.model.kwargs, offered)
-
-        if any(isinstance(m, _DropoutNd) and m.p > 0 for m in network("torch").modules()):
-            raise Unpackable(
-                f"{first.model.target} uses torch's nn.Dropout, which cannot be packed (its masks would"
-                " depend on the pack); with models.dropout.Dropout it can"
-            )
+    network = user_network(first, num_classes)
+    if network is not None and any(isinstance(m, _DropoutNd) and m.p > 0 for m in network().modules()):
+        raise Unpackable(
+            f"{first.model.target} uses torch's nn.Dropout, which cannot be packed (its masks would depend on"
+            " the pack); with models.dropout.Dropout it can"
+        )
     members = [
         Member(c.optimizer.name, c.optimizer.preset, c.optimizer.overrides(), c.trainer.seed, c.model.init)
         for c in cfgs
     ]
     pack = PackModule(members, network=network, num_classes=num_classes or 10, fused=first.model.fused)
-    return PackWorkload(pack)
+    return Workload(pack, None, own=True)
 
 
 def optimizer_plan(cfg: TrainConfig) -> OptimizerPlan:
@@ -300,36 +279,38 @@ def build_module(cfg: TrainConfig, datamodule: L.LightningDataModule) -> Workloa
     """The LightningModule the config names, training with its optimizer plan."""
     plan = optimizer_plan(cfg)
     num_classes = getattr(datamodule, "num_classes", None)
-    if cfg.model.target is None:
-        seed_cnn = OptimizerModule(
-            optimizer=cfg.optimizer.name,
-            preset=cfg.optimizer.preset,
-            hparams=cfg.optimizer.overrides(),
-            init=cfg.model.init,
-            num_classes=num_classes or 10,
-            fused=cfg.model.fused,
-            seed=cfg.trainer.seed,
-            spec=plan.spec,
-        )
-        return Workload(inject(seed_cnn, plan), plan, own=True)
-    model = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
-    with seeded(cfg.trainer.seed):  # the trial's own initialisation, whatever else drew before
-        built = model.build(cfg.model.kwargs, {"num_classes": num_classes} if num_classes else {})
-    if isinstance(built, L.LightningModule):
-        return Workload(inject(built, plan), plan, own=False)
-    if not isinstance(built, nn.Module):
-        raise ConfigError(
-            f"model.target: {model.path} returned {kind_of(built)}, not an nn.Module or a LightningModule"
-        )
-    wrapped = OptimizerModule(
+    built, user = None, user_network(cfg, num_classes)
+    if user is not None:
+        with seeded(cfg.trainer.seed):  # the trial's own initialisation, whatever else drew before
+            built = user()
+        if isinstance(built, L.LightningModule):
+            return Workload(inject(built, plan), plan, own=False)
+        if not isinstance(built, nn.Module):
+            raise ConfigError(
+                f"model.target: {cfg.model.target} returned {kind_of(built)}, not an nn.Module or a"
+                " LightningModule"
+            )
+    module = OptimizerModule(
         optimizer=cfg.optimizer.name,
         preset=cfg.optimizer.preset,
         hparams=cfg.optimizer.overrides(),
+        init=cfg.model.init,
+        num_classes=num_classes or 10,
+        fused=cfg.model.fused,
         seed=cfg.trainer.seed,
         network=built,
         spec=plan.spec,
     )
-    return Workload(inject(wrapped, plan), plan, own=True)
+    return Workload(inject(module, plan), plan, own=True)
+
+
+def user_network(cfg: TrainConfig, num_classes: int | None) -> Callable[..., Any] | None:
+    """What builds ``model.target`` (offered the data's number of classes), or ``None`` for the seed CNN."""
+    if cfg.model.target is None:
+        return None
+    model = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
+    offered = {"num_classes": num_classes} if num_classes else {}
+    return lambda *init: model.build(cfg.model.kwargs, offered)
 
 
 def kwarg_constructors(cfg: TrainConfig) -> dict[str, Constructor]:

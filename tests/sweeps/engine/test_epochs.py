@@ -13,7 +13,7 @@ from sweeps.engine.epochs import EpochReport, MetricNotLogged
 from sweeps.names import EPOCH_METRICS
 
 
-def end_epoch(report: EpochReport, epoch: int, metrics: dict[str, float], diverged: str | None = None):
+def end_epoch(report: EpochReport, epoch: int, metrics: dict[str, float]):
     trainer = SimpleNamespace(
         sanity_checking=False,
         callback_metrics={k: torch.tensor(v) for k, v in metrics.items()},
@@ -21,15 +21,15 @@ def end_epoch(report: EpochReport, epoch: int, metrics: dict[str, float], diverg
         should_stop=False,
     )
     report.on_train_epoch_start(trainer, None)
-    report.on_train_epoch_end(trainer, SimpleNamespace(diverged=diverged))
+    report.on_train_epoch_end(trainer, SimpleNamespace())
     return trainer
 
 
-def test_a_diverged_epoch_adds_no_row_of_the_previous_epochs_values():
-    report = EpochReport()
-    metrics = dict.fromkeys(EPOCH_METRICS, 0.5)
-    end_epoch(report, 1, metrics)
-    end_epoch(report, 2, metrics, diverged="non-finite training loss in epoch 2")
+def test_a_member_that_closed_no_epoch_adds_no_row_of_the_previous_epochs_values():
+    rows = {1: dict.fromkeys(EPOCH_METRICS, 0.5), 2: None}  # the module's own rows: epoch 2 diverged
+    report = EpochReport(read=lambda trainer, module: [rows[trainer.current_epoch + 1]])
+    end_epoch(report, 1, dict.fromkeys(EPOCH_METRICS, 0.5))
+    end_epoch(report, 2, dict.fromkeys(EPOCH_METRICS, 0.5))
 
     assert [row["epoch"] for row in report.history] == [1.0]
 
@@ -50,7 +50,7 @@ def test_a_non_finite_value_of_a_users_module_stops_the_run_as_diverged():
     report = EpochReport()
     trainer = end_epoch(report, 1, {"mse": math.nan})
 
-    assert trainer.should_stop and report.diverged == "non-finite mse in epoch 1"
+    assert trainer.should_stop and report.ended == [("diverged", "non-finite mse in epoch 1")]
     assert report.history == []
 
 
