@@ -33,11 +33,11 @@ Writer = Callable[[Row, int], None]
 class EpochReport(Callback):
     """Keeps each epoch's row (``epoch`` and the metrics) of every member of a fit (one run, or a pack's
     trials), and hands it to ``show`` (the command line's view: the engine prints nothing) and to the
-    member's ``writes``. A single run's row is what its module logged (``read`` ``None``); a pack's come from
-    ``read``, one per member (``None`` for one that no longer trains). A non-finite value ends the run as
-    diverged without adding its row; after the first epoch, a ``required`` metric the module does not log
-    raises :class:`MetricNotLogged`. ``judge`` may end a member after its row (a pruner): ``stop`` is told,
-    and ``ended`` says why.
+    member's ``writes``. The service's modules give each member's row (``read``; ``None`` for one that no
+    longer trains); a user's LightningModule's row is what it logged (``read`` ``None``). A non-finite value
+    ends the run as diverged without adding its row; after the first epoch, a ``required`` metric the module
+    does not log raises :class:`MetricNotLogged`. ``judge`` may end a member after its row (a pruner):
+    ``stop`` is told, and ``ended`` says why.
 
     Its rows are part of a checkpoint (``state_dict``, one entry per member): a resumed run writes the
     restored rows first, so its curves are the whole run's; unless the run already holds them

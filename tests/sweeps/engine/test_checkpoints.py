@@ -71,6 +71,7 @@ def test_a_stopped_run_resumes_at_its_saved_epoch_with_the_uninterrupted_curves(
     assert [step for step, _ in store.history(again.run_id, "val_loss")] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_stopped_packs_trials_resume_from_their_own_checkpoints_packed_or_alone(tiny_data, store, tmp_path):
     """Each member of a pack saves under its own key as the same trial alone would: the pack resumes from
     them with the uninterrupted pack's curves, and a member resumes alone from its own."""
