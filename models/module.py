@@ -189,7 +189,3 @@ class OptimizerModule(Classifiers):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.spec.build(self.parameters(), self.optimizer_hparams)
-
-    def optimizer_params(self) -> dict[str, Any]:
-        """What the optimizer was built with, as logged params: the resolved torch keyword arguments."""
-        return self.spec.torch_kwargs(self.optimizer_hparams)

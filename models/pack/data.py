@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -24,7 +23,7 @@ class Roster(Protocol):
     def slots(self) -> Sequence[int]: ...
 
 
-class PackBatches:
+class PackBatches(TensorBatches):
     """Training batches for the members in the roster's slots: images [K, B, ...], labels [K, B] and the K
     members' numbers (a tuple, so that it stays on the host).
 
@@ -37,13 +36,8 @@ class PackBatches:
     def __init__(
         self, x: Tensor, y: Tensor, batch_size: int, roster: Roster, generators: Sequence[torch.Generator]
     ) -> None:
-        self.x, self.y = x, y
-        self.batch_size = batch_size
-        self.roster = roster
-        self.generators = generators
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        super().__init__(x, y, batch_size, shuffle=True)
+        self.roster, self.generators = roster, generators
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, tuple[int, ...]]]:
         n, size = len(self.x), self.batch_size

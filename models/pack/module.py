@@ -72,10 +72,6 @@ class PackModule(Classifiers):
     def seeds(self) -> list[int]:
         return [member.seed for member in self.members]
 
-    def optimizer_params(self) -> list[dict[str, Any]]:
-        """What each member's optimizer was built with, as a single run logs them: torch keyword arguments."""
-        return [self.spec.torch_kwargs(hparams) for hparams in self.member_hparams]
-
     def alone(self, checkpoint: Mapping[str, Any], member: int) -> dict[str, Any]:
         """``member``'s part of this pack's Lightning checkpoint as the same trial trained alone saves it
         (:class:`models.module.OptimizerModule`, the registry's torch optimizer): its weights under

@@ -6,7 +6,10 @@ states, the loops' epoch and step, each callback's state, among them the epoch r
 every random state the next epoch draws from: torch's, CUDA's, numpy's and Python's global generators and
 every ``torch.Generator`` the module or the data module holds (the data order's, a per-trial dropout
 generator's). ``Trainer.fit(ckpt_path=...)`` restores the first part; the random states are set again when
-training starts, after anything that set up the run has drawn from them.
+training starts, after anything that set up the run has drawn from them. A pack's trials each save their own
+file, in the format of the same trial trained alone (its weights and optimizer state cut from the pack's:
+:meth:`models.pack.PackModule.alone`), and a pack resumes from its trials' files joined; so each trial of a
+lost pack resumes, re-packed or alone.
 
 A callback of our own rather than Lightning's ``ModelCheckpoint``: that one keeps the top-k files of a
 monitored metric in a directory; a trial needs its latest state under a key that outlives the worker, in a

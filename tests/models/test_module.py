@@ -72,9 +72,9 @@ def test_a_non_finite_loss_stops_training_as_diverged(tmp_path: Path, write_idx_
     assert all(all(v == v for v in m.values()) for _, m in logger.rows)  # no NaN was logged
 
 
-def test_optimizer_params_are_the_torch_keyword_arguments() -> None:
+def test_the_optimizer_is_built_with_the_torch_keyword_arguments() -> None:
     module = OptimizerModule("momentum", hparams={"form": "ema", "momentum": 0.8, "lr": 0.05})
-    params = module.optimizer_params()
+    params = module.spec.torch_kwargs(module.optimizer_hparams)
     assert params["dampening"] == params["momentum"] == 0.8 and params["lr"] == 0.05
     optimizer = module.configure_optimizers()
     assert optimizer.defaults["dampening"] == 0.8
