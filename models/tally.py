@@ -7,7 +7,6 @@ waits on a host sync.
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -70,8 +69,3 @@ class Tally:
             {"train_loss": t, "val_loss": v, "val_acc": a, "epoch_seconds": seconds}
             for t, v, a in zip(train_loss, val_loss, val_acc, strict=True)
         ]
-
-
-def best(value: float, so_far: float) -> float:
-    """The best validation accuracy after ``value`` (``so_far`` is NaN before the first epoch)."""
-    return max(value, so_far) if math.isfinite(so_far) else value

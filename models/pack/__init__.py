@@ -3,8 +3,8 @@ stacked model in one process (each its own weights, hyperparameters and seeds), 
 small trials at once. See :class:`models.pack.module.PackModule`."""
 
 from models.pack.data import PackBatches, PackData
-from models.pack.module import Member, PackModule, Record
+from models.pack.module import Member, PackModule
 from models.pack.optim import PackedOptimizer
 from models.pack.stack import Stack
 
-__all__ = ["Member", "PackBatches", "PackData", "PackModule", "PackedOptimizer", "Record", "Stack"]
+__all__ = ["Member", "PackBatches", "PackData", "PackModule", "PackedOptimizer", "Stack"]

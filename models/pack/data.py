@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -24,7 +23,7 @@ class Roster(Protocol):
     def slots(self) -> Sequence[int]: ...
 
 
-class PackBatches:
+class PackBatches(TensorBatches):
     """Training batches for the members in the roster's slots: images [K, B, ...], labels [K, B] and the K
     members' numbers (a tuple, so that it stays on the host).
 
@@ -34,14 +33,11 @@ class PackBatches:
     module drops rows of members it no longer trains.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, roster: Roster) -> None:
-        self.x, self.y = x, y
-        self.batch_size = batch_size
-        self.roster = roster
-        self.generators = [order_generator(seed) for seed in roster.seeds]
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+    def __init__(
+        self, x: Tensor, y: Tensor, batch_size: int, roster: Roster, generators: Sequence[torch.Generator]
+    ) -> None:
+        super().__init__(x, y, batch_size, shuffle=True)
+        self.roster, self.generators = roster, generators
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, tuple[int, ...]]]:
         n, size = len(self.x), self.batch_size
@@ -64,12 +60,14 @@ class PackBatches:
 
 class PackData(L.LightningDataModule):
     """An :class:`MNISTDataModule` serving a pack: one copy of its resident tensors, its validation batches
-    (the same for every member) and :class:`PackBatches` for training."""
+    (the same for every member) and :class:`PackBatches` for training, each member's order drawn from its
+    own generator in ``orders``."""
 
     def __init__(self, data: MNISTDataModule, roster: Roster) -> None:
         super().__init__()
         self.data = data
         self.roster = roster
+        self.orders = [order_generator(seed) for seed in roster.seeds]
 
     def prepare_data(self) -> None:
         self.data.prepare_data()
@@ -80,7 +78,7 @@ class PackData(L.LightningDataModule):
 
     def train_dataloader(self) -> PackBatches:
         single = self.data.train_dataloader()
-        return PackBatches(single.x, single.y, single.batch_size, self.roster)
+        return PackBatches(single.x, single.y, single.batch_size, self.roster, self.orders)
 
     def val_dataloader(self) -> TensorBatches:
         return self.data.val_dataloader()

@@ -53,6 +53,14 @@ class PackedOptimizer(torch.optim.Optimizer):
                 self.rule(p, p.grad, state, hp, state["step"])
         return loss
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The saved state; the hyperparameters stay the members' own (a pack resumed from its members'
+        checkpoints is given them by its configs)."""
+        kept = [{k: v for k, v in group.items() if k != "params"} for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, values in zip(self.param_groups, kept, strict=True):
+            group.update(values)
+
     def keep(self, rows: Tensor) -> None:
         """Keep the members in slots ``rows``: their state and hyperparameters (the parameters are the
         stack's to slice)."""
@@ -80,3 +88,41 @@ def _stacked(values: list[Any], device: torch.device) -> Value:
         return values[0]
     dtype = torch.bool if isinstance(values[0], bool) else torch.float64
     return torch.tensor(values, dtype=dtype, device=device)
+
+
+def alone_state(packed: Mapping[str, Any], slot: int, alone: torch.optim.Optimizer) -> dict[str, Any]:
+    """The state of the member in ``slot`` of a packed optimizer's ``state_dict`` as the torch optimizer
+    ``alone`` (the member's own, as a single run builds it) holds it: its rows of every tensor, contiguous
+    as its parameters are (a stacked state may be laid out transposed, and torch's fused kernels take the
+    parameter's layout for the state's), the step count and scalars as tensors, ``alone``'s
+    hyperparameters."""
+
+    def value(v: Any) -> Any:
+        if isinstance(v, Tensor) and v.dim():
+            return v[slot].clone(memory_format=torch.contiguous_format)
+        return torch.tensor(float(v))
+
+    state = {i: {key: value(v) for key, v in s.items()} for i, s in packed["state"].items()}
+    return {"state": state, "param_groups": alone.state_dict()["param_groups"]}
+
+
+def joined_state(alone: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A packed optimizer's ``state_dict`` from its members' torch optimizers' (the inverse of
+    :func:`alone_state`; its hyperparameters are the pack's own, see :meth:`PackedOptimizer.load_state_dict`).
+    A state a member lacks (torch's SGD keeps no buffer without momentum) starts at zero."""
+    state: dict[int, dict[str, Any]] = {}
+    for i in alone[0]["state"]:
+        keys = {key for member in alone for key in member["state"][i]}
+        state[i] = {}
+        for key in keys:
+            values = [member["state"][i].get(key) for member in alone]
+            like = next(v for v in values if v is not None)
+            values = [torch.zeros_like(like) if v is None else v for v in values]
+            if key == "step":
+                state[i][key] = int(like)
+            elif like.dim() == 0:
+                state[i][key] = _stacked([float(v) for v in values], torch.device("cpu"))
+            else:
+                state[i][key] = torch.stack(values)
+    groups = [{"params": list(group["params"])} for group in alone[0]["param_groups"]]
+    return {"state": state, "param_groups": groups}

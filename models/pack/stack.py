@@ -20,10 +20,11 @@ rather than given masks that depend on the pack; use :class:`models.dropout.Drop
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -80,6 +81,19 @@ class Stack(nn.Module):
                 "a packed network drew from torch's global generator (nn.Dropout?), which would make each "
                 "member's masks depend on its pack-mates; use models.dropout.Dropout"
             ) from error
+
+    def member_state(self, stacked: Mapping[str, Tensor], slot: int) -> Tensors:
+        """The parameters and buffers of the member in ``slot``, by the member network's own names, from a
+        state dict of this stack."""
+        return {
+            name: stacked[attr][slot].clone(memory_format=torch.contiguous_format)
+            for name, attr in self._names.items()
+        }
+
+    def stacked_state(self, members: Sequence[Mapping[str, Tensor]]) -> Tensors:
+        """A state dict of this stack from its members' own state dicts (the inverse of
+        :meth:`member_state`)."""
+        return {attr: torch.stack([m[name] for m in members]) for name, attr in self._names.items()}
 
     def keep(self, rows: Tensor) -> None:
         """Keep only the members in slots ``rows`` (in that order); the others' memory is released."""

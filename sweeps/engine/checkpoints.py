@@ -6,7 +6,10 @@ states, the loops' epoch and step, each callback's state, among them the epoch r
 every random state the next epoch draws from: torch's, CUDA's, numpy's and Python's global generators and
 every ``torch.Generator`` the module or the data module holds (the data order's, a per-trial dropout
 generator's). ``Trainer.fit(ckpt_path=...)`` restores the first part; the random states are set again when
-training starts, after anything that set up the run has drawn from them.
+training starts, after anything that set up the run has drawn from them. A pack's trials each save their own
+file, in the format of the same trial trained alone (its weights and optimizer state cut from the pack's:
+:meth:`models.pack.PackModule.alone`), and a pack resumes from its trials' files joined; so each trial of a
+lost pack resumes, re-packed or alone.
 
 A callback of our own rather than Lightning's ``ModelCheckpoint``: that one keeps the top-k files of a
 monitored metric in a directory; a trial needs its latest state under a key that outlives the worker, in a
@@ -28,10 +31,9 @@ import random
 import re
 import shutil
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -39,12 +41,14 @@ import optuna
 import torch
 from lightning.pytorch.callbacks import Callback
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
 from sweeps.engine.study import best_search
 from sweeps.names import CHECKPOINT_ATTR, SEARCH, phase
 from sweeps.tracking.artifacts import ArtifactStore
 from sweeps.tracking.uris import SQLITE
+
+if TYPE_CHECKING:
+    from sweeps.engine.workload import Workload
 
 _logger = logging.getLogger(__name__)
 _EPOCH = re.compile(r"^epoch-(\d+)\.ckpt$")
@@ -131,18 +135,23 @@ class Checkpointing:
     store: Store
     key: str
 
-    def latest(self, scratch: Path) -> Path | None:
-        """A local copy of the newest readable checkpoint, or ``None`` to start afresh. A file that is not a
-        whole ``torch.save`` archive (cut off by a killed upload) is passed over for the one before. A file
-        holding anything but tensors and plain data is refused and the run starts afresh: the store (an
-        MLflow server without authentication) is writable by others, and unpickling runs code."""
+    def saved_epoch(self) -> int:
+        """The newest epoch saved (0: none)."""
+        saved = _epochs(self.store, self.key)
+        return saved[0][0] if saved else 0
+
+    def latest(self, scratch: Path) -> dict[str, Any] | None:
+        """The newest readable checkpoint, or ``None`` to start afresh. A file that is not a whole
+        ``torch.save`` archive (cut off by a killed upload) is passed over for the one before. A file holding
+        anything but tensors and plain data is refused and the run starts afresh: the store (an MLflow server
+        without authentication) is writable by others, and unpickling runs code."""
         for epoch, name in _epochs(self.store, self.key):
             path = self.store.fetch(self.key, name, scratch)
             if not zipfile.is_zipfile(path):
                 _logger.warning("%s: checkpoint %s is unreadable; trying an older one", self.key, name)
                 continue
             try:
-                torch.load(path, map_location="cpu", weights_only=True)
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
             except pickle.UnpicklingError as exc:
                 reason = str(exc).split("WeightsUnpickler error: ")[-1].split(". ")[0]
                 _logger.error(
@@ -154,66 +163,86 @@ class Checkpointing:
                 )
                 return None
             _logger.info("%s resumes from its checkpoint of epoch %d", self.key, epoch)
-            return path
+            return loaded
         return None
 
-    def saver(self, scratch: Path) -> Checkpointer:
-        return Checkpointer(self, scratch)
+
+def resumed(targets: list[Checkpointing], workload: Workload, scratch: Path) -> Path | None:
+    """The checkpoint a fit resumes from, joined from its members' newest (all of one epoch), or ``None``
+    to start afresh."""
+    saved = [target.latest(scratch) for target in targets]
+    if any(checkpoint is None for checkpoint in saved):
+        return None
+    if len({checkpoint["epoch"] for checkpoint in saved}) > 1:
+        _logger.warning(
+            "%s: saved at different epochs; the pack starts afresh", ", ".join(t.key for t in targets)
+        )
+        return None
+    callbacks = {
+        key: {**state, "members": [c["callbacks"][key]["members"][0] for c in saved]}
+        if "members" in state
+        else state
+        for key, state in saved[0]["callbacks"].items()
+    }
+    path = scratch / "resumed.ckpt"
+    torch.save({**workload.joined(saved), "callbacks": callbacks}, path)
+    return path
 
 
 class Checkpointer(Callback):
-    """Saves the run's state at the end of every training epoch (after its validation and its row); on a
-    resumed run, sets the saved random states again as training starts."""
+    """Saves each member's state at the end of every training epoch (after its validation and its row),
+    under the member's own key; on a resumed fit, sets the saved random states again as training starts.
+    A callback's state that holds ``members`` (one entry each) is split among their files."""
 
-    def __init__(self, target: Checkpointing, scratch: Path) -> None:
-        self.target, self.scratch = target, scratch
-        self._owners: dict[str, Any] = {}
+    def __init__(self, targets: list[Checkpointing], scratch: Path, workload: Workload) -> None:
+        self.targets, self.scratch, self.workload = targets, scratch, workload
+        self._generators: list[dict[str, torch.Generator]] = []
         self._saved_random: dict[str, Any] | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._owners = {"module": pl_module, "data": trainer.datamodule}
+        self._generators = self.workload.generators(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._saved_random is not None:
-            _set_random_states(self._saved_random, self._owners)
-            _logger.info("%s resumed at epoch %d", self.target.key, trainer.current_epoch + 1)
+            _set_random_states(self._saved_random, self._generators)
+            keys = ", ".join(target.key for target in self.targets)
+            _logger.info("%s resumed at epoch %d", keys, trainer.current_epoch + 1)
             self._saved_random = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        path = self.scratch / f"epoch-{epoch:04d}.ckpt"
-        trainer.save_checkpoint(path, weights_only=False)
-        self.target.store.put(self.target.key, path)
-        path.unlink()
-        for _, name in _epochs(self.target.store, self.target.key)[1:]:
-            self.target.store.remove(self.target.key, name)
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        for member, target in enumerate(self.targets):
+            alone = self.workload.alone(checkpoint, member)
+            if alone is None:
+                continue
+            callbacks = {
+                key: {**state, "members": [state["members"][member]]} if "members" in state else state
+                for key, state in checkpoint["callbacks"].items()
+            }
+            path = self.scratch / f"epoch-{epoch:04d}.ckpt"
+            torch.save({**alone, "callbacks": callbacks}, path)
+            target.store.put(target.key, path)
+            path.unlink()
+            for _, name in _epochs(target.store, target.key)[1:]:
+                target.store.remove(target.key, name)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"random": _random_states(self._owners)}
+        return {
+            "random": _random_states(),
+            "members": [{name: g.get_state() for name, g in owned.items()} for owned in self._generators],
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._saved_random = state_dict["random"]
+        self._saved_random = state_dict
 
 
-def _generators(owners: dict[str, Any]) -> Iterator[tuple[str, torch.Generator]]:
-    """Every ``torch.Generator`` held as an attribute by the module's submodules or the data module."""
-    for label, owner in owners.items():
-        if owner is None:
-            continue
-        objects = owner.named_modules() if isinstance(owner, nn.Module) else [("", owner)]
-        for name, obj in objects:
-            for attribute, value in vars(obj).items():
-                if isinstance(value, torch.Generator):
-                    yield f"{label}.{name}.{attribute}", value
-
-
-def _random_states(owners: dict[str, Any]) -> dict[str, Any]:
+def _random_states() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": _plain_numpy_state(),
         "python": random.getstate(),
-        "generators": {name: g.get_state() for name, g in _generators(owners)},
     }
 
 
@@ -224,17 +253,18 @@ def _plain_numpy_state() -> tuple[Any, ...]:
     return (name, torch.from_numpy(keys.copy()), *rest)
 
 
-def _set_random_states(states: dict[str, Any], owners: dict[str, Any]) -> None:
+def _set_random_states(saved: dict[str, Any], owned: list[dict[str, torch.Generator]]) -> None:
+    states = saved["random"]
     torch.set_rng_state(states["torch"])
     if states["cuda"]:
         torch.cuda.set_rng_state_all(states["cuda"])
     name, keys, *rest = states["numpy"]
     np.random.set_state((name, keys.numpy(), *rest))
     random.setstate(states["python"])
-    generators = dict(_generators(owners))
-    for name, state in states["generators"].items():
-        if name in generators:
-            generators[name].set_state(state)
+    for generators_of, states_of in zip(owned, saved["members"], strict=True):
+        for name, state in states_of.items():
+            if name in generators_of:
+                generators_of[name].set_state(state)
 
 
 def _latest(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import lightning as L
 import optuna
 import requests
-from lightning.pytorch.callbacks import Callback
 from mlflow import MlflowClient
 from torch import nn
 
@@ -28,7 +28,8 @@ from sweeps.engine.checkpoints import Checkpointing, Store, trial_key
 from sweeps.engine.retry import first_line
 from sweeps.engine.space import preset_config, suggest, trial_params
 from sweeps.engine.study import best_search
-from sweeps.engine.training import Deadline, RunResult, ended_by, train
+from sweeps.engine.training import Deadline, Run, RunResult, ended_by, fit
+from sweeps.engine.workload import Workload, build_module
 from sweeps.names import (
     CONFIG_ATTR,
     GIVEN_BACK_ATTR,
@@ -48,6 +49,10 @@ from sweeps.tracking import runs
 from sweeps.tracking.artifacts import log_model
 
 _logger = logging.getLogger(__name__)
+
+Scored = tuple[list[float], float, list[tuple[str, nn.Module]]]
+"""A trial's values (one per seed), its training time and the models of its runs."""
+TrialValue = float | tuple[float, float]
 
 
 class OverBudget(RuntimeError):
@@ -112,17 +117,61 @@ class Objective:
     placement: Mapping[str, str] = field(default_factory=dict)
     """Where the worker runs, as its scheduler names it (launcher, job, task, node): tags on trial runs."""
 
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+    def __call__(self, trial: optuna.Trial) -> TrialValue:
         return self.run(trial, self.begin(trial))
 
-    def run(self, trial: optuna.Trial, started: Started) -> float | tuple[float, float]:
+    def run(self, trial: optuna.Trial, started: Started) -> TrialValue:
         """Train a begun trial on its seeds, one after another; its run closed however it ends."""
+        return self.close(trial, started, lambda: self._train_repeats(trial, started))
+
+    def close(self, trial: optuna.Trial, started: Started, training: Callable[[], Scored]) -> TrialValue:
+        """Close a trial with what ``training`` scored, or with what stopped it (raised again)."""
         try:
-            values, seconds, models = self._train_repeats(trial, started)
+            values, seconds, models = training()
         except BaseException as exc:
             self.stopped(trial, started, exc)
             raise
         return self.completed(trial, started, values, seconds, models)
+
+    def fit(
+        self,
+        trials: list[optuna.Trial],
+        runs: list[Run],
+        build: Callable[[L.LightningDataModule], Workload],
+        pruned: bool,
+    ) -> list[RunResult | BaseException]:
+        """Train ``runs`` of ``trials`` (one, or a pack) to the sweep's timeout, each pruned by the study's
+        pruner if ``pruned``."""
+        study = self.sweep.study
+        callbacks = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
+        judge = Pruning(trials, study.epoch_metric) if pruned and study.pruner != "none" else None
+        return fit(
+            runs, build, self.tracking_uri, callbacks=callbacks, required=study.epoch_metric, judge=judge
+        )
+
+    def checkpointing(self, trial: optuna.Trial, cfg: TrainConfig) -> Checkpointing | None:
+        """Where the trial's run of ``cfg`` (its seed) saves its checkpoints, if it does: the key a re-run of
+        the trial finds them under, alone or in a pack."""
+        if self.checkpoints is None or not self.sweep.study.checkpoints:
+            return None
+        return Checkpointing(self.checkpoints, f"{trial_key(trial)}/seed-{cfg.trainer.seed}")
+
+    def scored(self, results: list[RunResult | BaseException]) -> Scored:
+        """Each run's value, the runs' time and the models worth logging; what stopped a run (pruned,
+        diverged, an error) is raised."""
+        values, seconds, models = [], 0.0, []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            if result.outcome == "pruned":
+                raise optuna.TrialPruned(result.reason)
+            if result.outcome == "diverged":
+                raise Diverged(result.reason)
+            if result.model is not None and self.checkpoints is not None:
+                models.append((result.run_id, result.model))
+            values.append(metric_value(result, self.sweep.study.metric))
+            seconds += result.total_seconds
+        return values, seconds, models
 
     def begin(self, trial: optuna.Trial) -> Started:
         """The trial's config and its child run, both recorded on the trial; a trial that is not the budget
@@ -182,7 +231,7 @@ class Objective:
         values: list[float],
         seconds: float,
         models: list[tuple[str, nn.Module]],
-    ) -> float | tuple[float, float]:
+    ) -> TrialValue:
         """A trial trained on all its seeds: its run closed with the value (the seeds' mean), the models of a
         trial worth keeping logged; returns what Optuna is told."""
         study = self.sweep.study
@@ -218,9 +267,7 @@ class Objective:
         )
         return cfg.model_copy(update={"data": cfg.data.model_copy(update={"val_split": "test"})})
 
-    def _train_repeats(
-        self, trial: optuna.Trial, started: Started
-    ) -> tuple[list[float], float, list[tuple[str, nn.Module]]]:
+    def _train_repeats(self, trial: optuna.Trial, started: Started) -> Scored:
         """Train the config once per seed; with one seed the trial run itself holds the curves. Retrained
         configs get fresh seeds (after those the search selected on), the same list for every optimizer and
         phase: seed i gives each the same initialisation and data order, so the report pairs them by seed.
@@ -228,7 +275,7 @@ class Objective:
         study, cfg, phase = self.sweep.study, started.cfg, started.phase
         seeds = study.repeats if phase == SEARCH else study.retrain_seeds
         first = cfg.trainer.seed + (0 if phase == SEARCH else study.repeats)
-        values, seconds, models = [], 0.0, []
+        results: list[RunResult | BaseException] = []
         earlier = {}
         if started.reopened and seeds > 1:  # a preempted trial's seeds resume in their own runs
             earlier = runs.seed_runs(started.client, self.experiment_id, started.run_id)
@@ -243,48 +290,29 @@ class Objective:
                     started.client, self.experiment_id, started.run_id, trial.number, seed
                 )
                 in_place = seed in earlier
-            callbacks: list[Callback] = [Deadline(self.deadline)] if math.isfinite(self.deadline) else []
-            if study.pruner != "none" and repeat == 0 and phase == SEARCH:
-                callbacks.append(EpochPruning(trial, study.epoch_metric))
-            saved = None
-            if self.checkpoints is not None and study.checkpoints:
-                saved = Checkpointing(self.checkpoints, f"{trial_key(trial)}/seed-{seeded.trainer.seed}")
-            result = train(
-                seeded,
-                self.tracking_uri,
-                callbacks=callbacks,
-                run_id=run_id,
-                checkpoints=saved,
-                required=study.epoch_metric,
-                resumed_in_place=in_place,
-            )
-            if result.outcome == "diverged":
-                raise Diverged(result.reason)
-            if result.model is not None and self.checkpoints is not None:
-                models.append((run_id, result.model))
-            values.append(metric_value(result, study.metric))
-            seconds += result.total_seconds
-        return values, seconds, models
+            run = Run(seeded, run_id, self.checkpointing(trial, seeded), in_place)
+            build = partial(build_module, seeded)
+            results += self.fit([trial], [run], build, pruned=repeat == 0 and phase == SEARCH)
+            self.scored(results[-1:])
+        return self.scored(results)
 
 
 @dataclass
-class EpochPruning(Callback):
-    """Reports ``monitor`` to the trial as each epoch ends (after its validation, and after the epoch's row
-    is written: the run keeps the epoch it was cut at) and stops a trial the study's pruner cuts. Not
-    optuna-integration's callback: it numbers epochs from 0, and the runs' curves and the reason a pruned
-    run shows number them from 1, as the report does."""
+class Pruning:
+    """Reports ``monitor`` to each member's trial as its epoch's row is written (the run keeps the epoch it
+    was cut at) and says why the study's pruner cuts it. Not optuna-integration's callback: it numbers
+    epochs from 0, and the runs' curves and the reason a pruned run shows number them from 1, as the
+    report does."""
 
-    trial: optuna.Trial
+    trials: list[optuna.Trial]
     monitor: str
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
-            return
-        epoch = trainer.current_epoch + 1
-        self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(pruned_reason(epoch, self.monitor, float(value)))
+    def __call__(self, member: int, row: dict[str, float], epoch: int) -> str | None:
+        trial, value = self.trials[member], row.get(self.monitor)
+        if value is None:
+            return None
+        trial.report(value, step=epoch)
+        return pruned_reason(epoch, self.monitor, value) if trial.should_prune() else None
 
 
 def pruned_reason(epoch: int, monitor: str, value: float) -> str:

@@ -17,24 +17,24 @@ from torch import nn
 from models.module import Diverged
 from models.schedules import OptimizerPlan
 from sweeps.config.train import TrainConfig
-from sweeps.engine.checkpoints import Checkpointing
+from sweeps.engine.checkpoints import Checkpointer, Checkpointing, resumed
 from sweeps.engine.epochs import EpochReport, Row
 from sweeps.engine.preemption import Preempted, StopAtEpochEnd
 from sweeps.engine.runtime import denormals_flushed
-from sweeps.engine.workload import build_module, checked_datamodule
+from sweeps.engine.workload import Workload, build_module, checked_datamodule, optimizer_plan
 from sweeps.environ import scoped_environ
 from sweeps.masking import mask
 from sweeps.tracking.environment import device_name
 from sweeps.tracking.fit import FitRecord, kept_tracking_env
 from sweeps.tracking.uris import tracking_uri
 
-Outcome = Literal["finished", "diverged"]
+Outcome = Literal["finished", "diverged", "pruned"]
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished (or diverged) run: its record, its rows per epoch, and the trained model (the network, or a
-    user's LightningModule), which a sweep logs for the runs it keeps."""
+    """A finished (diverged, pruned) run: its record, its rows per epoch, and the trained model (the
+    network, or a user's LightningModule), which a sweep logs for the runs it keeps."""
 
     run_id: str | None
     outcome: Outcome
@@ -43,6 +43,18 @@ class RunResult:
     total_seconds: float
     history: list[dict[str, float]]
     model: nn.Module | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a fit: its config, the MLflow run it fills (``None``: a new one), where it checkpoints,
+    and whether that run already holds the epochs its checkpoint restores (a preempted run resumed in
+    place)."""
+
+    cfg: TrainConfig
+    run_id: str | None = None
+    checkpoints: Checkpointing | None = None
+    resumed_in_place: bool = False
 
 
 def build_trainer(cfg: TrainConfig, callbacks: Sequence[Callback] = (), **kw: Any) -> L.Trainer:
@@ -103,46 +115,108 @@ def train(
     uri: str | None = None,
     show: Callable[[Row, int], None] | None = None,
     callbacks: Sequence[Callback] = (),
-    tags: dict[str, str] | None = None,
-    run_id: str | None = None,
     checkpoints: Checkpointing | None = None,
-    required: str | None = None,
-    resumed_in_place: bool = False,
 ) -> RunResult:
-    """Train once and record it as one MLflow run; each epoch's row (whatever the module logs) is written as
-    the epoch ends, step = the 1-based epoch.
+    """Train once and record it as one new MLflow run (see :func:`fit`); the error that stopped it is
+    raised."""
+    run = Run(cfg, checkpoints=checkpoints)
+    (result,) = fit([run], lambda datamodule: build_module(cfg, datamodule), uri, show, callbacks)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
-    ``run_id`` fills a run created beforehand (a sweep's trial run); otherwise a new run is created. With
-    ``checkpoints`` the run saves its state every epoch and resumes from the newest one saved; ``required``
-    names a metric the module must log (checked after the first epoch). ``resumed_in_place``: ``run_id`` is a
-    preempted run that already holds the epochs its checkpoint restores. Raises :class:`ConfigError` (data or
-    model setup) or ``DatasetNotFound`` before any run is created or touched."""
-    datamodule = checked_datamodule(cfg)
-    prepare(cfg)
-    workload = build_module(cfg, datamodule)
+
+def fit(
+    runs: Sequence[Run],
+    build: Callable[[L.LightningDataModule], Workload],
+    uri: str | None = None,
+    show: Callable[[Row, int], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+    tags: dict[str, str] | None = None,
+    required: str | None = None,
+    judge: Callable[[int, Row, int], str | None] | None = None,
+) -> list[RunResult | BaseException]:
+    """Train ``runs`` (one, or a pack's trials of one shape: the first's config sets the data and the
+    trainer) as what ``build`` makes of the data, each recorded as one MLflow run; each epoch's row is
+    written as the epoch ends, step = the 1-based epoch. Returns per run its result, or the error that
+    stopped the whole fit.
+
+    Each run with ``checkpoints`` (all or none) saves its state every epoch under its own key and resumes
+    from the newest one saved. ``required`` names a metric the module must log (checked after the first
+    epoch); ``judge`` may end a run after each of its rows (a pruner: why, else ``None``). Raises
+    :class:`ConfigError` (data or model setup) or ``DatasetNotFound`` before any run is created or
+    touched."""
+    first = runs[0].cfg
+    datamodule = checked_datamodule(first)
+    prepare(first)
+    workload = build(datamodule)
     uri = tracking_uri(uri)
-    with kept_tracking_env(), denormals_flushed():
-        record = FitRecord(cfg.experiment, cfg.run_name, uri, tags or {}, run_id)
-        report = EpochReport(show, record.log_epoch, required, run_has_restored=resumed_in_place)
-        with tempfile.TemporaryDirectory(prefix="sweeps-run-") as scratch:
-            resume, saving = None, []
-            if checkpoints is not None:
-                resume, saving = checkpoints.latest(Path(scratch)), [checkpoints.saver(Path(scratch))]
-            trainer = build_trainer(cfg, callbacks=[report, *callbacks, *saving])
-            device = device_name(trainer.strategy.root_device)
-            record.start(run_params(cfg, workload.plan), cfg.model_dump(mode="json"), device)
-            started = time.perf_counter()
-            try:  # tensors and plain data only: the store is writable by others, unpickling runs code
-                trainer.fit(workload.module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-            except BaseException as exc:
-                record.ended(*ended_by(exc))
-                raise
-    total = time.perf_counter() - started + report.restored_seconds
-    diverged = getattr(workload.module, "diverged", None) or report.diverged
-    best = report.best("val_acc")
-    record.finished({"best_val_acc": best, "total_seconds": total}, len(report.history), diverged)
-    outcome: Outcome = "diverged" if diverged else "finished"
-    return RunResult(record.run_id, outcome, diverged, best, total, report.history, workload.model())
+    targets = [run.checkpoints for run in runs if run.checkpoints is not None]
+    with (
+        kept_tracking_env(),
+        denormals_flushed(),
+        tempfile.TemporaryDirectory(prefix="sweeps-run-") as scratch,
+    ):
+        packed = len(runs) > 1
+        records = [
+            FitRecord(run.cfg.experiment, run.cfg.run_name, uri, tags, run.run_id, asynchronous=packed)
+            for run in runs
+        ]
+        report = EpochReport(
+            [record.log_epoch for record in records],
+            show,
+            required,
+            [run.resumed_in_place for run in runs],
+            workload.read,
+            judge,
+            workload.stop,
+        )
+        resume, saving = None, []
+        if targets:
+            resume = resumed(targets, workload, Path(scratch))
+            saving = [Checkpointer(targets, Path(scratch), workload)]
+        trainer = build_trainer(first, callbacks=[report, *callbacks, *saving])
+        device = device_name(trainer.strategy.root_device)
+        for run, record in zip(runs, records, strict=True):
+            record.start(
+                run_params(run.cfg, optimizer_plan(run.cfg)), run.cfg.model_dump(mode="json"), device
+            )
+        failure: BaseException | None = None
+        try:  # tensors and plain data only: the store is writable by others, unpickling runs code
+            trainer.fit(
+                workload.module, datamodule=workload.data(datamodule), ckpt_path=resume, weights_only=True
+            )
+        except BaseException as exc:
+            failure = exc
+        return [_ended(k, record, report, workload, failure) for k, record in enumerate(records)]
+
+
+def _ended(
+    member: int,
+    record: FitRecord,
+    report: EpochReport,
+    workload: Workload,
+    failure: BaseException | None,
+) -> RunResult | BaseException:
+    """Close one run: as its member ended (finished, diverged, pruned), else with the error that stopped the
+    whole fit."""
+    how, reason = report.ended[member] or workload.ended(member) or (None, None)
+    if how is None and failure is not None:
+        record.ended(*ended_by(failure))
+        return failure
+    best, total, epochs = (
+        report.best("val_acc", member),
+        report.seconds(member),
+        len(report.histories[member]),
+    )
+    if how == "pruned":
+        record.ended("pruned", "KILLED", reason)
+    else:
+        record.finished({"best_val_acc": best, "total_seconds": total}, epochs, reason)
+    outcome: Outcome = how or "finished"
+    return RunResult(
+        record.run_id, outcome, reason, best, total, report.histories[member], workload.model(member)
+    )
 
 
 def ended_by(exc: BaseException) -> tuple[str, str, str]:

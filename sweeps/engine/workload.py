@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import torch
 from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from models.data.files import check_available
 from models.data.module import MNISTDataModule
 from models.introspect import Arguments, read_arguments
 from models.module import OptimizerModule
 from models.optimizers import HyperParam
+from models.pack import Member, PackData, PackModule
 from models.schedules import OptimizerPlan, Schedule, inject, uninjected
 from models.seeding import seeded
 from sweeps.config.files import ConfigError
@@ -37,22 +40,105 @@ DEFAULT_BATCH_SIZE = DataConfig.model_fields["batch_size"].default
 
 @dataclass(frozen=True)
 class Workload:
-    """The module a run trains, the optimizer plan injected into it, and whether it is the service's own
-    module (which logs ``train_loss``, ``val_loss``, ``val_acc`` and ``epoch_seconds``)."""
+    """What a fit trains (:func:`sweeps.engine.training.fit`): the service's own module (``own``, a
+    :class:`models.module.Classifiers`: one run's, or a pack's, each member's rows and end its records), or
+    a user's LightningModule, whose row is whatever it logs; and the optimizer plan injected into a single
+    run's module (``None`` for a pack)."""
 
     module: L.LightningModule
-    plan: OptimizerPlan
+    plan: OptimizerPlan | None
     own: bool
 
-    def model(self) -> nn.Module:
-        """What a trained run logs as its model: the network inside the service's module, or the user's
-        LightningModule as the user wrote it (its own ``configure_optimizers`` back, no longer holding the
-        trainer and with it the data)."""
+    @property
+    def packed(self) -> bool:
+        return isinstance(self.module, PackModule)
+
+    def data(self, datamodule: L.LightningDataModule) -> L.LightningDataModule:
+        return PackData(datamodule, self.module) if self.packed else datamodule
+
+    @property
+    def read(self) -> Callable[[L.Trainer, L.LightningModule], list[dict[str, float] | None]] | None:
+        """Each member's row as its epoch ends (``None``: a user's module, whose row is what it logged)."""
+        return self._rows if self.own else None
+
+    def _rows(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[dict[str, float] | None]:
+        epoch = trainer.current_epoch + 1
+        return [
+            {k: v for k, v in h[-1].items() if k != "epoch"} if h and h[-1]["epoch"] == epoch else None
+            for h in self.module.history
+        ]
+
+    def stop(self, member: int, reason: str) -> None:
         if self.own:
-            return self.module.model
+            self.module.stop(member, reason)
+        else:
+            self.module.trainer.should_stop = True
+
+    def ended(self, member: int) -> tuple[str, str] | None:
+        """How the module ended a member early (diverged, pruned), with why."""
+        record = self.module.records[member] if self.own else None
+        return (record.ended, record.reason or "") if record and record.ended else None
+
+    def model(self, member: int = 0) -> nn.Module | None:
+        """What a trained run logs as its model: the network inside the service's module (a pack's: none),
+        or the user's LightningModule as the user wrote it (its own ``configure_optimizers`` back, no longer
+        holding the trainer and with it the data)."""
+        if self.own:
+            return None if self.packed else self.module.model
         module = uninjected(self.module)
         module.trainer = None
         return module
+
+    def alone(self, checkpoint: dict[str, Any], member: int) -> dict[str, Any] | None:
+        """A member's checkpoint as the same run alone saves it (``None``: it trains no more)."""
+        if not self.packed:
+            return checkpoint
+        return self.module.alone(checkpoint, member) if member in self.module.slots else None
+
+    def joined(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.module.joined(checkpoints) if self.packed else checkpoints[0]
+
+    def generators(self, trainer: L.Trainer) -> list[dict[str, torch.Generator]]:
+        """Each member's random generators by name; a pack member's data order is named as a single run's."""
+        if self.packed:
+            return [{"data.._order": order} for order in trainer.datamodule.orders]
+        return [_generators({"module": self.module, "data": trainer.datamodule})]
+
+
+def _generators(owners: dict[str, Any]) -> dict[str, torch.Generator]:
+    """Every ``torch.Generator`` held as an attribute by the module's submodules or the data module."""
+    found = {}
+    for label, owner in owners.items():
+        objects = owner.named_modules() if isinstance(owner, nn.Module) else [("", owner)]
+        for name, obj in objects:
+            for attribute, value in vars(obj).items():
+                if isinstance(value, torch.Generator):
+                    found[f"{label}.{name}.{attribute}"] = value
+    return found
+
+
+class Unpackable(ValueError):
+    """These trials cannot train as one pack (the message says why); each trains alone."""
+
+
+def build_pack(cfgs: list[TrainConfig], datamodule: L.LightningDataModule) -> Workload:
+    """The pack of ``cfgs`` (one shape: :func:`sweeps.engine.packs.shape_of`); :class:`Unpackable` when its
+    network draws dropout masks from torch's global generator, which would tie each member's masks to the
+    pack."""
+    first = cfgs[0]
+    num_classes = getattr(datamodule, "num_classes", None)
+    network = user_network(first, num_classes)
+    if network is not None and any(isinstance(m, _DropoutNd) and m.p > 0 for m in network().modules()):
+        raise Unpackable(
+            f"{first.model.target} uses torch's nn.Dropout, which cannot be packed (its masks would depend on"
+            " the pack); with models.dropout.Dropout it can"
+        )
+    members = [
+        Member(c.optimizer.name, c.optimizer.preset, c.optimizer.overrides(), c.trainer.seed, c.model.init)
+        for c in cfgs
+    ]
+    pack = PackModule(members, network=network, num_classes=num_classes or 10, fused=first.model.fused)
+    return Workload(pack, None, own=True)
 
 
 def optimizer_plan(cfg: TrainConfig) -> OptimizerPlan:
@@ -193,36 +279,38 @@ def build_module(cfg: TrainConfig, datamodule: L.LightningDataModule) -> Workloa
     """The LightningModule the config names, training with its optimizer plan."""
     plan = optimizer_plan(cfg)
     num_classes = getattr(datamodule, "num_classes", None)
-    if cfg.model.target is None:
-        seed_cnn = OptimizerModule(
-            optimizer=cfg.optimizer.name,
-            preset=cfg.optimizer.preset,
-            hparams=cfg.optimizer.overrides(),
-            init=cfg.model.init,
-            num_classes=num_classes or 10,
-            fused=cfg.model.fused,
-            seed=cfg.trainer.seed,
-            spec=plan.spec,
-        )
-        return Workload(inject(seed_cnn, plan), plan, own=True)
-    model = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
-    with seeded(cfg.trainer.seed):  # the trial's own initialisation, whatever else drew before
-        built = model.build(cfg.model.kwargs, {"num_classes": num_classes} if num_classes else {})
-    if isinstance(built, L.LightningModule):
-        return Workload(inject(built, plan), plan, own=False)
-    if not isinstance(built, nn.Module):
-        raise ConfigError(
-            f"model.target: {model.path} returned {kind_of(built)}, not an nn.Module or a LightningModule"
-        )
-    wrapped = OptimizerModule(
+    built, user = None, user_network(cfg, num_classes)
+    if user is not None:
+        with seeded(cfg.trainer.seed):  # the trial's own initialisation, whatever else drew before
+            built = user()
+        if isinstance(built, L.LightningModule):
+            return Workload(inject(built, plan), plan, own=False)
+        if not isinstance(built, nn.Module):
+            raise ConfigError(
+                f"model.target: {cfg.model.target} returned {kind_of(built)}, not an nn.Module or a"
+                " LightningModule"
+            )
+    module = OptimizerModule(
         optimizer=cfg.optimizer.name,
         preset=cfg.optimizer.preset,
         hparams=cfg.optimizer.overrides(),
+        init=cfg.model.init,
+        num_classes=num_classes or 10,
+        fused=cfg.model.fused,
         seed=cfg.trainer.seed,
         network=built,
         spec=plan.spec,
     )
-    return Workload(inject(wrapped, plan), plan, own=True)
+    return Workload(inject(module, plan), plan, own=True)
+
+
+def user_network(cfg: TrainConfig, num_classes: int | None) -> Callable[..., Any] | None:
+    """What builds ``model.target`` (offered the data's number of classes), or ``None`` for the seed CNN."""
+    if cfg.model.target is None:
+        return None
+    model = constructor(cfg.model.target, "model", nn.Module, cfg.model.factory)
+    offered = {"num_classes": num_classes} if num_classes else {}
+    return lambda *init: model.build(cfg.model.kwargs, offered)
 
 
 def kwarg_constructors(cfg: TrainConfig) -> dict[str, Constructor]:

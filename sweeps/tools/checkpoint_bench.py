@@ -26,7 +26,7 @@ def fit(overrides: dict[str, Any], saving: bool, scratch: Path) -> tuple[list[fl
     training images of an epoch."""
     from sweeps.config.files import validate
     from sweeps.config.train import TrainConfig
-    from sweeps.engine.checkpoints import Checkpointing, FolderStore
+    from sweeps.engine.checkpoints import Checkpointer, Checkpointing, FolderStore
     from sweeps.engine.epochs import EpochReport
     from sweeps.engine.training import build_trainer, prepare
     from sweeps.engine.workload import build_module, checked_datamodule
@@ -38,7 +38,8 @@ def fit(overrides: dict[str, Any], saving: bool, scratch: Path) -> tuple[list[fl
     store = FolderStore(scratch / "store")
     target = Checkpointing(store, "bench/seed-0")
     before, after = Timer(), Timer()
-    callbacks = [EpochReport(), before, *([target.saver(scratch)] if saving else []), after]
+    saver = [Checkpointer([target], scratch, workload)] if saving else []
+    callbacks = [EpochReport(), before, *saver, after]
     build_trainer(cfg, callbacks=callbacks).fit(workload.module, datamodule=datamodule)
     epochs = [end - start for start, end in zip(before.starts, after.ends, strict=True)]
     saves = [done - ready for ready, done in zip(before.ends, after.ends, strict=True)]

@@ -59,7 +59,9 @@ def test_logs_the_contract_metrics_once_per_epoch_with_1_based_steps(
     for _, metrics in logger.rows:
         assert set(metrics) == {"train_loss", "val_loss", "val_acc", "epoch_seconds"}
         assert 0 <= metrics["val_acc"] <= 1 and metrics["epoch_seconds"] > 0 and metrics["train_loss"] > 0
-    assert module.best_val_acc == pytest.approx(max(m["val_acc"] for _, m in logger.rows))
+    assert [row["val_acc"] for row in module.history[0]] == pytest.approx(
+        [m["val_acc"] for _, m in logger.rows]
+    )
     assert module.diverged is None
 
 
@@ -70,9 +72,9 @@ def test_a_non_finite_loss_stops_training_as_diverged(tmp_path: Path, write_idx_
     assert all(all(v == v for v in m.values()) for _, m in logger.rows)  # no NaN was logged
 
 
-def test_optimizer_params_are_the_torch_keyword_arguments() -> None:
+def test_the_optimizer_is_built_with_the_torch_keyword_arguments() -> None:
     module = OptimizerModule("momentum", hparams={"form": "ema", "momentum": 0.8, "lr": 0.05})
-    params = module.optimizer_params()
+    params = module.spec.torch_kwargs(module.optimizer_hparams)
     assert params["dampening"] == params["momentum"] == 0.8 and params["lr"] == 0.05
     optimizer = module.configure_optimizers()
     assert optimizer.defaults["dampening"] == 0.8

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from models.tally import Tally, best
+from models.tally import Tally
 
 
 def test_rows_are_means_over_the_samples_seen_and_a_non_finite_row_is_diverged() -> None:
@@ -35,6 +35,5 @@ def test_rows_that_leave_take_their_sums_with_them() -> None:
     assert [row["train_loss"] for row in tally.rows()] == [1.0, 3.0]
 
 
-def test_an_epoch_without_validation_is_not_complete_and_best_starts_at_the_first_value() -> None:
+def test_an_epoch_without_validation_is_not_complete() -> None:
     assert not Tally(1, torch.device("cpu")).complete
-    assert best(0.5, math.nan) == 0.5 and best(0.4, 0.5) == 0.5

@@ -19,7 +19,9 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from sweeps.config.sweep import load_sweep
 from sweeps.engine.storage.rdb import open_storage
+from sweeps.engine.study import create
 from sweeps.workdir import LOGS
 from tests.sweeps.helpers import (
     HEARTBEATS,
@@ -440,6 +442,63 @@ def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninte
     network = logged_model(f"sqlite:///{tmp_path / 'mlflow.db'}", run_id)  # the best trial's model
     assert type(network).__name__ == "SeedCNN"
     assert [p.name for p in (tmp_path / "checkpoints" / "resume").iterdir()] == ["trial-0"]  # kept: the best
+
+
+@pytest.mark.slow
+def test_a_killed_workers_pack_resumes_each_trial_at_its_saved_epoch(
+    tmp_path: Path, write_idx_dataset
+) -> None:
+    """Kill -9 mid-pack: the heartbeat fails each trial of the lost pack, and each re-run resumes from the
+    checkpoint its trial saved under its own key (re-packed or alone): its restored epochs are the lost run's
+    rows as they were written, time included, and the sweep ends with its whole budget."""
+    import yaml
+
+    write_idx_dataset(tmp_path / "data", "mnist", n_train=512, n_test=16)
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "name": "mnist",
+                    "dir": str(tmp_path / "data"),
+                    "holdout_size": 64,
+                    "download": False,
+                },
+                "trainer": {"max_epochs": 2, "accelerator": "cpu"},
+                "study": {"name": "packed", "sampler": "grid", "pruner": "none", "n_trials": 2, "pack": 2},
+                "search": {"optimizer": "adam", "lr": [0.001, 0.002]},
+            }
+        )
+    )
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    create(load_sweep(spec, []), url, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    victim = sweeps_process("worker", "--study", "packed", "--storage", url, cwd=tmp_path, env=HEARTBEATS)
+    saved = [tmp_path / "checkpoints" / "packed" / f"trial-{n}" / "seed-0" for n in (0, 1)]
+    deadline = time.time() + 300
+    while not all(list(folder.glob("epoch-*.ckpt")) for folder in saved):
+        assert time.time() < deadline and victim.poll() is None, victim.stdout.read()
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)  # mid-pack: each trial has an epoch saved, neither is done
+    lost_out, _ = victim.communicate()
+    wait_until_stale(tmp_path / "optuna.db")
+    survivor = sweeps_process("worker", "--study", "packed", "--storage", url, cwd=tmp_path, env=HEARTBEATS)
+    out, _ = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, out
+
+    assert "pack of 2 trials (0, 1)" in lost_out and "resumed at epoch" in out
+    study = optuna.load_study(study_name="packed", storage=open_storage(url, heartbeat=False))
+    lost = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    retried = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert sorted(lost) == [0, 1] and sorted(t.system_attrs["failed_trial"] for t in retried) == [0, 1]
+    tracking = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for retry in retried:
+        before = lost[retry.system_attrs["failed_trial"]]
+        assert retry.params == before.params
+        was = tracking.get_metric_history(before.user_attrs["mlflow_run_id"], "epoch_seconds")
+        now = tracking.get_metric_history(retry.user_attrs["mlflow_run_id"], "epoch_seconds")
+        assert sorted(m.step for m in now) == [1, 2] and was
+        first = {m.step: m.value for m in was}[1]
+        assert {m.step: m.value for m in now}[1] == first  # not trained again: the lost run's row, restored
 
 
 # --- off the happy path -------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ curves of an uninterrupted run; the stores (a folder, MLflow artifacts); which t
 
 from __future__ import annotations
 
+import shutil
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -14,7 +16,8 @@ from optuna.trial import TrialState, create_trial
 
 from sweeps.config.train import load
 from sweeps.engine.checkpoints import Checkpointing, FolderStore, store_for, sweep_up
-from sweeps.engine.training import train
+from sweeps.engine.training import Run, fit, train
+from sweeps.engine.workload import build_pack
 from sweeps.tracking.artifacts import ArtifactStore
 from tests.sweeps.helpers import TRAIN_YAML, tiny
 
@@ -38,6 +41,10 @@ class StopAfter(Callback):
 
 def curves(result) -> list[tuple[float, ...]]:
     return [tuple(row[k] for k in ("epoch", *CURVES)) for row in result.history]
+
+
+def flat(result) -> list[float]:
+    return [value for row in curves(result) for value in row]
 
 
 @pytest.mark.parametrize("overrides", [[], ["scheduler.name=cosine", "scheduler.warmup_epochs=1"]])
@@ -64,6 +71,40 @@ def test_a_stopped_run_resumes_at_its_saved_epoch_with_the_uninterrupted_curves(
     assert [step for step, _ in store.history(again.run_id, "val_loss")] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
+def test_a_stopped_packs_trials_resume_from_their_own_checkpoints_packed_or_alone(tiny_data, store, tmp_path):
+    """Each member of a pack saves under its own key as the same trial alone would: the pack resumes from
+    them with the uninterrupted pack's curves, and a member resumes alone from its own."""
+    cfgs = [
+        load(
+            TRAIN_YAML, tiny(tiny_data, "trainer.max_epochs=3", f"trainer.seed={seed}", f"optimizer.lr={lr}")
+        )
+        for seed, lr in ((3, 1e-4), (4, 3e-4))
+    ]
+    build = partial(build_pack, cfgs)
+    whole = fit([Run(cfg) for cfg in cfgs], build, store.uri)
+    folder = FolderStore(tmp_path / "checkpoints")
+    runs = [
+        Run(c, checkpoints=Checkpointing(folder, f"trial-{k}/seed-{c.trainer.seed}"))
+        for k, c in enumerate(cfgs)
+    ]
+
+    stopped = fit(runs, build, store.uri, callbacks=[StopAfter(2)])
+    assert all(isinstance(result, Killed) for result in stopped)
+    assert [folder.files(run.checkpoints.key) for run in runs] == [["epoch-0002.ckpt"]] * 2
+    shutil.copytree(folder.root, tmp_path / "copy")
+    packed = fit(runs, build, store.uri)
+    own = Checkpointing(FolderStore(tmp_path / "copy"), runs[1].checkpoints.key)
+    alone = train(cfgs[1], store.uri, checkpoints=own)
+
+    for resumed, uninterrupted in zip(packed, whole, strict=True):
+        assert flat(resumed) == pytest.approx(flat(uninterrupted), rel=1e-6)
+        assert [step for step, _ in store.history(resumed.run_id, "val_loss")] == [1, 2, 3]
+    assert curves(alone)[:2] == curves(whole[1])[:2]  # restored, as the pack saved them
+    assert flat(alone) == pytest.approx(flat(whole[1]), rel=1e-4)  # a member trains as it would alone
+    assert [step for step, _ in store.history(alone.run_id, "val_loss")] == [1, 2, 3]
+
+
 def test_an_unreadable_newest_checkpoint_gives_way_to_the_one_before(tmp_path):
     folder = FolderStore(tmp_path / "store")
     for epoch, body in ((1, None), (2, b"cut off by a killed upload")):
@@ -76,7 +117,7 @@ def test_an_unreadable_newest_checkpoint_gives_way_to_the_one_before(tmp_path):
 
     latest = Checkpointing(folder, "trial-3/seed-0").latest(tmp_path)
 
-    assert latest is not None and latest.name == "epoch-0001.ckpt"
+    assert latest == {"epoch": 1}
     assert Checkpointing(folder, "trial-4/seed-0").latest(tmp_path) is None
 
 

@@ -13,7 +13,7 @@ from sweeps.engine.epochs import EpochReport, MetricNotLogged
 from sweeps.names import EPOCH_METRICS
 
 
-def end_epoch(report: EpochReport, epoch: int, metrics: dict[str, float], diverged: str | None = None):
+def end_epoch(report: EpochReport, epoch: int, metrics: dict[str, float]):
     trainer = SimpleNamespace(
         sanity_checking=False,
         callback_metrics={k: torch.tensor(v) for k, v in metrics.items()},
@@ -21,22 +21,22 @@ def end_epoch(report: EpochReport, epoch: int, metrics: dict[str, float], diverg
         should_stop=False,
     )
     report.on_train_epoch_start(trainer, None)
-    report.on_train_epoch_end(trainer, SimpleNamespace(diverged=diverged))
+    report.on_train_epoch_end(trainer, SimpleNamespace())
     return trainer
 
 
-def test_a_diverged_epoch_adds_no_row_of_the_previous_epochs_values():
-    report = EpochReport()
-    metrics = dict.fromkeys(EPOCH_METRICS, 0.5)
-    end_epoch(report, 1, metrics)
-    end_epoch(report, 2, metrics, diverged="non-finite training loss in epoch 2")
+def test_a_member_that_closed_no_epoch_adds_no_row_of_the_previous_epochs_values():
+    rows = {1: dict.fromkeys(EPOCH_METRICS, 0.5), 2: None}  # the module's own rows: epoch 2 diverged
+    report = EpochReport(read=lambda trainer, module: [rows[trainer.current_epoch + 1]])
+    end_epoch(report, 1, dict.fromkeys(EPOCH_METRICS, 0.5))
+    end_epoch(report, 2, dict.fromkeys(EPOCH_METRICS, 0.5))
 
     assert [row["epoch"] for row in report.history] == [1.0]
 
 
 def test_every_scalar_logged_is_written_once_per_epoch_with_its_epoch_as_step():
     written = []
-    report = EpochReport(write=lambda metrics, epoch: written.append((epoch, metrics)))
+    report = EpochReport(writes=[lambda metrics, epoch: written.append((epoch, metrics))])
     end_epoch(report, 1, {"mse": 0.5, "step": 3.0})
     end_epoch(report, 1, {"mse": 0.4})  # an epoch ends once; a second call for it adds nothing
     end_epoch(report, 2, {"mse": 0.25})
@@ -50,7 +50,7 @@ def test_a_non_finite_value_of_a_users_module_stops_the_run_as_diverged():
     report = EpochReport()
     trainer = end_epoch(report, 1, {"mse": math.nan})
 
-    assert trainer.should_stop and report.diverged == "non-finite mse in epoch 1"
+    assert trainer.should_stop and report.ended == [("diverged", "non-finite mse in epoch 1")]
     assert report.history == []
 
 
@@ -66,13 +66,13 @@ def test_restored_rows_are_written_first_and_their_time_counted():
     end_epoch(first, 1, {"mse": 0.5, "epoch_seconds": 2.0})
     end_epoch(first, 2, {"mse": 0.4, "epoch_seconds": 3.0})
     written = []
-    resumed = EpochReport(write=lambda metrics, epoch: written.append(epoch))
+    resumed = EpochReport(writes=[lambda metrics, epoch: written.append(epoch)])
     resumed.load_state_dict(first.state_dict())
     resumed.on_train_start(None, None)
     end_epoch(resumed, 3, {"mse": 0.3, "epoch_seconds": 1.0})
 
     assert written == [1, 2, 3]
-    assert resumed.restored_seconds == 5.0
+    assert resumed.seconds() == 6.0
     assert resumed.best("mse") == 0.5 and math.isnan(resumed.best("val_acc"))
 
 
