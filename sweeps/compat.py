@@ -1,10 +1,11 @@
-"""Every use of Optuna's and MLflow's internals, in one place, each checked by ``tests/sweeps/test_compat``.
+"""Every use of Optuna's, MLflow's and Lightning's internals, in one place, each checked by
+``tests/sweeps/test_compat``.
 
 The engine asks and tells trials itself (with heartbeats, give-backs and reconnects ``Study.optimize`` does
 not offer), so it leans on names the libraries do not promise to keep. Each is reached only through this
 module, and the test checks that each still exists and still behaves as assumed; the upper bounds of
-``optuna`` and ``mlflow`` in ``pyproject.toml`` are the versions that test passed on. Imports are lazy, so
-that ``sweeps.tracking`` using the MLflow half does not import Optuna.
+``optuna``, ``mlflow`` and ``lightning`` in ``pyproject.toml`` are the versions that test passed on. Imports
+are lazy, so that ``sweeps.tracking`` using the MLflow half does not import Optuna.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import lightning as L
     import optuna
     from optuna.storages import BaseStorage, RDBStorage
     from optuna.trial import FrozenTrial
@@ -103,3 +105,9 @@ def artifact_repository(artifact_uri: str, tracking_uri: str) -> Any:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+
+
+def checkpoint_state(trainer: L.Trainer) -> dict[str, Any]:
+    """The checkpoint ``Trainer.save_checkpoint`` would write, as a dict in memory: a pack cuts each trial's
+    file out of it, which the public call (one file, whole) cannot do."""
+    return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)

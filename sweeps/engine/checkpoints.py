@@ -42,6 +42,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.compat import checkpoint_state
 from sweeps.engine.study import best_search
 from sweeps.names import CHECKPOINT_ATTR, SEARCH, phase
 from sweeps.tracking.artifacts import ArtifactStore
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 _EPOCH = re.compile(r"^epoch-(\d+)\.ckpt$")
+FORMAT = 2
+"""What a checkpoint's ``sweeps.format`` says of its layout (2: one trial's file, packs join them); a file of
+another layout (an older version's) is passed over, and the run starts afresh instead of failing."""
 
 
 class Store(Protocol):
@@ -162,6 +166,13 @@ class Checkpointing:
                     reason,
                 )
                 return None
+            if loaded.get("sweeps.format") != FORMAT:
+                _logger.warning(
+                    "%s: checkpoint %s was written by another version of sweeps; the run starts afresh",
+                    self.key,
+                    name,
+                )
+                return None
             _logger.info("%s resumes from its checkpoint of epoch %d", self.key, epoch)
             return loaded
         return None
@@ -211,7 +222,7 @@ class Checkpointer(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        checkpoint = checkpoint_state(trainer)
         for member, target in enumerate(self.targets):
             alone = self.workload.alone(checkpoint, member)
             if alone is None:
@@ -221,7 +232,7 @@ class Checkpointer(Callback):
                 for key, state in checkpoint["callbacks"].items()
             }
             path = self.scratch / f"epoch-{epoch:04d}.ckpt"
-            torch.save({**alone, "callbacks": callbacks}, path)
+            torch.save({**alone, "callbacks": callbacks, "sweeps.format": FORMAT}, path)
             target.store.put(target.key, path)
             path.unlink()
             for _, name in _epochs(target.store, target.key)[1:]:

@@ -127,3 +127,20 @@ def test_the_artifact_repository_deletes_a_runs_artifacts(tmp_path: Path) -> Non
     repository.delete_artifacts("checkpoints/trial-0/a.txt")
     listed = client.list_artifacts(run.info.run_id, "checkpoints/trial-0")
     assert [Path(a.path).name for a in listed] == ["b.txt"]
+
+
+def test_lightnings_checkpoint_state_is_what_save_checkpoint_writes(tmp_path: Path) -> None:
+    import lightning as L
+    import torch
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False, enable_progress_bar=False
+    )
+    trainer.fit(BoringModel())
+    state = compat.checkpoint_state(trainer)
+    trainer.save_checkpoint(tmp_path / "saved.ckpt")
+    saved = torch.load(tmp_path / "saved.ckpt", weights_only=False)
+    core = {"epoch", "global_step", "state_dict", "optimizer_states", "loops", "callbacks"}
+    assert core <= set(state) & set(saved) and state["epoch"] == saved["epoch"] == 1  # after epoch 0
+    assert all(torch.equal(state["state_dict"][k], v) for k, v in saved["state_dict"].items())

@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweeps.config.train import load
-from sweeps.engine.checkpoints import Checkpointing, FolderStore, store_for, sweep_up
+from sweeps.engine.checkpoints import FORMAT, Checkpointing, FolderStore, store_for, sweep_up
 from sweeps.engine.training import Run, fit, train
 from sweeps.engine.workload import build_pack
 from sweeps.tracking.artifacts import ArtifactStore
@@ -110,15 +110,26 @@ def test_an_unreadable_newest_checkpoint_gives_way_to_the_one_before(tmp_path):
     for epoch, body in ((1, None), (2, b"cut off by a killed upload")):
         file = tmp_path / f"epoch-{epoch:04d}.ckpt"
         if body is None:
-            torch.save({"epoch": epoch}, file)
+            torch.save({"epoch": epoch, "sweeps.format": FORMAT}, file)
         else:
             file.write_bytes(body)
         folder.put("trial-3/seed-0", file)
 
     latest = Checkpointing(folder, "trial-3/seed-0").latest(tmp_path)
 
-    assert latest == {"epoch": 1}
+    assert latest == {"epoch": 1, "sweeps.format": FORMAT}
     assert Checkpointing(folder, "trial-4/seed-0").latest(tmp_path) is None
+
+
+def test_an_older_versions_checkpoint_is_passed_over_and_the_run_starts_afresh(tmp_path, caplog):
+    folder = FolderStore(tmp_path / "store")
+    file = tmp_path / "epoch-0002.ckpt"
+    torch.save({"epoch": 2, "state_dict": {}, "callbacks": {}}, file)  # no format: written before packs saved
+    folder.put("trial-3/seed-0", file)
+
+    with caplog.at_level("WARNING", logger="sweeps.engine.checkpoints"):
+        assert Checkpointing(folder, "trial-3/seed-0").latest(tmp_path) is None
+    assert "written by another version of sweeps; the run starts afresh" in caplog.text
 
 
 class Payload:
