@@ -64,6 +64,10 @@ ELSEWHERE = {
     ),
     "sweeps run conf/sweep.yaml --workers 0": "tests/sweeps/test_stack.py (the study a stack's workers join)",
     "sweeps status sweep": "tests/sweeps/test_sweep.py and engine/test_slurm.py (a sweep's status)",
+    "sweeps run conf/seed_table.yaml data.train_subset=2000 trainer.max_epochs=2 study.name=seed_quick"
+    " && sweeps report seed_quick": (
+        "tests/sweeps/report/test_report.py (the seed table's sweep in process, then its report, tiny data)"
+    ),
 }
 
 

@@ -25,8 +25,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sweeps.report.terminal import named_rows
-
 PATHS = {
     "a": "Lightning + DataLoader, per-sample ToTensor/Normalize dataset",
     "b": "plain PyTorch loop, resident tensors",
@@ -130,6 +128,10 @@ def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
 
 
 def table(report: BenchReport) -> Table:
+    """The results as a rich table (imported here: the report layer brings MLflow, which the measuring
+    processes, importing this module, need not start with)."""
+    from sweeps.report.terminal import named_rows
+
     spec = report.spec
     title = (
         f"s/epoch, {spec.dataset}{f' subset {spec.train_subset}' if spec.train_subset else ''}, batch "
@@ -324,6 +326,8 @@ def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
 def _measure(path: str, spec: BenchSpec) -> dict[str, Any]:
     from sweeps.tracking.environment import environment_tags
 
+    if path != "b":
+        import lightning  # noqa: F401  before quiet(): importing Lightning sets its loggers' level
     quiet()
     device = resolve_device(spec.device)
     if path == "a":

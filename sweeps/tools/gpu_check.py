@@ -42,11 +42,12 @@ def steps(quick: bool) -> list[Step]:
     sweeps = [sys.executable, "-m", "sweeps"]
     subset = ["--train-subset", "512"] if quick else []
     trials = (
-        ["--packs", "1,4", "--processes", "2", "--epochs", "1", "--steps", "3"]
+        ["--packs", "4", "--processes", "2", "--epochs", "1", "--steps", "3"]
         if quick
         else ["--packs", "1,8,32,64,128", "--processes", "4", "--epochs", "10", "--steps", "60"]
     )
-    n = 2 if quick else 16
+    n, per_gpu = (2, 2) if quick else (16, 4)
+    sharing = ["--workers", str(per_gpu), "--workers-per-gpu", str(per_gpu)]
     sweep = [str(ROOT / SWEEP[0]), *SWEEP[1:], f"study.n_trials={n}", "study.pruner=none"]
     sweep += [*(["data.train_subset=256", "data.holdout_size=256"] if quick else []), "study.sampler=random"]
     return [
@@ -60,8 +61,8 @@ def steps(quick: bool) -> list[Step]:
         ),
         Step("sweep, one worker", [*sweeps, "run", *sweep, "study.name=alone", "--workers", "1"], 400, n),
         Step(
-            "sweep, 4 workers per GPU",
-            [*sweeps, "run", *sweep, "study.name=workers", "--workers", "4", "--workers-per-gpu", "4"],
+            f"sweep, {per_gpu} workers per GPU",
+            [*sweeps, "run", *sweep, "study.name=workers", *sharing],
             400,
             n,
         ),

@@ -26,7 +26,6 @@ from typing import Any
 
 from rich.table import Table
 
-from sweeps.report.terminal import named_rows
 from sweeps.tools.bench import BenchFailed, check_options, device_name, quiet, resolve_device
 
 TRAIN_IMAGES = 60_000
@@ -140,6 +139,10 @@ def run(shape: Shape, console: Any = None) -> Report:
 
 
 def table(report: Report) -> Table:
+    """The results as a rich table (imported here: the report layer brings MLflow, which the measuring
+    processes, importing this module, need not start with)."""
+    from sweeps.report.terminal import named_rows
+
     shape = report.shape
     title = (
         f"trials/hour: seed CNN, {shape.optimizer}, batch {shape.batch_size}, {shape.epochs} epoch(s) of"

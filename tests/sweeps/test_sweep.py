@@ -41,17 +41,23 @@ from tests.sweeps.helpers import (
 POSTGRES = database_url("test")
 
 
-@pytest.mark.slow
-def test_two_workers_share_the_embedded_storage(tmp_path: Path, write_idx_dataset) -> None:
-    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
-    spec = small_sweep_spec(tmp_path, tmp_path / "data")
-    proc = sweeps_process("run", str(spec), "--workers", "2", cwd=tmp_path)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
-    check_recorded_once(study, f"sqlite:///{tmp_path / 'mlflow.db'}", expected=6)
-    workers = {t.user_attrs["worker"] for t in study.get_trials(deepcopy=False)}
-    assert len(workers) == 2
+def test_two_workers_share_the_embedded_storage(finished_sweep: Path) -> None:
+    """The shared sweep ran with ``--workers 2`` on its SQLite study: both search workers took trials (the
+    retrains have workers of their own), and each trial is recorded once in MLflow (one child run of the
+    sweep's, ended), none left running or waiting."""
+    study = optuna.load_study(study_name="shootout", storage=f"sqlite:///{finished_sweep / 'optuna.db'}")
+    trials = study.get_trials(deepcopy=False)
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    searched = [t for t in trials if t.user_attrs.get("sweeps.phase", "search") == "search"]
+    assert len(searched) == 6 and len({t.user_attrs["worker"] for t in searched}) == 2
+    client = MlflowClient(f"sqlite:///{finished_sweep / 'mlflow.db'}")
+    parent = study.user_attrs["sweeps.parent_run_id"]
+    children = client.search_runs(
+        [study.user_attrs["sweeps.experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000
+    )
+    assert sorted(int(r.data.tags["sweeps.trial"]) for r in children) == [t.number for t in trials]
+    assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}  # a pruned trial's run: KILLED
+    assert {r.info.run_id for r in children} == {t.user_attrs["mlflow_run_id"] for t in trials}
 
 
 @pytest.mark.slow
@@ -77,45 +83,6 @@ def test_two_workers_share_a_postgres_study(tmp_path: Path, write_idx_dataset) -
         assert "hunter2" not in logs
     finally:
         optuna.delete_study(study_name=name, storage=storage)
-
-
-@pytest.mark.slow
-def test_a_killed_worker_loses_no_trial(tmp_path: Path, write_idx_dataset) -> None:
-    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
-    spec = small_sweep_spec(tmp_path, tmp_path / "data", n_trials=3)
-    env = HEARTBEATS
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    created = subprocess.run(
-        [sys.executable, "-m", "sweeps", "run", str(spec), "--workers", "0"],
-        cwd=tmp_path,
-        env=os.environ | env,
-        capture_output=True,
-        text=True,
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
-    victim = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
-    study = optuna.load_study(study_name="e2e", storage=open_storage(url, heartbeat=False))
-    deadline = time.time() + 120
-    while not [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "mlflow_run_id" in t.user_attrs]:
-        assert time.time() < deadline and victim.poll() is None
-        time.sleep(0.1)
-    victim.send_signal(signal.SIGKILL)  # mid-trial: its MLflow run exists, training is being set up
-    victim.wait()
-    wait_until_stale(tmp_path / "optuna.db")
-    survivor = sweeps_process("worker", "--study", "e2e", "--storage", url, cwd=tmp_path, env=env)
-    out, _ = survivor.communicate(timeout=600)
-    assert survivor.returncode == 0, out
-    trials = study.get_trials(deepcopy=False)
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1
-    retry = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
-    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == failed[0].params
-    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    lost = client.get_run(failed[0].user_attrs["mlflow_run_id"])
-    assert lost.info.status == "FAILED" and "heartbeat" in lost.data.tags["sweeps.reason"]
-    runs = client.search_runs([study.user_attrs["sweeps.experiment_id"]], max_results=100)
-    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
 
 
 @pytest.mark.slow
@@ -339,6 +306,7 @@ def test_a_diverged_trial_fails_with_its_reason_and_uses_its_budget(
 @needs_fashion_mnist
 def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
     out = tmp_path / "sb.json"
+    started = time.perf_counter()
     subprocess.run(
         [
             sys.executable,
@@ -359,8 +327,11 @@ def test_sweep_bench_reports_throughput_and_overhead(tmp_path: Path) -> None:
         capture_output=True,
         timeout=600,
     )
+    wall = time.perf_counter() - started
     (row,) = json.loads(out.read_text())["rows"]
-    assert row["trials"] == 2 and row["trials_per_hour"] > 0 and 0 < row["overhead_share_mean"] < 1
+    assert row["trials"] == 2 and 0 < row["overhead_share_mean"] < 1
+    # the rate against a clock of the test's own: both trials ran, one after the other, within its wall time
+    assert row["trials_per_hour"] > 3600 * 2 / wall and 2 * row["trial_seconds_mean"] < wall
 
 
 def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_dataset) -> None:
@@ -392,8 +363,10 @@ def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_d
 def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninterrupted(
     tmp_path: Path, write_idx_dataset
 ) -> None:
-    """Kill -9 mid-trial on a 4-epoch trial: its re-run starts at the epoch after the last one saved (its log
-    says so), logs the whole curve, and ends with the metrics of an uninterrupted run of the same config."""
+    """Kill -9 mid-trial on a 4-epoch trial: once its heartbeat is stale the next worker fails it (its MLflow
+    run FAILED, saying why; none left RUNNING) and runs it again, a retry that starts at the epoch after the
+    last one saved (its log says so), logs the whole curve, and ends with the metrics of an uninterrupted run
+    of the same config. (A kill before any save, its retry from scratch: the last-trial test above.)"""
     import yaml
 
     write_idx_dataset(tmp_path / "data", "mnist", n_train=2048, n_test=256)  # epochs long enough to catch
@@ -426,6 +399,10 @@ def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninte
     resumed_at = int(out.split("trial-0/seed-0 resumed at epoch ")[1].split()[0])
     assert 2 <= resumed_at <= 4, out
     tracking = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    lost_run = tracking.get_run(lost.user_attrs["mlflow_run_id"])
+    assert lost_run.info.status == "FAILED" and "heartbeat" in lost_run.data.tags["sweeps.reason"]
+    runs = tracking.search_runs([study.user_attrs["sweeps.experiment_id"]], max_results=100)
+    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweeps.role") != "sweep"]
     run_id = retry.user_attrs["mlflow_run_id"]
     config = tracking.download_artifacts(run_id, "config.yaml", str(tmp_path / "fetched"))
     reference = sweeps_process(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import time
 
 import pytest
 
@@ -30,7 +31,9 @@ def test_readme_bench_times_every_path_and_writes_json(tmp_path, bench_data):
     (line,) = [c for c in SWEEPS if c.startswith("sweeps bench") and "--trials" not in c]
 
     small = ["--train-subset", "640", "--repeats", "1", "--out", str(out)]
+    started = time.perf_counter()
     result = invoke(*shlex.split(line)[1:], *small, *bench_data)
+    wall = time.perf_counter() - started
 
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip() for line in result.stdout.splitlines() if line.startswith("│")}
@@ -48,6 +51,10 @@ def test_readme_bench_times_every_path_and_writes_json(tmp_path, bench_data):
         assert len(runs) == 1
         assert all(math.isfinite(s) and s > 0 for s in runs), (path, runs)
         assert math.isfinite(medians[path]) and medians[path] > 0
+    # each path's epoch checked against clocks of its own: it ran within the bench's wall time, and its 640
+    # images forward and backward take no less than their FLOPs at 1 TFLOP/s (beyond any CPU this runs on)
+    floor = 3 * 640 * 3.163e6 / 1e12
+    assert all(floor < medians[path] < wall for path in medians), (medians, wall)
     speedup = report["speedup_vs_a"]
     assert set(speedup) == {"a/b", "a/c", "a/c_bf16"}
     for path in ("b", "c", "c_bf16"):
