@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sweeps import workdir
 from sweeps.engine.retry import first_line
 from sweeps.masking import mask
 from sweeps.tracking.uris import SQLITE
@@ -86,6 +87,8 @@ def _reason(error: Exception) -> str:
 
 
 def _folder_exists(url: str, what: str, where: str) -> None:
+    """A SQLite file's folder must exist (a mistyped one is not created), unless it is the tool's own folder,
+    made when the file is opened."""
     folder = Path(url.removeprefix(SQLITE)).parent
-    if not folder.is_dir():
+    if not folder.is_dir() and folder != workdir.folder().absolute():
         raise Unreachable(f"the {what} {mask(url)} is in a folder that does not exist: {folder} ({where})")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from sweeps.engine.checkpoints import FolderStore, store_for
+from sweeps.engine.servers import Unreachable, check_storage
+from sweeps.engine.storage.rdb import open_storage
 from sweeps.engine.storage.urls import storage_url
 from sweeps.tracking.uris import TRACKING_ENV, artifact_location, tracking_uri
 from sweeps.workdir import DEFAULT_FOLDER, FOLDER_ENV, LOGS, REPORTS, RUNS, STUDIES
@@ -40,7 +42,9 @@ def test_sweeps_dir_names_the_folder_for_every_command(tmp_path: Path) -> None:
     result = invoke("--dir", "mine", "report", "nosuch")
     assert result.exit_code == 2
     assert str(tmp_path.resolve() / "mine" / STUDIES) in squash(result.stderr)
-    assert not list(tmp_path.rglob("*.db"))  # a report of nothing creates no study
+    assert not (tmp_path / "mine").exists()  # a report of nothing creates nothing
+    assert invoke("--dir", "mine", "status", "nosuch").exit_code == 2
+    assert not (tmp_path / "mine").exists()
 
 
 def test_a_tools_files_go_to_the_folder_unless_out_is_given(
@@ -58,3 +62,15 @@ def test_the_folder_is_ignored_by_git() -> None:
     for path in (STUDIES, f"{LOGS}/s/worker-0.log", f"{REPORTS}/s/report.md"):
         ignored = subprocess.run(["git", "check-ignore", "-q", f"{DEFAULT_FOLDER}/{path}"], cwd=REPO)
         assert ignored.returncode == 0, path
+
+
+def test_a_study_may_go_in_the_folder_before_it_exists_but_not_in_a_mistyped_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(FOLDER_ENV)
+    check_storage(storage_url())  # the tool's folder is made when the study is opened
+    assert not (tmp_path / DEFAULT_FOLDER).exists()
+    open_storage(storage_url(), heartbeat=False)
+    assert (tmp_path / DEFAULT_FOLDER / STUDIES).is_file()
+    with pytest.raises(Unreachable, match="folder that does not exist"):
+        check_storage(storage_url("sqlite:///typo/optuna.db"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -47,7 +48,8 @@ def open_storage(
     """
     url = normalise(url)
     sqlite = url.startswith(SQLITE)
-    if sqlite:
+    if sqlite:  # SQLite creates the file on opening, not the folder it goes in
+        Path(url.removeprefix(SQLITE)).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     else:
         # pre-ping replaces a pooled connection the server dropped (restart, failover, idle cut) instead of

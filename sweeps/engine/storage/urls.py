@@ -28,8 +28,9 @@ def storage_url(flag: str | None = None) -> str:
 def default_storage() -> str:
     """Embedded store: one SQLite file in the tool's folder (``sweeps.workdir``); no server, 8 worker
     processes on this machine (not over a network filesystem: SQLite's locks and WAL need the workers on the
-    machine with the disk)."""
-    return f"{SQLITE}{workdir.made(workdir.STUDIES)}"
+    machine with the disk). Named, not created: a command that only reads (``status``, ``report``) leaves
+    nothing behind; :func:`sweeps.engine.storage.rdb.open_storage` makes the folder when it opens the file."""
+    return f"{SQLITE}{workdir.folder().absolute() / workdir.STUDIES}"
 
 
 def is_postgres(url: str) -> bool:

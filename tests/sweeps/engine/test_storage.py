@@ -81,7 +81,9 @@ def test_flag_beats_environment_beats_default(tmp_path: Path, monkeypatch: pytes
     assert storage_url() == f"sqlite:///{tmp_path.resolve() / STUDIES}"  # the tests' folder: SWEEPS_DIR=.
     monkeypatch.delenv(FOLDER_ENV)
     assert storage_url() == f"sqlite:///{tmp_path.resolve() / DEFAULT_FOLDER / STUDIES}"
-    assert (tmp_path / DEFAULT_FOLDER).is_dir()  # made for SQLite, which makes the file but not its folder
+    assert not (tmp_path / DEFAULT_FOLDER).exists()  # named only: a command that reads leaves nothing
+    open_storage(storage_url(), heartbeat=False)  # opening makes the folder, which SQLite would not
+    assert (tmp_path / DEFAULT_FOLDER / STUDIES).is_file()
     monkeypatch.setenv(STORAGE_ENV, "sqlite:////srv/env.db")
     assert storage_url() == "sqlite:////srv/env.db"
     assert storage_url("sqlite:////srv/flag.db") == "sqlite:////srv/flag.db"
