@@ -51,7 +51,7 @@ def test_every_readme_sweeps_command_is_known_to_the_cli() -> None:
 ELSEWHERE = {
     "sweeps run conf/quickstart.yaml": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
     "sweeps report quickstart": "tests/sweeps/test_sweep.py (test_readme_quickstart_...)",
-    "sweeps ui quickstart --optuna": "tests/sweeps/tools/test_ui.py (a server until Ctrl-C)",
+    "sweeps ui quickstart": "tests/sweeps/tools/test_ui.py (a server until Ctrl-C; with --optuna)",
     "sweeps bench --repeats 2 --bf16 --out bench.json": "tests/sweeps/tools/test_bench.py (on a subset)",
     "sweeps bench --trials --packs 1,4 --processes 2 --epochs 10 --steps 30 --device cpu --out trials.json": (
         "tests/sweeps/tools/test_throughput.py (on tiny data)"
