@@ -110,4 +110,4 @@ def artifact_repository(artifact_uri: str, tracking_uri: str) -> Any:
 def checkpoint_state(trainer: L.Trainer) -> dict[str, Any]:
     """The checkpoint ``Trainer.save_checkpoint`` would write, as a dict in memory: a pack cuts each trial's
     file out of it, which the public call (one file, whole) cannot do."""
-    return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+    return trainer._checkpoint_connector.dump_checkpoint(False)  # a save, with optimizer and callback states
