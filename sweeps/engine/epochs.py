@@ -98,10 +98,10 @@ class EpochReport(Callback):
                     f"{type(pl_module).__name__} logs no {self.required!r}; it logs: {', '.join(sorted(row))}"
                 )
             history.append({"epoch": float(epoch), **row})
-            self._flush()
             reason = self.judge(member, row, epoch) if self.judge else None
             if reason:
                 self._end(member, "pruned", reason, trainer)
+        self._flush()  # every member's new row, in one pass
 
     def _logged(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[Row | None]:
         """A user's module's row: every scalar it logged, and the epoch's time unless it timed it."""
