@@ -4,7 +4,6 @@ after the arguments and the config have been checked, so help and mistakes answe
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -57,8 +56,7 @@ def _every_command(
 ) -> None:
     """Passwords in URLs never reach the terminal or a log, whichever command runs; the tool's folder is
     exported, so that the workers a command starts use it too."""
-    os.environ[FOLDER_ENV] = str(folder)
-    bootstrap(context, verbose)
+    bootstrap(context, verbose, {FOLDER_ENV: str(folder)})
 
 
 def main() -> None:

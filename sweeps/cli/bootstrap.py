@@ -37,10 +37,12 @@ VERBOSE_ENV = "SWEEPS_VERBOSE"
 """Set by ``sweeps -v``; inherited by the workers a sweep starts, so their logs keep the libraries' lines."""
 
 
-def bootstrap(context: typer.Context, verbose: bool = False) -> None:
+def bootstrap(context: typer.Context, verbose: bool = False, exported: dict[str, str] | None = None) -> None:
     """Every command: passwords masked in all it prints and logs, libraries' warnings about themselves off;
-    ``verbose`` keeps the libraries' notes, here and in the workers the command starts."""
+    ``verbose`` keeps the libraries' notes, here and in the workers the command starts; ``exported``
+    variables are set for the command and the workers it starts."""
     context.call_on_close(_UNDO.close)
+    _UNDO.enter_context(scoped_environ(exported))
     if verbose:
         _UNDO.enter_context(scoped_environ({VERBOSE_ENV: "1"}))
     _UNDO.enter_context(masked_output())

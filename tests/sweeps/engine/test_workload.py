@@ -144,3 +144,19 @@ def test_only_allowed_packages_are_imported(tmp_path, monkeypatch):
     )
     assert not marker.exists()
     build_module(config(model={"target": "tests.workload.net:MLP"}), build_datamodule(cfg))  # allowed
+
+
+@pytest.mark.parametrize(
+    ("section", "refusal"),
+    [
+        ("model", "model.target: platform:python_version returned a str, not an nn.Module or a Lightning"),
+        ("data", "data.target: platform:python_version returned a str, not a LightningDataModule"),
+    ],
+)
+def test_a_factory_that_returns_another_kind_is_refused_naming_what_it_returned(section, refusal):
+    cfg = config(**{section: {"target": "platform:python_version", "factory": True}})
+
+    with pytest.raises(ConfigError) as refused:
+        build_module(cfg, build_datamodule(cfg))
+
+    assert str(refused.value).startswith(refusal)
