@@ -111,11 +111,8 @@ def run_sweep(
     if workers == 0:
         console.print(f"created; join with: {_join_command(sweep.study.name, url, uri)}", soft_wrap=True)
         return
-    if launcher_kind != "local" and url.startswith("sqlite"):
-        console.print(
-            "[yellow]note:[/] the study is a SQLite file: every worker must run on this machine; give"
-            " workers on other machines a PostgreSQL study (--storage)"
-        )
+    for note in this_machine_only(url, uri) if launcher_kind != "local" else ():
+        console.print(f"[yellow]note:[/] {note}")
     join = launcher.Join(
         sweep.study.name, url, uri, logs.absolute() if launcher_kind != "local" else logs, pack, allow_imports
     )
@@ -154,6 +151,24 @@ def run_sweep(
     for command in (f"sweeps report {sweep.study.name}", f"sweeps ui {sweep.study.name}"):
         shown = command if url == storage_url() else _join_command(sweep.study.name, url, "", command)
         console.print(f"next: {shown}", soft_wrap=True, highlight=False)
+
+
+def this_machine_only(storage_url: str, tracking_uri: str) -> list[str]:
+    """What keeps a cluster's workers on this machine: a study or an MLflow store that is a file here. At
+    scale workers reach MLflow only through a tracking server: hundreds of them writing one SQLite file (or
+    a shared folder) would queue on its lock."""
+    notes = []
+    if storage_url.startswith("sqlite"):
+        notes.append(
+            "the study is a SQLite file: every worker must run on this machine; give workers on other"
+            " machines a PostgreSQL study (--storage)"
+        )
+    if not tracking_uri.startswith(("http://", "https://", "databricks")):
+        notes.append(
+            "MLflow's store is a file here: every worker must run on this machine and write to it; give"
+            " workers on other machines a tracking server (--tracking-uri http://HOST:5000)"
+        )
+    return notes
 
 
 def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:
