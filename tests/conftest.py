@@ -90,6 +90,11 @@ SLOW_SECONDS = 5.0
 """A test outside the slow tier that takes longer is named at the end of the run, to be given a slow cause."""
 
 
+SHARED_FIXTURES = ("finished_sweep", "slurm")
+"""Session fixtures that cost a minute to build: under ``pytest -n 2 --dist loadgroup`` (``-n`` from
+pytest-xdist) their users run in one worker process, so each is built once, not once per worker."""
+
+
 @pytest.fixture(scope="session")
 def slow_setup() -> None:
     """Requested by a fixture that trains, starts a subprocess or a server: every test using that fixture,
@@ -106,6 +111,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if "slurm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
     resources = (("postgres", _postgres_unreachable), ("gpu", _no_cuda_device), ("slurm", _no_slurm))
     for marker, missing in resources:
         marked = [item for item in items if item.get_closest_marker(marker)]
