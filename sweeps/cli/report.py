@@ -9,7 +9,7 @@ import typer
 
 from sweeps import workdir
 from sweeps.cli.bootstrap import quiet_libraries
-from sweeps.cli.common import Storage, console, fail
+from sweeps.cli.common import Storage, console, fail, failing
 
 
 def report(
@@ -53,7 +53,7 @@ def report(
         raise fail(f"a sweep is named twice: {' '.join(study_names)}")
     several = len(study_names) > 1
     folder = out or workdir.folder() / workdir.REPORTS / "+".join(study_names)
-    try:
+    with failing(StudyNotFoundError, ValueError):
         url = storage_url(storage)
         check_storage(url)
         sweeps = [open_sweep(name, url) for name in study_names]
@@ -69,8 +69,6 @@ def report(
             )
             for found, sweep in sweeps
         ]
-    except (StudyNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
     for one in written:
         for line in one.answer:
             console.print(f"[bold]{line}[/]", highlight=False, soft_wrap=not console.is_terminal)

@@ -20,6 +20,7 @@ from sweeps.cli.common import (
     checked,
     console,
     fail,
+    failing,
 )
 
 
@@ -92,7 +93,7 @@ def run_sweep(
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     logs = workdir.folder() / workdir.LOGS / sweep.study.name  # a scheduler's workers get it absolute
-    try:
+    with failing(ConfigError, DatasetNotFound, ValueError):
         check_sweep(sweep)
         url, uri = storage_url(storage), resolve_tracking(tracking_uri)
         check_storage(url)
@@ -105,8 +106,6 @@ def run_sweep(
             url, stop_proxy = proxy_for(url, remote=launcher_kind != "local")
             context.call_on_close(stop_proxy)  # whichever way the command ends
         created = study.create(sweep, url, uri, [str(config), *(overrides or ())])
-    except (ConfigError, DatasetNotFound, ValueError) as exc:
-        raise fail(str(exc)) from None
     console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {mask(uri)}", soft_wrap=True)
     if workers == 0:
         console.print(f"created; join with: {_join_command(sweep.study.name, url, uri)}", soft_wrap=True)
@@ -216,12 +215,10 @@ def worker(
     quiet_libraries()  # after the imports: Lightning sets its loggers' level when it is imported
 
     STOP.listen()
-    try:
+    with failing(StudyNotFoundError, ValueError):
         url = storage_url(storage)
         check_storage(url)
         ran = run_worker(study_name, url, tracking_uri, index, pack)
-    except (StudyNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
     if STOP.requested:
         console.print(f"worker {index}: {finish()}")
         raise typer.Exit(EXIT_PREEMPTED)
@@ -241,10 +238,8 @@ def status(
     from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep
 
-    try:
+    with failing(StudyNotFoundError, ValueError):
         url = storage_url(storage)
         check_storage(url)
         found, sweep = open_sweep(study_name, url)
-    except (StudyNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
     console.print(summary(found, sweep, recorded_jobs(found)))
