@@ -67,6 +67,16 @@ def in_folder(out: Path | None, name: str) -> Path:
     return out or workdir.made(name)
 
 
+def reached_storage(storage: str | None) -> str:
+    """``--storage`` (else ``$SWEEPS_STORAGE``, else the tool's folder's) as a URL that answers."""
+    from sweeps.engine.servers import check_storage
+    from sweeps.engine.storage.urls import storage_url
+
+    url = storage_url(storage)
+    check_storage(url)
+    return url
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)

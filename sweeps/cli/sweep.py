@@ -21,6 +21,7 @@ from sweeps.cli.common import (
     console,
     fail,
     failing,
+    reached_storage,
 )
 
 
@@ -204,9 +205,7 @@ def worker(
     bootstrap_worker(threads)
     quiet_libraries()
     from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish
-    from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
-    from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker
 
     if importlib.util.find_spec("pytorch_lightning"):  # not ours to need; where installed, MLflow imports it
@@ -216,8 +215,7 @@ def worker(
 
     STOP.listen()
     with failing(StudyNotFoundError, ValueError):
-        url = storage_url(storage)
-        check_storage(url)
+        url = reached_storage(storage)
         ran = run_worker(study_name, url, tracking_uri, index, pack)
     if STOP.requested:
         console.print(f"worker {index}: {finish()}")
@@ -232,14 +230,11 @@ def status(
     """Progress of a running or finished sweep, read from its storage."""
     quiet_libraries()
     from sweeps.cli.live import summary
-    from sweeps.engine.servers import check_storage
     from sweeps.engine.slurm import recorded_jobs
     from sweeps.engine.storage.rdb import StudyNotFoundError
-    from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep
 
     with failing(StudyNotFoundError, ValueError):
-        url = storage_url(storage)
-        check_storage(url)
+        url = reached_storage(storage)
         found, sweep = open_sweep(study_name, url)
     console.print(summary(found, sweep, recorded_jobs(found)))

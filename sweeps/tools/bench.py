@@ -17,7 +17,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -237,14 +236,16 @@ def _usual_recipe(spec: BenchSpec, timer: Timer) -> None:
     bare_trainer(timer.device, timer, max_epochs=1).fit(Usual(), train_dataloaders=loader)
 
 
-def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
-    """(b): a hand-written loop over normalised tensors already on the device."""
+def _plain_loop(spec: BenchSpec, timer: Timer) -> None:
+    """(b): a hand-written loop over normalised tensors already on the device, timed by the same clock as
+    the others (its Lightning hooks called by hand)."""
     import torch
     import torch.nn.functional as F
 
     from models.cnn import SeedCNN
-    from sweeps.tools.measuring import first_epoch_warmup, sync
+    from sweeps.tools.measuring import first_epoch_warmup
 
+    device = timer.device
     images, labels = _train_tensors(spec)
     x = images.float().div(255).unsqueeze(1)
     x = ((x - x.mean()) / x.std()).to(device)
@@ -253,17 +254,15 @@ def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = torch.randperm(len(y), device=device)
     steps = -(-len(y) // spec.batch_size)
+    timer.warmup = first_epoch_warmup(steps)
     for i in range(steps):
-        if i == first_epoch_warmup(steps):
-            sync(device)
-            start = time.perf_counter()
+        timer.on_train_batch_start(None)
         idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
         loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    sync(device)
-    return (time.perf_counter() - start) * steps / (steps - first_epoch_warmup(steps)), steps
+    timer.on_train_end(None)
 
 
 def _ours(spec: BenchSpec, timer: Timer, precision: str) -> None:
@@ -303,20 +302,17 @@ def _measure(path: str, spec: BenchSpec) -> dict[str, Any]:
     from sweeps.tracking.environment import environment_tags
 
     quiet()
-    device = resolve_device(spec.device)
-    if path == "b":
-        seconds, steps = _plain_loop(spec, device)
+    timer = Timer(resolve_device(spec.device))
+    if path == "a":
+        _usual_recipe(spec, timer)
+    elif path == "b":
+        _plain_loop(spec, timer)
     else:
-        timer = Timer(device)
-        if path == "a":
-            _usual_recipe(spec, timer)
-        else:
-            _ours(spec, timer, "bf16" if path == "c_bf16" else "32")
-        seconds, steps = timer.step_seconds * timer.steps, timer.steps
+        _ours(spec, timer, "bf16" if path == "c_bf16" else "32")
     return {
-        "seconds": seconds,
-        "steps": steps,
-        "device": device_name(device),
+        "seconds": timer.step_seconds * timer.steps,
+        "steps": timer.steps,
+        "device": device_name(timer.device),
         "environment": environment_tags(),
     }
 

@@ -159,7 +159,7 @@ def _row(path: str, k: int, results: list[dict[str, Any]], report: Report) -> Ro
         return Row(path, k, error=failed)
     member_steps = sum(r["members"] / r["step_seconds"] for r in results)  # per second, all processes
     utils = [r["utilisation"] for r in results if r.get("utilisation") is not None]
-    peaks = _peaks(report.device)
+    peaks = next((peaks for model, peaks in PEAK_TFLOPS.items() if model in report.device), None)
     flops = member_steps * report.flops_per_trial_step
     return Row(
         path,
@@ -170,10 +170,6 @@ def _row(path: str, k: int, results: list[dict[str, Any]], report: Report) -> Ro
         peak_fp32=flops / (peaks[0] * 1e12) if peaks else None,
         peak_bf16=flops / (peaks[1] * 1e12) if peaks else None,
     )
-
-
-def _peaks(device: str) -> tuple[float, float] | None:
-    return next((peaks for model, peaks in PEAK_TFLOPS.items() if model in device), None)
 
 
 def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[dict[str, Any]]:
