@@ -153,11 +153,15 @@ def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
     return report
 
 
-def table(report: BenchReport) -> Table:
-    """The results as a rich table (imported here: the report layer brings MLflow, which the measuring
-    processes, importing this module, need not start with)."""
+def named_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    """A bench's results as a rich table (imported here: the report layer brings MLflow, which the measuring
+    processes, importing the benches' modules, need not start with)."""
     from sweeps.report.terminal import named_rows
 
+    return named_rows(Table(title=title), columns, rows)
+
+
+def table(report: BenchReport) -> Table:
     spec = report.spec
     title = (
         f"s/epoch, {spec.dataset}{f' subset {spec.train_subset}' if spec.train_subset else ''}, batch "
@@ -174,7 +178,7 @@ def table(report: BenchReport) -> Table:
         ]
         for path, runs in report.seconds.items()
     ]
-    return named_rows(Table(title=title), ["path", "what", "s/epoch (median)", "runs", "vs (a)"], rows)
+    return named_table(title, ["path", "what", "s/epoch (median)", "runs", "vs (a)"], rows)
 
 
 # --- inside the measuring subprocess -------------------------------------------------------------------

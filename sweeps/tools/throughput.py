@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.table import Table
 
-from sweeps.tools.bench import Settings, measure
+from sweeps.tools.bench import Settings, measure, named_table
 
 TRAIN_IMAGES = 60_000
 PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0), "L40S": (91.6, 362.0)}
@@ -121,10 +121,6 @@ def run(shape: Shape, console: Any = None) -> Report:
 
 
 def table(report: Report) -> Table:
-    """The results as a rich table (imported here: the report layer brings MLflow, which the measuring
-    processes, importing this module, need not start with)."""
-    from sweeps.report.terminal import named_rows
-
     shape = report.shape
     title = (
         f"trials/hour: seed CNN, {shape.optimizer}, batch {shape.batch_size}, {shape.epochs} epoch(s) of"
@@ -146,7 +142,7 @@ def table(report: Report) -> Table:
         for row in report.rows
     ]
     columns = ["path", "s/step", "trials/hour", "vs one", "utilisation", "fp32 peak", "bf16 peak"]
-    return named_rows(Table(title=title), columns, rows)
+    return named_table(title, columns, rows)
 
 
 def _percent(value: float | None) -> str:
