@@ -1,5 +1,6 @@
-"""``sweeps bench-checkpoints``, ``bench-sweep``, ``bench-storage`` and ``gpu-check``: the engine's own
-measurements, with the options, errors and exit codes of every other command."""
+"""``sweeps bench-checkpoints``, ``bench-sweep``, ``bench-storage``, ``bench-help`` and ``gpu-check``: the
+engine's and the command line's own measurements, with the options, errors and exit codes of every other
+command."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ from typing import Annotated
 
 import typer
 
-from sweeps.cli.common import console, fail, in_folder
+from sweeps.cli.common import DataDir, Dataset, Out, console, fail, failing, in_folder
 from sweeps.engine.storage.pooler import DEFAULT_POOL_SIZE, DEFAULT_PORT
-
-Out = Annotated[
-    Path | None, typer.Option(help="where to write the JSON results (default: in the tool's folder)")
-]
 
 
 def bench_checkpoints(
@@ -22,20 +19,18 @@ def bench_checkpoints(
     epochs: Annotated[int, typer.Option(min=2, help="epochs per fit (the first is not timed)")] = 3,
     repeats: Annotated[int, typer.Option(min=1, help="fits of each kind, alternating")] = 2,
     optimizer: Annotated[str, typer.Option(help="registry optimizer")] = "adam",
-    dataset: Annotated[str, typer.Option(help="data set to time on")] = "fashion_mnist",
-    data_dir: Annotated[Path | None, typer.Option(help="folder with the IDX files")] = None,
+    dataset: Dataset = "fashion_mnist",
+    data_dir: DataDir = None,
     out: Out = None,
 ) -> None:
     """What a trial's checkpoints cost: the same training with and without a save at every epoch's end."""
     from sweeps.config.files import ConfigError
     from sweeps.tools import checkpoint_bench
 
-    try:
+    with failing(ConfigError, ValueError, FileNotFoundError):
         row = checkpoint_bench.measure(
             checkpoint_bench.settings(train_subset, epochs, optimizer, dataset, data_dir), repeats
         )
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
     console.print(checkpoint_bench.summary(row))
     in_folder(out, "checkpoint_bench.json").write_text(json.dumps(row, indent=2))
 
@@ -93,10 +88,21 @@ def bench_storage(
     if trials < workers:
         raise fail(f"--trials: need at least one per worker ({workers}), got {trials}")
     url = postgres_url or storage_bench.DEFAULT_POSTGRES_URL
-    results = storage_bench.run(names, workers, trials, sleep_ms, url, folder, threads, proxy_port, pool_size)
-    print(storage_bench.summary(results, workers, trials, sleep_ms, threads))
+    load = storage_bench.Load(workers, trials, sleep_ms, url, threads, proxy_port, pool_size)
+    results = storage_bench.run(names, load, folder)
+    print(storage_bench.summary(results, load))
     if not all(r.ok or r.skipped for r in results):
         raise typer.Exit(1)
+
+
+def bench_help(
+    repeats: Annotated[int, typer.Option(min=1, help="fresh processes per command (median)")] = 3,
+) -> None:
+    """How fast the command line answers before any work: --help, a command's -h, --version and a typo."""
+    from sweeps.tools.help_bench import ASKED, seconds
+
+    for args in ASKED:
+        print(f"sweeps {' '.join(args):<12} {seconds(args, repeats):6.2f} s")
 
 
 def gpu_check(

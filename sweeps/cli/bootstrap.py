@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import TypeVar
 
 import typer
 
@@ -29,6 +30,7 @@ TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUES
 capped at 120: its defaults (7 retries, factor 2) wait 4, 8, 16, 32, 64 s, so a server back after 30 s is
 noticed only after 60; these wait 1, 2, 4, ... (noticed within twice the outage) and give up after about 6
 minutes, like the study storage."""
+T = TypeVar("T")
 _UNDO = ExitStack()
 """What the running command changed, undone as the app's context closes."""
 
@@ -97,18 +99,25 @@ def bootstrap_worker(threads: int | None) -> None:
     _UNDO.enter_context(scoped_environ({k: v for k, v in TRACKING_RETRIES.items() if k not in os.environ}))
     _UNDO.enter_context(_engine_log())
     if threads:
-        _UNDO.enter_context(_torch_threads(threads))
+        import torch
+
+        _UNDO.enter_context(_while(torch.get_num_threads, torch.set_num_threads, threads))
 
 
 @contextmanager
-def _level(name: str, level: int) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    before = logger.level
-    logger.setLevel(level)
+def _while(get: Callable[[], T], put: Callable[[T], object], value: T) -> Iterator[None]:
+    """``value`` put in place of what ``get`` reads, and the old value put back on leaving."""
+    before = get()
+    put(value)
     try:
         yield
     finally:
-        logger.setLevel(before)
+        put(before)
+
+
+def _level(name: str, level: int) -> AbstractContextManager[None]:
+    logger = logging.getLogger(name)
+    return _while(lambda: logger.level, logger.setLevel, level)
 
 
 @contextmanager
@@ -122,15 +131,3 @@ def _engine_log() -> Iterator[None]:
             yield
         finally:
             engine.removeHandler(handler)
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

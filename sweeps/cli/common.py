@@ -4,7 +4,8 @@ before torch, Lightning or MLflow would have loaded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -51,6 +52,12 @@ Pack = Annotated[
     ),
 ]
 
+Out = Annotated[
+    Path | None, typer.Option(help="where to write the JSON results (default: in the tool's folder)")
+]
+Dataset = Annotated[str, typer.Option(help="data set to time on")]
+DataDir = Annotated[Path | None, typer.Option(help="folder with the IDX files")]
+
 
 def in_folder(out: Path | None, name: str) -> Path:
     """``--out`` as given, else ``name`` in the tool's folder (``sweeps.workdir``, created): what a command
@@ -60,9 +67,28 @@ def in_folder(out: Path | None, name: str) -> Path:
     return out or workdir.made(name)
 
 
+def reached_storage(storage: str | None) -> str:
+    """``--storage`` (else ``$SWEEPS_STORAGE``, else the tool's folder's) as a URL that answers."""
+    from sweeps.engine.servers import check_storage
+    from sweeps.engine.storage.urls import storage_url
+
+    url = storage_url(storage)
+    check_storage(url)
+    return url
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def failing(*errors: type[Exception], code: int = EXIT_BAD_INPUT) -> Iterator[None]:
+    """One of ``errors`` ends the command: its message after ``error:``, exit ``code``, no traceback."""
+    try:
+        yield
+    except errors as exc:
+        raise fail(str(exc), code) from None
 
 
 C = TypeVar("C")
@@ -72,7 +98,5 @@ def checked(loader: Callable[[Path, Sequence[str]], C], config: Path, overrides:
     """A validated config, or exit 2 with the message that names every bad field."""
     from sweeps.config.files import ConfigError
 
-    try:
+    with failing(ConfigError):
         return loader(config, overrides or ())
-    except ConfigError as exc:
-        raise fail(str(exc)) from None

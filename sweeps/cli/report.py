@@ -9,7 +9,7 @@ import typer
 
 from sweeps import workdir
 from sweeps.cli.bootstrap import quiet_libraries
-from sweeps.cli.common import Storage, console, fail
+from sweeps.cli.common import Storage, console, fail, failing, reached_storage
 
 
 def report(
@@ -42,9 +42,7 @@ def report(
     Markdown, CSV, PNG and one interactive HTML page, and logged on the sweep's parent run. Several sweeps
     are also compared as workloads, by performance profiles."""
     quiet_libraries()
-    from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
-    from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep, tracking_store
     from sweeps.report.publish import make, make_workloads
     from sweeps.report.terminal import show
@@ -53,9 +51,8 @@ def report(
         raise fail(f"a sweep is named twice: {' '.join(study_names)}")
     several = len(study_names) > 1
     folder = out or workdir.folder() / workdir.REPORTS / "+".join(study_names)
-    try:
-        url = storage_url(storage)
-        check_storage(url)
+    with failing(StudyNotFoundError, ValueError):
+        url = reached_storage(storage)
         sweeps = [open_sweep(name, url) for name in study_names]
         written = [
             make(
@@ -69,8 +66,6 @@ def report(
             )
             for found, sweep in sweeps
         ]
-    except (StudyNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
     for one in written:
         for line in one.answer:
             console.print(f"[bold]{line}[/]", highlight=False, soft_wrap=not console.is_terminal)

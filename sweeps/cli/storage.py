@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sweeps.cli.common import Storage, console, fail
+from sweeps.cli.common import Storage, console, fail, reached_storage
 from sweeps.engine.storage.pooler import DEFAULT_POOL_SIZE, DEFAULT_PORT
 
 
@@ -30,12 +30,10 @@ def storage_proxy(
     from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.pooler import ProxyError
     from sweeps.engine.storage.pooler import storage_proxy as started
-    from sweeps.engine.storage.urls import storage_url
     from sweeps.masking import mask
 
     try:
-        url = storage_url(storage)
-        check_storage(url)
+        url = reached_storage(storage)
         with started(url, listen=listen, port=port, pool_size=pool_size, advertise=advertise) as proxy:
             check_storage(proxy.url)
             console.print(

@@ -20,6 +20,8 @@ from sweeps.cli.common import (
     checked,
     console,
     fail,
+    failing,
+    reached_storage,
 )
 
 
@@ -92,7 +94,7 @@ def run_sweep(
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
     logs = workdir.folder() / workdir.LOGS / sweep.study.name  # a scheduler's workers get it absolute
-    try:
+    with failing(ConfigError, DatasetNotFound, ValueError):
         check_sweep(sweep)
         url, uri = storage_url(storage), resolve_tracking(tracking_uri)
         check_storage(url)
@@ -105,8 +107,6 @@ def run_sweep(
             url, stop_proxy = proxy_for(url, remote=launcher_kind != "local")
             context.call_on_close(stop_proxy)  # whichever way the command ends
         created = study.create(sweep, url, uri, [str(config), *(overrides or ())])
-    except (ConfigError, DatasetNotFound, ValueError) as exc:
-        raise fail(str(exc)) from None
     console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {mask(uri)}", soft_wrap=True)
     if workers == 0:
         console.print(f"created; join with: {_join_command(sweep.study.name, url, uri)}", soft_wrap=True)
@@ -205,9 +205,7 @@ def worker(
     bootstrap_worker(threads)
     quiet_libraries()
     from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish
-    from sweeps.engine.servers import check_storage
     from sweeps.engine.storage.rdb import StudyNotFoundError
-    from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.worker import run_worker
 
     if importlib.util.find_spec("pytorch_lightning"):  # not ours to need; where installed, MLflow imports it
@@ -216,12 +214,9 @@ def worker(
     quiet_libraries()  # after the imports: Lightning sets its loggers' level when it is imported
 
     STOP.listen()
-    try:
-        url = storage_url(storage)
-        check_storage(url)
+    with failing(StudyNotFoundError, ValueError):
+        url = reached_storage(storage)
         ran = run_worker(study_name, url, tracking_uri, index, pack)
-    except (StudyNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
     if STOP.requested:
         console.print(f"worker {index}: {finish()}")
         raise typer.Exit(EXIT_PREEMPTED)
@@ -235,16 +230,11 @@ def status(
     """Progress of a running or finished sweep, read from its storage."""
     quiet_libraries()
     from sweeps.cli.live import summary
-    from sweeps.engine.servers import check_storage
     from sweeps.engine.slurm import recorded_jobs
     from sweeps.engine.storage.rdb import StudyNotFoundError
-    from sweeps.engine.storage.urls import storage_url
     from sweeps.engine.study import open_sweep
 
-    try:
-        url = storage_url(storage)
-        check_storage(url)
+    with failing(StudyNotFoundError, ValueError):
+        url = reached_storage(storage)
         found, sweep = open_sweep(study_name, url)
-    except (StudyNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
     console.print(summary(found, sweep, recorded_jobs(found)))

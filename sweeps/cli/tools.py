@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from sweeps.cli.common import TrackingUri, console, fail, in_folder
+from sweeps.cli.common import DataDir, Dataset, Out, TrackingUri, console, fail, failing, in_folder
 
 Preset = Literal["torch", "keras"]
 """The registry's presets (``models.optimizers.PRESETS``), spelled out so that help lists them without
@@ -36,8 +36,8 @@ def optimizers() -> None:
 
 
 def bench(
-    dataset: Annotated[str, typer.Option(help="data set to time on")] = "fashion_mnist",
-    data_dir: Annotated[Path | None, typer.Option(help="folder with the IDX files")] = None,
+    dataset: Dataset = "fashion_mnist",
+    data_dir: DataDir = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     optimizer: Annotated[str, typer.Option(help="registry optimizer every path uses")] = "adam",
     train_subset: Annotated[
@@ -46,9 +46,7 @@ def bench(
     repeats: Annotated[int, typer.Option(min=1, help="epochs timed per path, interleaved")] = 1,
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="where to time")] = "auto",
     bf16: Annotated[bool, typer.Option(help="also time our path with bf16 autocast")] = False,
-    out: Annotated[
-        Path | None, typer.Option(help="where to write the JSON results (default: in the tool's folder)")
-    ] = None,
+    out: Out = None,
     trials: Annotated[
         bool, typer.Option("--trials", help="trials per hour instead: one per process, K processes, packs")
     ] = False,
@@ -67,7 +65,7 @@ def bench(
 
     common = {"dataset": dataset, "data_dir": data_dir, "optimizer": optimizer, "batch_size": batch_size}
     common |= {"device": device, "bf16": bf16}
-    try:
+    with failing(benchmark.BenchFailed, code=1), failing(ConfigError, ValueError, FileNotFoundError):
         if trials:
             shape = throughput.Shape(
                 **common, epochs=epochs, packs=throughput.pack_sizes(packs), processes=processes, steps=steps
@@ -79,10 +77,6 @@ def bench(
                 benchmark.BenchSpec(**common, train_subset=train_subset, repeats=repeats), console
             )
             shown = benchmark.table(measured)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
-    except benchmark.BenchFailed as exc:
-        raise fail(str(exc), code=1) from None
     written = in_folder(out, "bench.json")
     written.write_text(measured.to_json())
     show(console, shown)
@@ -123,7 +117,7 @@ def trajectories(
     from sweeps.tools.trajectories.make import EXPERIMENT, Settings, checked_names, make
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
-    try:
+    with failing(ValueError):
         settings = Settings(
             checked_names(optimizers, "optimizer"),
             checked_names(surfaces, "surface"),
@@ -131,8 +125,6 @@ def trajectories(
             preset,
             surface_lr,
         )
-    except ValueError as exc:
-        raise fail(str(exc)) from None
     out = in_folder(out, "trajectories")
     try:
         out.mkdir(parents=True, exist_ok=True)

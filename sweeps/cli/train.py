@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from sweeps.cli.bootstrap import quiet_libraries
-from sweeps.cli.common import EXIT_DIVERGED, TrackingUri, checked, console, fail
+from sweeps.cli.common import EXIT_DIVERGED, TrackingUri, checked, console, failing
 
 
 def train(
@@ -31,12 +31,10 @@ def train(
     from sweeps.engine.training import train as run
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
-    try:
+    with failing(ConfigError, DatasetNotFound, Unreachable):
         uri = resolve_tracking(tracking_uri)
         check_tracking(uri)
         result = run(cfg, uri, show=_epoch)
-    except (ConfigError, DatasetNotFound, Unreachable) as exc:
-        raise fail(str(exc)) from None
     if result.outcome == "diverged":
         console.print(f"[bold red]diverged:[/] {result.reason} (run {result.run_id} marked FAILED)")
         raise typer.Exit(EXIT_DIVERGED)

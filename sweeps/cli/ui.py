@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from sweeps.cli.common import Storage, TrackingUri, console, err, fail
+from sweeps.cli.common import Storage, TrackingUri, console, err, failing
 
 
 def ui(
@@ -29,9 +29,5 @@ def ui(
     from sweeps.tools.servers import ServerFailed
     from sweeps.tools.ui import serve
 
-    try:
+    with failing(ServerFailed, code=1), failing(StudyNotFoundError, ValueError):
         serve(study_name, tracking_uri, storage, host, port, optuna, optuna_port, console, err)
-    except (StudyNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    except ServerFailed as exc:
-        raise fail(str(exc), code=1) from None

@@ -5,27 +5,24 @@ and on the page."""
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections.abc import Sequence
 
-from sweeps.names import SEARCH
-from sweeps.report.evidence import LEVEL, Evidence, PhaseEvidence, aligned, final_of
+from sweeps.report.evidence import LABELS, LEVEL, Evidence, aligned, final_of
 from sweeps.report.results import Results
-from sweeps.report.stats import interval
+from sweeps.report.stats import best_first, interval
 
 RETRAIN_SEEDS = 5
 """Seeds the suggested retrain uses: enough for a paired t-test to separate a clear gap, few enough to run."""
-PHASE_NAMES = {SEARCH: "best search trial", "tuned": "tuned", "default": "default"}
 
 
 def answer(results: Results, evidence: Evidence, command: Sequence[str] = ()) -> list[str]:
     """The leading sentences, most important first; ``command`` is the ``sweeps run`` arguments that made
     the sweep (spec file and overrides), from which the suggested command is built."""
     name, phase = next(iter(evidence.phases.items()))
-    order = _order(phase, results.higher_is_better)
+    order = best_first({n: found.mean for n, found in phase.ranked.items()}, results.higher_is_better)
     metric = evidence.ranked_on
-    where = f"{PHASE_NAMES[name]}, {phase.split} split"
+    where = f"{LABELS[name].lower()}, {phase.split} split"
     if len(order) < 2:
         only = order[0] if order else "no optimizer"
         return [f"{only} is the only optimizer with a result ({where}): there is nothing to compare it with."]
@@ -58,17 +55,6 @@ def answer(results: Results, evidence: Evidence, command: Sequence[str] = ()) ->
     else:
         sure = f"not significant ({evidence.test_name}, Holm p = {pair.p_adjusted:.3g})."
     return [f"{lead}: {sure}"]
-
-
-def _order(phase: PhaseEvidence, higher_is_better: bool) -> list[str]:
-    """The optimizers best first by their ranked mean; those without a value last."""
-    sign = 1.0 if higher_is_better else -1.0
-
-    def key(name: str) -> tuple[bool, float]:
-        mean = phase.ranked[name].mean
-        return math.isnan(mean), -sign * (0.0 if math.isnan(mean) else mean)
-
-    return sorted(phase.ranked, key=key)
 
 
 def _retrain_command(command: Sequence[str]) -> str:

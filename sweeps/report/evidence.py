@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from sweeps.names import DEFAULT, SEARCH, TUNED
 from sweeps.report.results import Entry, Results, measured_on
 from sweeps.report.stats import (
     Comparison,
@@ -33,6 +34,8 @@ LEVEL = 0.95
 WITHIN = (0.01, 0.05)
 TARGET_SHARE = 0.95
 TEST_NAMES = {"t": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
+LABELS = {TUNED: "Tuned", DEFAULT: "Default", SEARCH: "Best search trial"}
+"""Each phase as the sentences name it."""
 K = TypeVar("K")
 
 

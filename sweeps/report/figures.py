@@ -5,7 +5,6 @@ writes them into one HTML file."""
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,7 +17,7 @@ from plotly.subplots import make_subplots
 from sweeps.names import TUNED
 from sweeps.report.evidence import LEVEL, WITHIN, Evidence, band
 from sweeps.report.results import Entry, Results
-from sweeps.report.search_plots import SKIPPED, search_plots
+from sweeps.report.search_plots import draw_search
 from sweeps.report.stats import Profile
 
 PALETTE = qualitative.Dark24
@@ -150,26 +149,11 @@ def profile(found: Profile) -> go.Figure:
     return fig
 
 
-def search(study: optuna.Study, results: Results) -> dict[str, go.Figure]:
-    """Optuna's plotly plots of the search, those the study can support (the PNGs' ``skipped`` says why
-    the others are missing)."""
-    drawn = {}
-    for name, draw in search_plots(study, results, optuna.visualization).items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                figure = draw()
-        except SKIPPED:
-            continue
-        if figure.data:
-            drawn[name] = figure
-    return drawn
-
-
 def for_sweep(study: optuna.Study, results: Results, evidence: Evidence) -> Mapping[str, go.Figure]:
-    """Every figure of one sweep's page, by title."""
+    """Every figure of one sweep's page, by title; of Optuna's plots those the study supports (the PNGs'
+    ``skipped`` says why the others are missing)."""
     figures = {"Learning curves": curves(results)}
     if evidence.tunability:
         figures["Tunability"] = tunability(results, evidence)
-    drawn = search(study, results)
+    drawn, _ = draw_search(study, results, optuna.visualization, lambda figure: not figure.data)
     return figures | {name.replace("_", " ").capitalize(): fig for name, fig in drawn.items()}

@@ -13,12 +13,13 @@ import plotly.graph_objects as go
 
 from sweeps.config.sweep import SweepConfig
 from sweeps.names import COMMAND_ATTR, PARENT_ATTR, SEARCH
-from sweeps.report import figures, plots
+from sweeps.report import figures
 from sweeps.report.answer import answer
 from sweeps.report.evidence import LEVEL, Evidence, weigh
 from sweeps.report.evidence_tables import interval_table, pairs_table, tunability_table
 from sweeps.report.page import write_page
 from sweeps.report.results import Results, collect, measured_on
+from sweeps.report.search_plots import optuna_figures
 from sweeps.report.stats import TestMethod
 from sweeps.report.tables import Report, epoch_table, setting, shootout_table
 from sweeps.report.verdict import verdict
@@ -121,7 +122,7 @@ def make(
     evidence = weigh(results, target, alpha, test)
     tables = tables_of(results, evidence)
     conclusions = verdict(results, evidence)
-    pngs, skipped = plots.optuna_figures(study, results, out)
+    pngs, skipped = optuna_figures(study, results, out)
     lines = intro(results, evidence)
     leading = answer(results, evidence, study.user_attrs.get(COMMAND_ATTR, ()))
     interactive = figures.for_sweep(study, results, evidence)

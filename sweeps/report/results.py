@@ -76,10 +76,6 @@ class Entry:
         pick = np.nanmax if higher_is_better else np.nanmin
         return pick(self.curves[metric], axis=1)
 
-    def seconds_each(self) -> np.ndarray:
-        """Training seconds of each seed."""
-        return np.nansum(self.curves["epoch_seconds"], axis=1)
-
     def seconds_to_each(self, accuracy: float) -> np.ndarray:
         """Training seconds until val_acc first reaches ``accuracy``, per seed (NaN: never)."""
         elapsed = np.nancumsum(self.curves["epoch_seconds"], axis=1)

@@ -1,24 +1,35 @@
-"""Which of Optuna's plots a sweep gets: the same list for the PNG files (Optuna's matplotlib backend) and the
-interactive page (its plotly backend), which share one API. They see the search trials only, not the
-retrains."""
+"""Optuna's plots of the search: which a sweep gets, drawn by both of Optuna's backends, which share one API:
+its plotly one for the interactive page (``figures``), its matplotlib one for PNG files, which the Markdown
+report and the MLflow artifact view show without a browser. They see the search trials only, not the
+retrains; a plot the study cannot support (too few trials, one parameter) is skipped with the reason."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import optuna
-from optuna.trial import TrialState
+import matplotlib
 
-from sweeps.config.imports import optimizer_spec
-from sweeps.names import SEARCH, phase
-from sweeps.report.results import Results
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+
+from sweeps.config.imports import optimizer_spec  # noqa: E402
+from sweeps.names import SEARCH, phase  # noqa: E402
+from sweeps.report.results import Results  # noqa: E402
 
 SKIPPED = (ValueError, RuntimeError, ZeroDivisionError)
 """What Optuna raises for a plot the study cannot support (too few trials, one parameter)."""
 MIN_TRIALS = 10
 """Completed search trials per optimizer below which the search's structure is not plotted."""
+DPI = 110
 
 
 def search_study(study: optuna.Study) -> optuna.Study:
@@ -55,6 +66,27 @@ def search_plots(study: optuna.Study, results: Results, backend: ModuleType) -> 
     return plots
 
 
+def draw_search(
+    study: optuna.Study, results: Results, backend: ModuleType, empty: Callable[[Any], bool]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The plots of :func:`search_plots` drawn with ``backend``, and per plot not drawn (the study cannot
+    support it, or it would be ``empty``) why, in the plots' order."""
+    drawn: dict[str, Any] = {}
+    skipped = {"importances, parallel coordinates, contours": few} if (few := too_few(study, results)) else {}
+    for name, draw in search_plots(study, results, backend).items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                drawn[name] = draw()
+        except SKIPPED as exc:
+            skipped[name] = str(exc) or type(exc).__name__
+            continue
+        if empty(drawn[name]):
+            skipped[name] = "not enough completed trials with these parameters"
+            del drawn[name]
+    return drawn, skipped
+
+
 def too_few(study: optuna.Study, results: Results) -> str:
     """Why the search's importances, parallel coordinates and contours are not drawn (empty: they are):
     fewer than ``MIN_TRIALS`` completed search trials per optimizer say nothing about which setting
@@ -67,3 +99,26 @@ def too_few(study: optuna.Study, results: Results) -> str:
         f"{count} completed search trials ({per:.3g} per optimizer) are too few for parameter importances,"
         f" parallel coordinates or contours ({MIN_TRIALS} per optimizer or more)"
     )
+
+
+def optuna_figures(study: optuna.Study, results: Results, out: Path) -> tuple[list[Path], dict[str, str]]:
+    """Optuna's plots of the search as PNGs; returns the files written and, per skipped plot, why."""
+    drawn, skipped = draw_search(study, results, optuna_plots, _empty)
+    written = [_save(_figure(axes), out / f"{name}.png") for name, axes in drawn.items()]
+    plt.close("all")  # what the plots that could not be drawn left open
+    return written, skipped
+
+
+def _figure(axes: Any) -> plt.Figure:
+    return np.ravel(axes)[0].figure
+
+
+def _empty(axes: Any) -> bool:
+    return not any(ax.has_data() for ax in _figure(axes).axes)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path

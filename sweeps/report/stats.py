@@ -121,7 +121,8 @@ def interval(values: Values, level: float = 0.95) -> Interval:
     drop. Not a bootstrap: on the 3 to 30 seeds of a shoot-out its interval is too narrow (it never reaches
     beyond the values seen), while t widens as seeds get fewer.
     """
-    _check_level(level)
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must lie strictly between 0 and 1, got {level}")
     x = _drop_nan(values)
     n = len(x)
     if n == 0:
@@ -196,12 +197,7 @@ def compare(
         raise ValueError(f"compare needs at least two optimizers, got {len(samples)}")
     intervals = {name: interval(values) for name, values in samples.items()}
     sign = 1.0 if higher_is_better else -1.0
-
-    def by_mean(name: str) -> tuple[bool, float]:
-        mean = intervals[name].mean
-        return math.isnan(mean), -sign * mean
-
-    names = tuple(sorted(samples, key=by_mean))
+    names = tuple(best_first({name: found.mean for name, found in intervals.items()}, higher_is_better))
     tests = [(a, b, paired_test(samples[a], samples[b], method)) for a, b in combinations(names, 2)]
     adjusted = holm([test.p_value for _, _, test in tests])
     pairs = tuple(
@@ -212,6 +208,12 @@ def compare(
     top_separated = pairs[0].winner is not None
     needed = None if top_separated else seeds_needed(samples[names[0]], samples[names[1]], alpha)
     return Comparison(names, intervals, pairs, ranks, higher_is_better, alpha, top_separated, needed)
+
+
+def best_first(means: Mapping[str, float], higher_is_better: bool) -> list[str]:
+    """The names by their means, best first; those without one (NaN) last."""
+    sign = 1.0 if higher_is_better else -1.0
+    return sorted(means, key=lambda name: (math.isnan(means[name]), -sign * means[name]))
 
 
 def seeds_needed(
@@ -314,11 +316,6 @@ def performance_profile(
             ratios[name][workload] = float(ratio)
     rho = {name: tuple(_share_within(row, tau) for tau in taus) for name, row in ratios.items()}
     return Profile(tuple(taus), ratios, rho, tuple(workloads), tuple(dropped))
-
-
-def _check_level(level: float) -> None:
-    if not 0 < level < 1:
-        raise ValueError(f"confidence level must lie strictly between 0 and 1, got {level}")
 
 
 def _drop_nan(values: Values) -> np.ndarray:

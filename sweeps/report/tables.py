@@ -81,12 +81,6 @@ def numbers(prefix: str, found: Interval) -> dict[str, float | int]:
     }
 
 
-def scaling(results: Results) -> str:
-    """The input scaling the sweep trained with."""
-    name = results.sweep.data.scaling
-    return f"input scaling {name} ({SCALINGS[name]})"
-
-
 def setting(results: Results) -> str:
     """One line of what every number of the sweep shares."""
     sweep = results.sweep
@@ -96,7 +90,7 @@ def setting(results: Results) -> str:
     model = sweep.model.target or f"the seed CNN (init {sweep.model.init})"  # init is the seed CNN's alone
     return (
         f"{model} on {sweep.data.label}, {images}, {epochs} epoch{'s' * (epochs > 1)}, preset"
-        f" {sweep.optimizer.preset}; {scaling(results)}."
+        f" {sweep.optimizer.preset}; input scaling {sweep.data.scaling} ({SCALINGS[sweep.data.scaling]})."
     )
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from sweeps.names import DEFAULT, SEARCH, TUNED
-from sweeps.report.evidence import Evidence, PhaseEvidence
+from sweeps.names import TUNED
+from sweeps.report.evidence import LABELS, Evidence, PhaseEvidence
 from sweeps.report.results import Results
 from sweeps.report.stats import Comparison
 from sweeps.report.tables import PUBLISHED_RANK, is_seed_setting
-
-LABELS = {TUNED: "Tuned", DEFAULT: "Default", SEARCH: "Best search trial"}
 
 
 def verdict(results: Results, evidence: Evidence) -> list[str]:

@@ -33,6 +33,11 @@ class Workload:
     results: Results
     evidence: Evidence
 
+    @property
+    def times(self) -> dict[str, float]:
+        """Per optimizer, its headline entry's (tuned where retrained) time to this workload's target."""
+        return {o: time_to_target(e, self.evidence.target) for o, e in self.results.headline.items()}
+
 
 def time_to_target(entry: Entry, target: float) -> float:
     """Median training seconds to ``target`` over the seeds, never reaching it counting as infinite."""
@@ -41,13 +46,8 @@ def time_to_target(entry: Entry, target: float) -> float:
 
 
 def profile(workloads: Sequence[Workload]) -> Profile:
-    """The performance profile of the workloads' headline entries (tuned where retrained)."""
-    return performance_profile(
-        {
-            w.name: {o: time_to_target(e, w.evidence.target) for o, e in w.results.headline.items()}
-            for w in workloads
-        }
-    )
+    """The performance profile of the workloads' headline entries."""
+    return performance_profile({w.name: w.times for w in workloads})
 
 
 def workload_table(workloads: Sequence[Workload], found: Profile) -> Report:
@@ -55,7 +55,7 @@ def workload_table(workloads: Sequence[Workload], found: Profile) -> Report:
     display, rows = [], []
     for w in workloads:
         entries = w.results.headline
-        times = {o: time_to_target(e, w.evidence.target) for o, e in entries.items()}
+        times = w.times
         fastest = min(times, key=times.__getitem__)
         reached = math.isfinite(times[fastest])
         phase = w.evidence.phases.get(TUNED if w.results.tuned else SEARCH)

@@ -17,13 +17,16 @@ import json
 import statistics
 import subprocess
 import sys
-import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from sweeps.tools.measuring import Timer
 
 PATHS = {
     "a": "Lightning + DataLoader, per-sample ToTensor/Normalize dataset",
@@ -37,22 +40,56 @@ class BenchFailed(RuntimeError):
     """A measuring subprocess exited with an error; its stderr tail is the message."""
 
 
-def check_options(optimizer: str, dataset: str, device: str) -> None:
-    """The options both benches share, each error naming its option."""
-    from models.data.catalogue import dataset_info
-    from models.optimizers import get_spec
+class Settings:
+    """What a bench's dataclass shares with the other's: its options checked as it is made, each error naming
+    its option, and its trip as JSON to the measuring processes."""
 
-    get_spec(optimizer)
-    try:
-        dataset_info(dataset)
-    except ValueError as exc:
-        raise ValueError(f"--dataset: {exc}") from None
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device must be cpu, cuda or auto, got {device!r}")
+    dataset: str
+    data_dir: Path | None
+    optimizer: str
+    device: str
+
+    def __post_init__(self) -> None:
+        from models.data.catalogue import dataset_info
+        from models.optimizers import get_spec
+
+        get_spec(self.optimizer)
+        try:
+            dataset_info(self.dataset)
+        except ValueError as exc:
+            raise ValueError(f"--dataset: {exc}") from None
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "data_dir": str(self.data_dir) if self.data_dir else None})
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
+        return cls(**raw | {"data_dir": Path(raw["data_dir"]) if raw["data_dir"] else None})
+
+
+def measure(runs: Sequence[tuple[str, Sequence[str]]], module: str) -> list[dict[str, Any]]:
+    """``python -m module ARGS`` for each ``(label, ARGS)``, all at once; the last line each prints, as JSON,
+    in order. One that fails raises ``BenchFailed`` with its label and the tail of its stderr."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _, args in runs
+    ]
+    results = []
+    for (label, _), proc in zip(runs, procs, strict=True):
+        out, error = proc.communicate()
+        if proc.returncode != 0:
+            raise BenchFailed(f"{label} failed:\n{error[-3000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 @dataclass(frozen=True)
-class BenchSpec:
+class BenchSpec(Settings):
     dataset: str = "fashion_mnist"
     data_dir: Path | None = None
     batch_size: int = 64
@@ -62,19 +99,8 @@ class BenchSpec:
     device: str = "auto"
     bf16: bool = False
 
-    def __post_init__(self) -> None:
-        check_options(self.optimizer, self.dataset, self.device)
-
     def paths(self) -> list[str]:
         return ["a", "b", "c", *(["c_bf16"] if self.bf16 else [])]
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "data_dir": str(self.data_dir) if self.data_dir else None})
-
-    @classmethod
-    def from_json(cls, text: str) -> BenchSpec:
-        raw = json.loads(text)
-        return cls(**{**raw, "data_dir": Path(raw["data_dir"]) if raw["data_dir"] else None})
 
 
 @dataclass
@@ -117,7 +143,7 @@ def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
         for path in spec.paths():
             if console:
                 console.print(f"[dim]repeat {repeat + 1}/{spec.repeats}: ({path}) {PATHS[path]} ...[/]")
-            result = _subprocess(path, spec)
+            (result,) = measure([(f"bench path ({path})", [path, spec.to_json()])], "sweeps.tools.bench")
             if report is None:
                 report = BenchReport(
                     spec, result["device"], result["steps"], environment=result["environment"]
@@ -127,11 +153,15 @@ def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
     return report
 
 
-def table(report: BenchReport) -> Table:
-    """The results as a rich table (imported here: the report layer brings MLflow, which the measuring
-    processes, importing this module, need not start with)."""
+def named_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    """A bench's results as a rich table (imported here: the report layer brings MLflow, which the measuring
+    processes, importing the benches' modules, need not start with)."""
     from sweeps.report.terminal import named_rows
 
+    return named_rows(Table(title=title), columns, rows)
+
+
+def table(report: BenchReport) -> Table:
     spec = report.spec
     title = (
         f"s/epoch, {spec.dataset}{f' subset {spec.train_subset}' if spec.train_subset else ''}, batch "
@@ -148,46 +178,10 @@ def table(report: BenchReport) -> Table:
         ]
         for path, runs in report.seconds.items()
     ]
-    return named_rows(Table(title=title), ["path", "what", "s/epoch (median)", "runs", "vs (a)"], rows)
-
-
-def _subprocess(path: str, spec: BenchSpec) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "sweeps.tools.bench", path, spec.to_json()],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchFailed(f"bench path ({path}) failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return named_table(title, ["path", "what", "s/epoch (median)", "runs", "vs (a)"], rows)
 
 
 # --- inside the measuring subprocess -------------------------------------------------------------------
-
-
-def resolve_device(choice: str) -> str:
-    """``auto``: CUDA when there is one, else the CPU."""
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return choice
-
-
-def device_name(device: str) -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-
-
-def quiet() -> None:
-    """A measuring process prints its JSON only."""
-    import logging
-    import warnings
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
 
 
 def _train_tensors(spec: BenchSpec) -> tuple[Any, Any]:
@@ -202,7 +196,7 @@ def _train_tensors(spec: BenchSpec) -> tuple[Any, Any]:
     return images, labels
 
 
-def _usual_recipe(spec: BenchSpec, device: str) -> tuple[float, int]:
+def _usual_recipe(spec: BenchSpec, timer: Timer) -> None:
     """(a): what a typical Lightning tutorial does for MNIST."""
     import lightning as L
     import numpy as np
@@ -212,7 +206,7 @@ def _usual_recipe(spec: BenchSpec, device: str) -> tuple[float, int]:
     from torch.utils.data import DataLoader, Dataset
 
     from models.cnn import SeedCNN
-    from sweeps.tools.timer import Timer
+    from sweeps.tools.measuring import bare_trainer
 
     images, labels = _train_tensors(spec)
     mean, std = images.float().div(255).mean().item(), images.float().div(255).std().item()
@@ -243,30 +237,19 @@ def _usual_recipe(spec: BenchSpec, device: str) -> tuple[float, int]:
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
     loader = DataLoader(PerSample(), batch_size=spec.batch_size, shuffle=True)
-    timer = Timer(device)
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator=device,
-        devices=1,
-        logger=False,
-        callbacks=[timer],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(Usual(), train_dataloaders=loader)
-    return timer.step_seconds * timer.steps, timer.steps
+    bare_trainer(timer.device, timer, max_epochs=1).fit(Usual(), train_dataloaders=loader)
 
 
-def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
-    """(b): a hand-written loop over normalised tensors already on the device."""
+def _plain_loop(spec: BenchSpec, timer: Timer) -> None:
+    """(b): a hand-written loop over normalised tensors already on the device, timed by the same clock as
+    the others (its Lightning hooks called by hand)."""
     import torch
     import torch.nn.functional as F
 
     from models.cnn import SeedCNN
-    from sweeps.tools.timer import first_epoch_warmup, sync
+    from sweeps.tools.measuring import first_epoch_warmup
 
+    device = timer.device
     images, labels = _train_tensors(spec)
     x = images.float().div(255).unsqueeze(1)
     x = ((x - x.mean()) / x.std()).to(device)
@@ -275,27 +258,24 @@ def _plain_loop(spec: BenchSpec, device: str) -> tuple[float, int]:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = torch.randperm(len(y), device=device)
     steps = -(-len(y) // spec.batch_size)
+    timer.warmup = first_epoch_warmup(steps)
     for i in range(steps):
-        if i == first_epoch_warmup(steps):
-            sync(device)
-            start = time.perf_counter()
+        timer.on_train_batch_start(None)
         idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
         loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    sync(device)
-    return (time.perf_counter() - start) * steps / (steps - first_epoch_warmup(steps)), steps
+    timer.on_train_end(None)
 
 
-def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
+def _ours(spec: BenchSpec, timer: Timer, precision: str) -> None:
     """(c): the very functions ``sweeps train`` calls, with validation and tracking switched off."""
     from sweeps.config.files import validate
     from sweeps.config.train import TrainConfig
     from sweeps.engine.runtime import tune_allocator
     from sweeps.engine.training import build_trainer, prepare
     from sweeps.engine.workload import build_datamodule, build_module
-    from sweeps.tools.timer import Timer
 
     tune_allocator()
     cfg = validate(
@@ -311,35 +291,32 @@ def _ours(spec: BenchSpec, device: str, precision: str) -> tuple[float, int]:
             "trainer": {
                 "max_epochs": 1,
                 "precision": precision,
-                "accelerator": "gpu" if device == "cuda" else "cpu",
+                "accelerator": "gpu" if timer.device == "cuda" else "cpu",
             },
         },
     )
     prepare(cfg)
     datamodule = build_datamodule(cfg)
-    timer = Timer(device)
     trainer = build_trainer(cfg, callbacks=[timer], limit_val_batches=0)
     trainer.fit(build_module(cfg, datamodule).module, datamodule=datamodule)
-    return timer.step_seconds * timer.steps, timer.steps
 
 
 def _measure(path: str, spec: BenchSpec) -> dict[str, Any]:
+    from sweeps.tools.measuring import Timer, device_name, quiet, resolve_device
     from sweeps.tracking.environment import environment_tags
 
-    if path != "b":
-        import lightning  # noqa: F401  before quiet(): importing Lightning sets its loggers' level
     quiet()
-    device = resolve_device(spec.device)
+    timer = Timer(resolve_device(spec.device))
     if path == "a":
-        seconds, steps = _usual_recipe(spec, device)
+        _usual_recipe(spec, timer)
     elif path == "b":
-        seconds, steps = _plain_loop(spec, device)
+        _plain_loop(spec, timer)
     else:
-        seconds, steps = _ours(spec, device, "bf16" if path == "c_bf16" else "32")
+        _ours(spec, timer, "bf16" if path == "c_bf16" else "32")
     return {
-        "seconds": seconds,
-        "steps": steps,
-        "device": device_name(device),
+        "seconds": timer.step_seconds * timer.steps,
+        "steps": timer.steps,
+        "device": device_name(timer.device),
         "environment": environment_tags(),
     }
 

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sweeps.tools.measuring import Timer
 from sweeps.tools.throughput import TRAIN_IMAGES
-from sweeps.tools.timer import Timer
 
 
 def fit(overrides: dict[str, Any], saving: bool, scratch: Path) -> tuple[list[float], list[float], int, int]:

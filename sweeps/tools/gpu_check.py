@@ -50,27 +50,21 @@ def steps(quick: bool) -> list[Step]:
     sharing = ["--workers", str(per_gpu), "--workers-per-gpu", str(per_gpu)]
     sweep = [str(ROOT / SWEEP[0]), *SWEEP[1:], f"study.n_trials={n}", "study.pruner=none"]
     sweep += [*(["data.train_subset=256", "data.holdout_size=256"] if quick else []), "study.sampler=random"]
+    ways = {
+        "sweep, one worker": ("alone", ["--workers", "1"]),
+        f"sweep, {per_gpu} workers per GPU": ("workers", sharing),
+        "sweep, packs": ("packed", ["--workers", "1", "--pack", str(n)]),
+    }
     return [
         Step("gpu tests", [sys.executable, "-m", "pytest", "-m", "gpu", str(ROOT / "tests"), "-q"], 300),
         Step("epoch bench", [*sweeps, "bench", "--repeats", "1" if quick else "2", "--bf16", *subset], 300),
-        Step("trials bench fp32", [*sweeps, "bench", "--trials", *trials, "--out", "trials.json"], 300),
-        Step(
-            "trials bench bf16",
-            [*sweeps, "bench", "--trials", "--bf16", *trials, "--out", "trials-bf16.json"],
-            300,
+        *(
+            Step(f"trials bench {kind}", [*sweeps, "bench", "--trials", *bf16, *trials, "--out", out], 300)
+            for kind, bf16, out in (("fp32", [], "trials.json"), ("bf16", ["--bf16"], "trials-bf16.json"))
         ),
-        Step("sweep, one worker", [*sweeps, "run", *sweep, "study.name=alone", "--workers", "1"], 400, n),
-        Step(
-            f"sweep, {per_gpu} workers per GPU",
-            [*sweeps, "run", *sweep, "study.name=workers", *sharing],
-            400,
-            n,
-        ),
-        Step(
-            "sweep, packs",
-            [*sweeps, "run", *sweep, "study.name=packed", "--workers", "1", "--pack", str(n)],
-            400,
-            n,
+        *(
+            Step(name, [*sweeps, "run", *sweep, f"study.name={study}", *how], 400, n)
+            for name, (study, how) in ways.items()
         ),
     ]
 

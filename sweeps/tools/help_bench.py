@@ -1,7 +1,6 @@
-"""How fast the command line answers before any work: ``sweeps --help``, a command's ``-h``, ``--version``
-and a mistyped command, each in a fresh process (what a user waits for), median of a few runs.
-
-    python -m sweeps.tools.help_bench --repeats 5
+"""``sweeps bench-help``: how fast the command line answers before any work: ``sweeps --help``, a command's
+``-h``, ``--version`` and a mistyped command, each in a fresh process (what a user waits for), median of a few
+runs.
 
 The commands import torch, Lightning and MLflow only once their arguments are checked; a slow answer here
 means a heavy import crept back to module level (``python -X importtime -m sweeps --help`` finds it).
@@ -9,7 +8,6 @@ means a heavy import crept back to module level (``python -X importtime -m sweep
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -27,15 +25,3 @@ def seconds(args: tuple[str, ...], repeats: int) -> float:
         subprocess.run([sys.executable, "-m", "sweeps", *args], capture_output=True, check=False)
         taken.append(time.perf_counter() - start)
     return statistics.median(taken)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per command (median)")
-    repeats = parser.parse_args(argv).repeats
-    for args in ASKED:
-        print(f"sweeps {' '.join(args):<12} {seconds(args, repeats):6.2f} s")
-
-
-if __name__ == "__main__":
-    main()

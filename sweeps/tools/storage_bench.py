@@ -54,6 +54,35 @@ BACKENDS = ("journal", "sqlite", "postgres", "pgbouncer")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+@dataclass(frozen=True)
+class Load:
+    """What each backend is put under: ``workers`` workers, ``threads`` to a process, sharing ``trials``
+    trials whose objective sleeps ``sleep_ms``; PostgreSQL at ``postgres_url``; the pgbouncer backend's proxy
+    on ``proxy_port`` with ``pool_size`` server connections."""
+
+    workers: int
+    trials: int
+    sleep_ms: float = 0.0
+    postgres_url: str = DEFAULT_POSTGRES_URL
+    threads: int = 1
+    proxy_port: int = DEFAULT_PORT
+    pool_size: int = DEFAULT_POOL_SIZE
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker process needs: the study to load, its objective's sleep, and the channels that release
+    the workers together and bring their reports back."""
+
+    backend: str
+    location: str
+    name: str
+    sleep_s: float
+    ready: Any
+    start: Any
+    reports: Any
+
+
 @dataclass
 class WorkerReport:
     told: list[int] = field(default_factory=list)
@@ -96,30 +125,22 @@ class BackendResult:
         )
 
 
-def run_backend(
-    backend: str,
-    workers: int,
-    trials: int,
-    sleep_ms: float,
-    directory: Path,
-    postgres_url: str,
-    threads: int = 1,
-    proxy_port: int = DEFAULT_PORT,
-    pool_size: int = DEFAULT_POOL_SIZE,
-) -> BackendResult:
-    """Measure one backend: a fresh study, ``workers`` workers (``threads`` a process), ``trials`` trials."""
+def run_backend(backend: str, load: Load, directory: Path) -> BackendResult:
+    """Measure one backend under ``load`` on a fresh study."""
     tag = f"storage-bench-{uuid.uuid4().hex[:8]}"
     location = {
         "journal": str(directory / "journal.log"),
         "sqlite": f"sqlite:///{directory / 'optuna.db'}",
-    }.get(backend, _tagged(postgres_url, tag))
-    result = BackendResult(backend, mask(location), workers, trials)
+    }.get(backend, _tagged(load.postgres_url, tag))
+    result = BackendResult(backend, mask(location), load.workers, load.trials)
     on_postgres = backend in ("postgres", "pgbouncer")
     with ExitStack() as stack:
         try:
-            connections = stack.enter_context(_PeakConnections(postgres_url, tag)) if on_postgres else None
+            connections = (
+                stack.enter_context(_PeakConnections(load.postgres_url, tag)) if on_postgres else None
+            )
             if backend == "pgbouncer":
-                proxy = storage_proxy(location, port=proxy_port, pool_size=pool_size)
+                proxy = storage_proxy(location, port=load.proxy_port, pool_size=load.pool_size)
                 location = stack.enter_context(proxy).url
                 result.storage = mask(location)
             storage = _open(backend, location)
@@ -133,11 +154,9 @@ def run_backend(
         else:
             study, _ = create_study_once(storage, name, ["minimize"])
         try:
-            for i in range(trials // 2):
-                study.enqueue_trial({"x": i / trials})
-            reports, seconds = _run_workers(
-                backend, location, name, workers, threads, trials, sleep_ms / 1000
-            )
+            for i in range(load.trials // 2):
+                study.enqueue_trial({"x": i / load.trials})
+            reports, seconds = _run_workers(backend, location, name, load)
             _score(result, study, reports, seconds)
             if connections is not None:
                 result.peak_connections = connections.peak
@@ -190,19 +209,15 @@ class _PeakConnections:
             self.peak = max(self.peak, self._count())
 
 
-def _run_workers(
-    backend: str, location: str, name: str, workers: int, threads: int, trials: int, sleep_s: float
-) -> tuple[list[WorkerReport], float]:
+def _run_workers(backend: str, location: str, name: str, load: Load) -> tuple[list[WorkerReport], float]:
     """Start the workers, release them together once all have loaded the study, collect their reports."""
     context = multiprocessing.get_context("spawn")
     ready, start, reports = context.Queue(), context.Event(), context.Queue()
+    job = _Job(backend, location, name, load.sleep_ms / 1000, ready, start, reports)
+    workers, threads, trials = load.workers, load.threads, load.trials
     shares = [trials // workers + (i < trials % workers) for i in range(workers)]
     processes = [
-        context.Process(
-            target=_process,
-            args=(backend, location, name, shares[i : i + threads], sleep_s, ready, start, reports),
-            daemon=True,
-        )
+        context.Process(target=_process, args=(job, shares[i : i + threads]), daemon=True)
         for i in range(0, workers, threads)
     ]
     for process in processes:
@@ -241,62 +256,38 @@ class _Retries(logging.Handler):
         self.counts[record.thread or 0] += 1
 
 
-def _process(
-    backend: str,
-    location: str,
-    name: str,
-    shares: list[int],
-    sleep_s: float,
-    ready: Any,
-    start: Any,
-    reports: Any,
-) -> None:
+def _process(job: _Job, shares: list[int]) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     retries = _Retries()
     logging.getLogger("sweeps.engine.retry").addHandler(retries)
-    workers = [
-        threading.Thread(
-            target=_worker, args=(backend, location, name, share, sleep_s, ready, start, reports, retries)
-        )
-        for share in shares
-    ]
+    workers = [threading.Thread(target=_worker, args=(job, share, retries)) for share in shares]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
 
 
-def _worker(
-    backend: str,
-    location: str,
-    name: str,
-    n_trials: int,
-    sleep_s: float,
-    ready: Any,
-    start: Any,
-    reports: Any,
-    retries: _Retries,
-) -> None:
+def _worker(job: _Job, n_trials: int, retries: _Retries) -> None:
     report = WorkerReport()
     try:
-        storage = _open(backend, location)
+        storage = _open(job.backend, job.location)
         study = (
-            optuna.load_study(study_name=name, storage=storage)
-            if backend == "journal"
-            else load_study(storage, name)
+            optuna.load_study(study_name=job.name, storage=storage)
+            if job.backend == "journal"
+            else load_study(storage, job.name)
         )
     except Exception as error:  # counted: at scale, opening is where a database runs out of connections
         report.errors.append(_kind(error))
         n_trials = 0
-    ready.put(True)
-    start.wait()
+    job.ready.put(True)
+    job.start.wait()
     for _ in range(n_trials):
         begun = time.monotonic()
         try:
             with running_trial(study) as trial:
                 asked = time.monotonic()
                 x = trial.suggest_float("x", 0.0, 1.0)
-                time.sleep(sleep_s)
+                time.sleep(job.sleep_s)
             told = time.monotonic()
             study.tell(trial, x)
         except Exception as error:  # counted and reported: the bench measures what goes wrong
@@ -307,7 +298,7 @@ def _worker(
         report.told.append(trial.number)
     report.finished = time.monotonic()
     report.retries = retries.counts[threading.get_ident()]
-    reports.put(asdict(report))
+    job.reports.put(asdict(report))
 
 
 def _open(backend: str, location: str) -> BaseStorage:
@@ -379,45 +370,23 @@ def _table(results: list[BackendResult]) -> str:
     return "\n".join(lines)
 
 
-def run(
-    backends: list[str],
-    workers: int,
-    trials: int,
-    sleep_ms: float,
-    postgres_url: str,
-    folder: Path | None,
-    threads: int = 1,
-    proxy_port: int = DEFAULT_PORT,
-    pool_size: int = DEFAULT_POOL_SIZE,
-) -> list[BackendResult]:
+def run(backends: list[str], load: Load, folder: Path | None) -> list[BackendResult]:
     """Each backend in turn, its files in a temporary folder (under ``folder`` if given)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results = []
     with tempfile.TemporaryDirectory(prefix="storage-bench-", dir=folder) as tmp:
         for backend in backends:
-            directory = Path(tmp) / backend
-            directory.mkdir()
-            results.append(
-                run_backend(
-                    backend,
-                    workers,
-                    trials,
-                    sleep_ms,
-                    directory,
-                    postgres_url,
-                    threads,
-                    proxy_port,
-                    pool_size,
-                )
-            )
+            (Path(tmp) / backend).mkdir()
+            results.append(run_backend(backend, load, Path(tmp) / backend))
     return results
 
 
-def summary(
-    results: list[BackendResult], workers: int, trials: int, sleep_ms: float, threads: int = 1
-) -> str:
+def summary(results: list[BackendResult], load: Load) -> str:
     """The table, then every figure as JSON."""
-    processes = -(-workers // threads)
-    head = f"{workers} workers in {processes} processes, {trials} trials, objective sleeps {sleep_ms:g} ms"
+    processes = -(-load.workers // load.threads)
+    head = (
+        f"{load.workers} workers in {processes} processes, {load.trials} trials, objective sleeps"
+        f" {load.sleep_ms:g} ms"
+    )
     rows = json.dumps([{**asdict(r), "ok": r.ok} for r in results], indent=2)
     return f"{head}\n{_table(results)}\n{rows}"

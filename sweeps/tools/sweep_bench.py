@@ -61,11 +61,8 @@ def measure(workers: int, trials: int, subset: int) -> dict:
         study = optuna.load_study(study_name="bench", storage=f"sqlite:///{folder / workdir.STUDIES}")
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         client = MlflowClient(f"sqlite:///{folder / workdir.RUNS}")
-        shares = []
-        for t in done:
-            trial_wall = (t.datetime_complete - t.datetime_start).total_seconds()
-            training = client.get_run(t.user_attrs[RUN_ATTR]).data.metrics["total_seconds"]
-            shares.append(1 - training / trial_wall)
+        walls = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
+        training = [client.get_run(t.user_attrs[RUN_ATTR]).data.metrics["total_seconds"] for t in done]
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
     return {
         "workers": workers,
@@ -73,9 +70,8 @@ def measure(workers: int, trials: int, subset: int) -> dict:
         "wall_seconds": wall,
         "startup_seconds": wall - span,
         "trials_per_hour": len(done) / span * 3600,
-        "overhead_share_mean": sum(shares) / len(shares),
-        "trial_seconds_mean": sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done)
-        / len(done),
+        "overhead_share_mean": sum(1 - t / w for t, w in zip(training, walls, strict=True)) / len(done),
+        "trial_seconds_mean": sum(walls) / len(done),
     }
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 from rich.table import Table
 
-from sweeps.tools.bench import BenchFailed, check_options, device_name, quiet, resolve_device
+from sweeps.tools.bench import Settings, measure, named_table
 
 TRAIN_IMAGES = 60_000
 PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0), "L40S": (91.6, 362.0)}
@@ -45,7 +44,7 @@ def pack_sizes(text: str) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class Shape:
+class Shape(Settings):
     """What is measured: the trial's shape and the paths to time."""
 
     dataset: str = "fashion_mnist"
@@ -60,26 +59,9 @@ class Shape:
     device: str = "auto"
     bf16: bool = False
 
-    def __post_init__(self) -> None:
-        check_options(self.optimizer, self.dataset, self.device)
-
     @property
     def steps_per_trial(self) -> int:
         return self.epochs * math.ceil(TRAIN_IMAGES / self.batch_size)
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "data_dir": str(self.data_dir) if self.data_dir else None})
-
-    @classmethod
-    def from_json(cls, text: str) -> Shape:
-        raw = json.loads(text)
-        return cls(
-            **{
-                **raw,
-                "data_dir": Path(raw["data_dir"]) if raw["data_dir"] else None,
-                "packs": tuple(raw["packs"]),
-            }
-        )
 
 
 @dataclass
@@ -139,10 +121,6 @@ def run(shape: Shape, console: Any = None) -> Report:
 
 
 def table(report: Report) -> Table:
-    """The results as a rich table (imported here: the report layer brings MLflow, which the measuring
-    processes, importing this module, need not start with)."""
-    from sweeps.report.terminal import named_rows
-
     shape = report.shape
     title = (
         f"trials/hour: seed CNN, {shape.optimizer}, batch {shape.batch_size}, {shape.epochs} epoch(s) of"
@@ -164,7 +142,7 @@ def table(report: Report) -> Table:
         for row in report.rows
     ]
     columns = ["path", "s/step", "trials/hour", "vs one", "utilisation", "fp32 peak", "bf16 peak"]
-    return named_rows(Table(title=title), columns, rows)
+    return named_table(title, columns, rows)
 
 
 def _percent(value: float | None) -> str:
@@ -177,7 +155,7 @@ def _row(path: str, k: int, results: list[dict[str, Any]], report: Report) -> Ro
         return Row(path, k, error=failed)
     member_steps = sum(r["members"] / r["step_seconds"] for r in results)  # per second, all processes
     utils = [r["utilisation"] for r in results if r.get("utilisation") is not None]
-    peaks = _peaks(report.device)
+    peaks = next((peaks for model, peaks in PEAK_TFLOPS.items() if model in report.device), None)
     flops = member_steps * report.flops_per_trial_step
     return Row(
         path,
@@ -190,10 +168,6 @@ def _row(path: str, k: int, results: list[dict[str, Any]], report: Report) -> Ro
     )
 
 
-def _peaks(device: str) -> tuple[float, float] | None:
-    return next((peaks for model, peaks in PEAK_TFLOPS.items() if model in device), None)
-
-
 def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[dict[str, Any]]:
     """Each ``(path, k)`` in its own process, all at once, the CPU cores split between them as ``sweeps run``
     splits them between its workers (oversubscribed threads would time the contention, not the path); their
@@ -201,22 +175,8 @@ def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[d
     threads = max(1, (os.cpu_count() or 1) // len(paths))
     if console:
         console.print(f"[dim]timing {', '.join(f'{p} K={k}' for p, k in paths)} ...[/]")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "sweeps.tools.throughput", path, str(k), shape.to_json(), str(threads)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for path, k in paths
-    ]
-    results = []
-    for (path, k), proc in zip(paths, procs, strict=True):
-        out, error = proc.communicate()
-        if proc.returncode != 0:
-            raise BenchFailed(f"timing {path} K={k} failed:\n{error[-3000:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    runs = [(f"timing {path} K={k}", [path, str(k), shape.to_json(), str(threads)]) for path, k in paths]
+    return measure(runs, "sweeps.tools.throughput")
 
 
 # --- inside a measuring process -----------------------------------------------------------------------------
@@ -231,7 +191,7 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
     from models.pack.data import PackData
     from models.pack.module import Member, PackModule
     from sweeps.engine.runtime import tune_allocator
-    from sweeps.tools.timer import Timer
+    from sweeps.tools.measuring import Timer, bare_trainer, device_name, quiet, resolve_device
     from sweeps.tracking.environment import environment_tags
 
     quiet()
@@ -245,18 +205,12 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
     else:
         module, datamodule = OptimizerModule(shape.optimizer), data
     timer = Timer(device, shape.warmup, utilisation=True)
-    trainer = L.Trainer(
+    trainer = bare_trainer(
+        device,
+        timer,
         max_epochs=-1,
         max_steps=shape.warmup + shape.steps,  # over epochs, whatever the size of the data on disk
-        limit_val_batches=0,
-        accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
         precision="bf16-mixed" if shape.bf16 else "32-true",
-        logger=False,
-        callbacks=[timer],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     found = {
         "device": device_name(device),

@@ -12,5 +12,5 @@ the reason in one line. Every other hyperparameter comes from the chosen preset 
 ``surface_lr=False`` (``--preset-lr``) keeps the preset's lr too, to show what it does here.
 
 ``simulate`` runs the optimizers, ``tables`` writes where they ended, ``draw`` and ``gif`` picture them,
-``record`` logs it all to MLflow.
+``make`` does it all and logs it to MLflow.
 """

@@ -34,6 +34,13 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", "h", ">", "p")
 LINESTYLES = ("-", "--", "-.")
 PANEL = 5.2  # inches per panel side
 DIVERGED = "#b00000"
+KNOWN = {
+    "start": ({"marker": "o", "mfc": "white", "mec": "black", "mew": 1.5}, 9, 9),
+    "global minimum": ({"marker": "*", "mfc": "gold", "mec": "black"}, 16, 14),
+    "local minimum": ({"marker": "*", "mfc": "white", "mec": "black"}, 14, 12),
+    "saddle point": ({"marker": "P", "mfc": "black", "mec": "white"}, 11, 10),
+}
+"""How each kind of known point is marked: its style, and its size on a panel and in the legend's key."""
 
 
 @dataclass
@@ -171,14 +178,8 @@ def _legend(
     )
     ax.add_artist(first)
     shown = [get_surface(s) for s in surfaces]
-    key = {
-        "start": {"marker": "o", "ms": 9, "mfc": "white", "mec": "black", "mew": 1.5},
-        "global minimum": {"marker": "*", "ms": 14, "mfc": "gold", "mec": "black"},
-    }
-    if any(s.local_minima for s in shown):
-        key["local minimum"] = {"marker": "*", "ms": 12, "mfc": "white", "mec": "black"}
-    if any(s.saddles for s in shown):
-        key["saddle point"] = {"marker": "P", "ms": 10, "mfc": "black", "mec": "white"}
+    has = {"local minimum": any(s.local_minima for s in shown), "saddle point": any(s.saddles for s in shown)}
+    key = {kind: {**style, "ms": size} for kind, (style, _, size) in KNOWN.items() if has.get(kind, True)}
     if any(p.diverged_at is not None for p in paths):
         key["diverged: path cut there"] = {
             "marker": "X",
@@ -235,15 +236,12 @@ def _contours(ax: Any, surface: Surface) -> None:
 
 def _known_points(ax: Any, surface: Surface, animated: bool) -> list[Any]:
     """Start, minima and saddles, over the paths (drawn last in each GIF frame too)."""
-    marks = [((surface.start,), {"marker": "o", "ms": 9, "mfc": "white", "mec": "black", "mew": 1.5})]
-    marks.append((surface.minima, {"marker": "*", "ms": 16, "mfc": "gold", "mec": "black"}))
-    marks.append((surface.local_minima, {"marker": "*", "ms": 14, "mfc": "white", "mec": "black"}))
-    marks.append((surface.saddles, {"marker": "P", "ms": 11, "mfc": "black", "mec": "white"}))
+    marks = (surface.start,), surface.minima, surface.local_minima, surface.saddles  # in KNOWN's order
     artists = []
-    for points, kw in marks:
+    for points, (style, size, _) in zip(marks, KNOWN.values(), strict=True):
         if points:
             xs, ys = zip(*points, strict=True)
-            artists += ax.plot(xs, ys, ls="", zorder=6, animated=animated, **kw)
+            artists += ax.plot(xs, ys, ls="", zorder=6, animated=animated, ms=size, **style)
     return artists
 
 

@@ -72,9 +72,8 @@ def test_a_taken_port_is_refused_before_pgbouncer_starts(port: int) -> None:
 def test_workers_beyond_the_pool_share_it_and_record_every_trial_once(tmp_path: Path, port: int) -> None:
     """24 workers, each with its own connection pool, through 2 server connections (a deadlock at start
     when a worker holds one while asking for a second, which Optuna's own schema check does)."""
-    result = storage_bench.run_backend(
-        "pgbouncer", 24, 48, 0.0, tmp_path, POSTGRES_URL, threads=12, proxy_port=port, pool_size=2
-    )
+    load = storage_bench.Load(24, 48, postgres_url=POSTGRES_URL, threads=12, proxy_port=port, pool_size=2)
+    result = storage_bench.run_backend("pgbouncer", load, tmp_path)
     assert result.ok, result
     assert result.complete == 48 and result.duplicates == 0 and not result.errors
     assert result.peak_connections is not None and 1 <= result.peak_connections <= 2

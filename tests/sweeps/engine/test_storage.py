@@ -429,10 +429,10 @@ def test_one_heartbeat_thread_beats_for_all_of_a_workers_running_trials(tmp_path
 
 
 def test_storage_bench_counts_every_trial_once(tmp_path: Path) -> None:
-    url = storage_bench.DEFAULT_POSTGRES_URL
-    results = storage_bench.run(["journal", "sqlite"], 2, 8, 0.0, url, tmp_path)
+    load = storage_bench.Load(workers=2, trials=8)
+    results = storage_bench.run(["journal", "sqlite"], load, tmp_path)
     assert all(result.ok for result in results)
-    rows = [line.split() for line in storage_bench.summary(results, 2, 8, 0.0).splitlines()[3:5]]
+    rows = [line.split() for line in storage_bench.summary(results, load).splitlines()[3:5]]
     assert [(row[0], row[3], row[-1]) for row in rows] == [("journal", "8/8", "ok"), ("sqlite", "8/8", "ok")]
 
 

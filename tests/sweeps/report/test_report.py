@@ -301,7 +301,6 @@ def test_per_seed_values_are_nan_where_a_seed_never_got_there() -> None:
     np.testing.assert_equal(entry.seconds_to_each(0.5), [2.0, 3.0])
     np.testing.assert_equal(entry.seconds_to_each(0.95), [nan, nan])
     np.testing.assert_equal(entry.column("val_acc", 3), [0.9, nan])  # the seed that stopped early: NaN
-    np.testing.assert_equal(entry.seconds_each(), [6.0, 6.0])
     np.testing.assert_equal(entry.column("val_acc", 4), [nan, nan])
 
 

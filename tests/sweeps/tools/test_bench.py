@@ -66,10 +66,10 @@ def test_readme_bench_times_every_path_and_writes_json(tmp_path, bench_data):
 def no_subprocess(monkeypatch):
     """Fail the test if bench starts a measuring process: bad options must be refused before that."""
 
-    def tripwire(path, spec):
-        raise AssertionError(f"bench started path ({path}) despite bad options")
+    def tripwire(runs, module):
+        raise AssertionError(f"bench started {runs} despite bad options")
 
-    monkeypatch.setattr(bench, "_subprocess", tripwire)
+    monkeypatch.setattr(bench, "measure", tripwire)
 
 
 @pytest.mark.parametrize(

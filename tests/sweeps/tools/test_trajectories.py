@@ -16,7 +16,7 @@ from PIL import Image
 
 from models.optimizers import REGISTRY
 from models.surfaces import SURFACES, Surface, get_surface
-from sweeps.tools.trajectories import draw, gif, record, simulate, tables
+from sweeps.tools.trajectories import draw, gif, make, simulate, tables
 from sweeps.tools.trajectories.simulate import Path2D, run_all, run_path
 from sweeps.tools.trajectories.tables import FILES
 from tests.sweeps.helpers import Store, invoke, squash
@@ -205,7 +205,7 @@ def test_log_puts_the_files_in_an_mlflow_run(store: Store, tmp_path: Path) -> No
         "--log", "--tracking-uri", store.uri,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    (run,) = store.runs(record.EXPERIMENT)
+    (run,) = store.runs(make.EXPERIMENT)
     assert run.info.status == "FINISHED"
     artifacts = {a.path for a in store.client.list_artifacts(run.info.run_id)}
     assert artifacts == set(FILES.values())
@@ -222,7 +222,7 @@ def test_tracking_uri_alone_implies_log(store: Store) -> None:
         "trajectories", "--steps", "3", "--surfaces", "saddle", "--no-gif", "--tracking-uri", store.uri
     )
     assert result.exit_code == 0, result.output
-    assert len(store.runs(record.EXPERIMENT)) == 1
+    assert len(store.runs(make.EXPERIMENT)) == 1
 
 
 def test_without_log_nothing_goes_to_mlflow() -> None:

@@ -1,6 +1,6 @@
-"""The one clock of the benches: a Lightning callback timing training steps after a warm-up, each epoch's
-start and end, and on CUDA the device's utilisation meanwhile. Imported only inside measuring processes
-(it loads Lightning)."""
+"""What the benches' measuring processes share (it loads Lightning, so only they import it): the one clock, a
+Lightning callback timing training steps after a warm-up, each epoch's start and end, and on CUDA the device's
+utilisation meanwhile; the device chosen and named; a trainer that does nothing but train."""
 
 from __future__ import annotations
 
@@ -9,8 +9,29 @@ import threading
 import time
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+
+
+def resolve_device(choice: str) -> str:
+    """``auto``: CUDA when there is one, else the CPU."""
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def quiet() -> None:
+    """A measuring process prints its JSON only (after Lightning's import, which sets its loggers' level)."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
 
 
 def sync(device: str) -> None:
@@ -71,3 +92,18 @@ class Timer(Callback):
                 self._samples.append(float(torch.cuda.utilization()))
             except Exception:  # NVML not readable: no utilisation figure, the timing still stands
                 return
+
+
+def bare_trainer(device: str, timer: Timer, **options: Any) -> L.Trainer:
+    """A trainer timed by ``timer`` that only trains: no validation, logger, checkpoints, bar or summary."""
+    return L.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        limit_val_batches=0,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
+    )
