@@ -375,27 +375,20 @@ class SearchConfig(HyperparamSpace):
     def _sizes(self, optimizer: str) -> dict[str, int | None]:
         return {key: value.size() for key, value in self.searched(optimizer).items()}
 
+    def _all_sizes(self) -> dict[str, int | None]:
+        """How many values ``batch_size``, each ``<optimizer>.<hp>`` and each setting can take (``None``: a
+        range)."""
+        sizes = {f"{name}.{key}": n for name in self.optimizers for key, n in self._sizes(name).items()}
+        settings = {key: setting(key, value).size() for key, value in self.settings().items()}
+        return {"batch_size": len(_listed(self.batch_size or []))} | sizes | settings
+
     def ranges(self) -> list[str]:
-        """``<optimizer>.<hp>`` of every search value that is (or holds) a range, then every setting searched
-        as a range: the continuous part."""
-        return [
-            f"{name}.{key}" for name in self.optimizers for key, n in self._sizes(name).items() if n is None
-        ] + [key for key, value in self.settings().items() if isinstance(value, Range)]
+        """What is searched as (or holds) a range: the continuous part."""
+        return [key for key, n in self._all_sizes().items() if n is None]
 
     def tuned(self) -> list[str]:
-        """What the search tunes, beyond choosing among the optimizers: ``batch_size``, every
-        ``<optimizer>.<hp>`` and every setting with more than one value."""
-        batch = ["batch_size"] if isinstance(self.batch_size, list) and len(self.batch_size) > 1 else []
-        hyperparams = [
-            f"{name}.{key}"
-            for name in self.optimizers
-            for key, n in self._sizes(name).items()
-            if n is None or n > 1
-        ]
-        settings = [
-            key for key, value in self.settings().items() if isinstance(value, Range) or _listed(value)[1:]
-        ]
-        return batch + hyperparams + settings
+        """What the search tunes, beyond choosing among the optimizers: what has more than one value."""
+        return [key for key, n in self._all_sizes().items() if n is None or n > 1]
 
     def grid_size(self, schedule: str = "none") -> int:
         """How many distinct configurations a space without ranges holds: per optimizer, the product of

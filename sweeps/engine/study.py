@@ -244,40 +244,34 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
     return added
 
 
+def _best(study: optuna.Study, trials: list[FrozenTrial] | None, of_phase: str) -> dict[str, FrozenTrial]:
+    """Per optimizer, its best complete trial of one phase (of ``trials``, else of the study) by the first
+    objective."""
+    better = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
+    found: dict[str, FrozenTrial] = {}
+    for t in trials if trials is not None else study.get_trials(deepcopy=False):
+        name = trial_optimizer(t)
+        if t.state == TrialState.COMPLETE and phase(t) == of_phase:
+            found[name] = better(found.get(name, t), t, key=lambda t: t.values[0])
+    return found
+
+
 def best_search(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> FrozenTrial | None:
     """The best complete search trial (of ``trials``, else of the study): retrains are scored on another
     split and never compete with the search's values."""
-    done = [
-        t
-        for t in (trials if trials is not None else study.get_trials(deepcopy=False))
-        if t.state == TrialState.COMPLETE and phase(t) == SEARCH
-    ]
-    if not done or len(study.directions) > 1:
+    if len(study.directions) > 1:
         return None
+    best = sorted(_best(study, trials, SEARCH).values(), key=lambda t: t.number)  # ties: the first
     better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return better(done, key=lambda t: t.value)
+    return better(best, key=lambda t: t.value) if best else None
 
 
 def best_per_optimizer(
-    study: optuna.Study,
-    sweep: SweepConfig,
-    of_phase: str = SEARCH,
-    trials: list[FrozenTrial] | None = None,
+    study: optuna.Study, sweep: SweepConfig, of_phase: str = SEARCH, trials: list[FrozenTrial] | None = None
 ) -> dict[str, FrozenTrial]:
-    """Each optimizer's best complete trial of one phase (of ``trials``, else of the study), in the spec's
-    optimizer order."""
-    better = max if sweep.study.direction == "maximize" else min
-    done = [
-        t
-        for t in (trials if trials is not None else study.get_trials(deepcopy=False))
-        if t.state == TrialState.COMPLETE and phase(t) == of_phase
-    ]
-    found = {}
-    for name in sweep.search.optimizers:
-        mine = [t for t in done if trial_optimizer(t) == name]
-        if mine:
-            found[name] = better(mine, key=lambda t: t.values[0])
-    return found
+    """Each optimizer's best complete trial of one phase, in the spec's optimizer order."""
+    best = _best(study, trials, of_phase)
+    return {name: best[name] for name in sweep.search.optimizers if name in best}
 
 
 def queue_retrains(study: optuna.Study, sweep: SweepConfig) -> int:

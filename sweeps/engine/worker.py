@@ -77,7 +77,6 @@ def run_worker(
     objective = Objective(
         sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, ends, store, placement=where
     )
-    parent_best = ParentBest(objective)
     size = pack or sweep.study.pack
     ran = 0
     while time.time() < ends and not STOP.requested:
@@ -93,7 +92,7 @@ def run_worker(
         told = run_pack(study, objective, size) if size > 1 else [run_trial(study, objective)]
         complete = [t for t in told if t.state == TrialState.COMPLETE]
         if complete:  # one write of the best per round, however many trials it told
-            _not_fatal("the parent run's best trial", parent_best, study, complete[-1])
+            _not_fatal("the parent run's best trial", parent_best, objective, study, complete[-1])
         _not_fatal("deleting finished trials' checkpoints", sweep_up, study, store)
         ran += len(told)
     if finished(study, sweep):
@@ -127,22 +126,14 @@ def _not_fatal(what: str, step: Callable[..., None], *args: object) -> None:
         _logger.warning("%s skipped (%s); done again after the next trial", what, first_line(error))
 
 
-class ParentBest:
-    """After each trial, write the study's best trial so far onto the parent run."""
-
-    def __init__(self, objective: Objective) -> None:
-        self.objective = objective
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state != TrialState.COMPLETE or len(study.directions) > 1:
-            return
-        best = best_search(study)
-        if best is None:
-            return
+def parent_best(objective: Objective, study: optuna.Study, trial: FrozenTrial) -> None:
+    """After a complete trial, write the study's best trial so far onto the parent run."""
+    best = best_search(study) if trial.state == TrialState.COMPLETE else None
+    if best is not None:  # None also with two objectives
         runs.record_best(
-            MlflowClient(self.objective.tracking_uri),
-            self.objective.parent_run_id,
-            self.objective.sweep.study.metric,
+            MlflowClient(objective.tracking_uri),
+            objective.parent_run_id,
+            objective.sweep.study.metric,
             best.value,
             best.number,
             best.user_attrs.get(CONFIG_ATTR, {}),
