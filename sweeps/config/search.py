@@ -204,6 +204,15 @@ SETTING_SECTIONS = {
     "scheduler": "scheduler.",
 }
 """The sections whose settings a search may hold, and the prefix of their keys."""
+
+
+def split_setting(key: str) -> tuple[str, str]:
+    """A setting's section and its name there (``model.kwargs.width``: ``model``, ``width``): the one
+    reading of a setting's dotted key. A key not under its section's prefix keeps its dots in the name."""
+    section = key.partition(".")[0]
+    return section, key.removeprefix(SETTING_SECTIONS.get(section, f"{section}."))
+
+
 _SECTION_MODELS: Mapping[str, type[BaseModel]] = {"trainer": TrainerConfig, "scheduler": SchedulerConfig}
 
 
@@ -229,7 +238,7 @@ def setting(key: str, value: Any) -> Searched:
     the section's own model (a schedule's setting under a schedule that takes it); ``model.kwargs.<name>`` or
     ``data.kwargs.<name>``: of a kind not known until its target is imported. A ``ValueError`` naming the keys
     a section has for a key it does not have."""
-    section, _, name = key.partition(".")
+    section, name = split_setting(key)
     model = _SECTION_MODELS.get(section)
     if model is None:
         return Searched(key, object, value)
@@ -340,9 +349,8 @@ class SearchConfig(HyperparamSpace):
         """Each setting is in a section that can be searched, and its values are valid there; errors start
         with the key, so that they name ``search.<section>.<key>``."""
         for key, value in self.settings().items():
-            section = key.partition(".")[0]
-            prefix = SETTING_SECTIONS.get(section, "")
-            if not prefix or not key.startswith(prefix) or "." in key.removeprefix(prefix):
+            section, name = split_setting(key)
+            if section not in SETTING_SECTIONS or "." in name:
                 searchable = ", ".join(f"{p}<key>" for p in SETTING_SECTIONS.values())
                 raise ValueError(f"{key}: only {searchable} can be searched")
             try:
@@ -402,7 +410,7 @@ class SearchConfig(HyperparamSpace):
             key: n for key, n in sizes.items() if key.startswith("scheduler.") and key != "scheduler.name"
         }
         schedules = sum(
-            math.prod(n for key, n in knobs.items() if key.partition(".")[2] in SCHEDULES[name])
+            math.prod(n for key, n in knobs.items() if split_setting(key)[1] in SCHEDULES[name])
             for name in self.schedules(schedule)
         )
         others = math.prod(n for key, n in sizes.items() if key not in knobs and key != "scheduler.name")

@@ -14,7 +14,7 @@ import lightning as L
 
 from models.schedules import Schedule, inject
 from sweeps.config.files import ConfigError
-from sweeps.config.search import Range
+from sweeps.config.search import Range, split_setting
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
 from sweeps.engine.epochs import EpochReport
@@ -54,10 +54,10 @@ def check_searched_kwargs(sweep: SweepConfig) -> None:
     a name it takes, values of the argument's kind (a range needs a numeric one)."""
     constructors = kwarg_constructors(sweep)
     for key, value in searched_settings(sweep).items():
-        section, _, rest = key.partition(".")
+        section, name = split_setting(key)
         if section not in ("model", "data"):
             continue
-        name, target = rest.removeprefix("kwargs."), constructors.get(section)
+        target = constructors.get(section)
         if target is None:
             raise ConfigError(f"search.{key}: searching {section}.kwargs needs a {section}.target")
         if section == "data" and name == "batch_size":

@@ -25,7 +25,7 @@ import optuna
 from models.schedules import SCHEDULES
 from sweeps.config.files import validate, walk
 from sweeps.config.imports import optimizer_spec
-from sweeps.config.search import Range, Searched, setting
+from sweeps.config.search import Range, Searched, setting, split_setting
 from sweeps.config.sweep import SweepConfig, start_from
 from sweeps.config.train import TrainConfig
 from sweeps.engine.workload import kwarg_constructors
@@ -56,8 +56,8 @@ def searched_settings(cfg: SweepConfig) -> dict[str, Searched]:
     kwargs = {section: c.hyperparams() for section, c in kwarg_constructors(cfg).items()}
     found = {}
     for key, value in cfg.search.settings().items():
-        section, _, name = key.partition(".")
-        hp = kwargs.get(section, {}).get(name.removeprefix("kwargs."))
+        section, name = split_setting(key)
+        hp = kwargs.get(section, {}).get(name)
         found[key] = setting(key, value) if hp is None else Searched.of(hp, value)
     return found
 
@@ -68,7 +68,7 @@ def _settings(trial: optuna.Trial, cfg: SweepConfig) -> dict[str, Any]:
     if "scheduler.name" in searched:
         schedule = sampled["scheduler.name"] = searched.pop("scheduler.name").sample(trial, "scheduler.name")
     for key, value in searched.items():
-        section, _, name = key.partition(".")
+        section, name = split_setting(key)
         if section != "scheduler" or name in SCHEDULES[schedule]:
             sampled[key] = value.sample(trial, key)
     return sampled

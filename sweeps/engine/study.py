@@ -188,17 +188,12 @@ def fail_reason(trial: FrozenTrial) -> str:
     return trial.user_attrs.get(FAIL_REASON_ATTR) or "its worker was lost or stopped (see the worker logs)"
 
 
-def recorded(study: optuna.Study) -> str:
-    """The MLflow store the sweep was created with, as recorded (a password in it masked)."""
-    return study.user_attrs[TRACKING_ATTR]
-
-
 def tracking_store(study: optuna.Study, given: str | None) -> str:
     """The MLflow store a process of this sweep uses: ``given`` (its flag or environment, as this machine
     reaches the server), else the recorded one; a recorded store whose password was masked comes from
     ``$MLFLOW_TRACKING_URI``. Checked to answer and to hold the sweep's parent run, so that no trial is
     written to the wrong store."""
-    stored = recorded(study)
+    stored = study.user_attrs[TRACKING_ATTR]  # as the sweep was created with, a password masked
     given = given or (os.environ.get(TRACKING_ENV) if is_masked(stored) else None)
     if not given and is_masked(stored):
         raise runs.WrongStore(

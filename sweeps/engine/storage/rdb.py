@@ -51,13 +51,10 @@ class SQLiteStorage(ReconnectingStorage):
 
 
 def _serialise_sqlite_writes(engine: Any) -> None:
-    """WAL, a long busy timeout (set in ``connect_args``) and ``BEGIN IMMEDIATE`` for every transaction, so
-    that a transaction holds the write lock from its first read to its commit.
-
-    Optuna has already opened (and pooled) connections to create its tables; the pool is emptied so that
-    every later connection gets these settings, and one connection is made at once so that the file is in
-    WAL mode (which persists in the file) before any worker opens it.
-    """
+    """``BEGIN IMMEDIATE`` holds the write lock from a transaction's first read to its commit (the busy
+    timeout is set in ``connect_args``). Optuna has already opened (and pooled) connections to create its
+    tables; the pool is emptied so that every later connection gets these settings, and one connection is made
+    at once so that the file is in WAL mode (which persists in the file) before any worker opens it."""
     from sqlalchemy import event  # imported with the first SQLite storage, not by every ``sweeps`` command
 
     @event.listens_for(engine, "connect")
