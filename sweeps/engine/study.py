@@ -245,9 +245,9 @@ def _best(study: optuna.Study, trials: list[FrozenTrial] | None, of_phase: str) 
     better = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
     found: dict[str, FrozenTrial] = {}
     for t in trials if trials is not None else study.get_trials(deepcopy=False):
-        name = trial_optimizer(t)
         if t.state == TrialState.COMPLETE and phase(t) == of_phase:
-            found[name] = better(found.get(name, t), t, key=lambda t: t.values[0])
+            name = trial_optimizer(t)
+            found[name] = better(found.get(name, t), t, key=lambda done: done.values[0])
     return found
 
 
