@@ -62,9 +62,7 @@ def check_searched_kwargs(sweep: SweepConfig) -> None:
             raise ConfigError(f"search.{key}: searching {section}.kwargs needs a {section}.target")
         if section == "data" and name == "batch_size":
             raise ConfigError(f"search.{key}: the batch size is searched as search.batch_size")
-        if not (target.arguments.open or target.takes(name)):
-            takes = ", ".join(sorted(target.arguments.names)) or "nothing"
-            raise ConfigError(f"search.{key}: {target.path} takes no {name!r}; it takes: {takes}")
+        target.refuse_unknown(name, f"search.{key}")
         try:
             if value.kind is object and isinstance(value.value, Range):
                 raise ValueError(f"{name} has no numeric default to sample a range of; list its values")
