@@ -10,8 +10,6 @@ best) that still fails is logged and left for the next trial, never fatal.
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -22,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.engine.checkpoints import store_for, sweep_up
 from sweeps.engine.objective import Objective
 from sweeps.engine.packs import run_pack
-from sweeps.engine.placement import job_label, placement
+from sweeps.engine.placement import placement, worker_label
 from sweeps.engine.preemption import STOP
 from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import HEARTBEAT_INTERVAL_S, running_trial
@@ -61,16 +59,7 @@ def run_worker(
     study, sweep = open_sweep(name, storage_url, worker=index)
     attrs = study.user_attrs
     where = placement()
-    label = ":".join(
-        part
-        for part in (
-            platform.node(),
-            str(os.getpid()),
-            f"gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else "",
-            job_label(where),
-        )
-        if part
-    )
+    label = worker_label(where)
     ends = deadline(study, sweep)
     uri = tracking_store(study, tracking_uri)
     store = store_for(storage_url, name, uri, attrs[PARENT_ATTR])
