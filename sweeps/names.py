@@ -70,8 +70,7 @@ DEVICE_TAG = "sweeps.device"
 OUTCOME_TAG = "sweeps.outcome"
 REASON_TAG = "sweeps.reason"
 PREEMPTED_TAG = PREEMPTED_ATTR
-PLACEMENT_TAGS = ("launcher", "job_id", "task_id", "node")
-"""Where a trial's worker ran, as its scheduler names it: tags ``sweeps.<name>`` on the trial's run."""
+
 EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 """MLflow's own tag for what an experiment holds: model training runs. MLflow 3 UIs with a per-experiment kind
 open such an experiment on its runs; 3.17's follows a global view instead (see ``sweeps.tools.ui``)."""

@@ -204,6 +204,15 @@ SETTING_SECTIONS = {
     "scheduler": "scheduler.",
 }
 """The sections whose settings a search may hold, and the prefix of their keys."""
+
+
+def split_setting(key: str) -> tuple[str, str]:
+    """A setting's section and its name there (``model.kwargs.width``: ``model``, ``width``): the one
+    reading of a setting's dotted key. A key not under its section's prefix keeps its dots in the name."""
+    section = key.partition(".")[0]
+    return section, key.removeprefix(SETTING_SECTIONS.get(section, f"{section}."))
+
+
 _SECTION_MODELS: Mapping[str, type[BaseModel]] = {"trainer": TrainerConfig, "scheduler": SchedulerConfig}
 
 
@@ -229,7 +238,7 @@ def setting(key: str, value: Any) -> Searched:
     the section's own model (a schedule's setting under a schedule that takes it); ``model.kwargs.<name>`` or
     ``data.kwargs.<name>``: of a kind not known until its target is imported. A ``ValueError`` naming the keys
     a section has for a key it does not have."""
-    section, _, name = key.partition(".")
+    section, name = split_setting(key)
     model = _SECTION_MODELS.get(section)
     if model is None:
         return Searched(key, object, value)
@@ -340,9 +349,8 @@ class SearchConfig(HyperparamSpace):
         """Each setting is in a section that can be searched, and its values are valid there; errors start
         with the key, so that they name ``search.<section>.<key>``."""
         for key, value in self.settings().items():
-            section = key.partition(".")[0]
-            prefix = SETTING_SECTIONS.get(section, "")
-            if not prefix or not key.startswith(prefix) or "." in key.removeprefix(prefix):
+            section, name = split_setting(key)
+            if section not in SETTING_SECTIONS or "." in name:
                 searchable = ", ".join(f"{p}<key>" for p in SETTING_SECTIONS.values())
                 raise ValueError(f"{key}: only {searchable} can be searched")
             try:
@@ -375,27 +383,20 @@ class SearchConfig(HyperparamSpace):
     def _sizes(self, optimizer: str) -> dict[str, int | None]:
         return {key: value.size() for key, value in self.searched(optimizer).items()}
 
+    def _all_sizes(self) -> dict[str, int | None]:
+        """How many values ``batch_size``, each ``<optimizer>.<hp>`` and each setting can take (``None``: a
+        range)."""
+        sizes = {f"{name}.{key}": n for name in self.optimizers for key, n in self._sizes(name).items()}
+        settings = {key: setting(key, value).size() for key, value in self.settings().items()}
+        return {"batch_size": len(_listed(self.batch_size or []))} | sizes | settings
+
     def ranges(self) -> list[str]:
-        """``<optimizer>.<hp>`` of every search value that is (or holds) a range, then every setting searched
-        as a range: the continuous part."""
-        return [
-            f"{name}.{key}" for name in self.optimizers for key, n in self._sizes(name).items() if n is None
-        ] + [key for key, value in self.settings().items() if isinstance(value, Range)]
+        """What is searched as (or holds) a range: the continuous part."""
+        return [key for key, n in self._all_sizes().items() if n is None]
 
     def tuned(self) -> list[str]:
-        """What the search tunes, beyond choosing among the optimizers: ``batch_size``, every
-        ``<optimizer>.<hp>`` and every setting with more than one value."""
-        batch = ["batch_size"] if isinstance(self.batch_size, list) and len(self.batch_size) > 1 else []
-        hyperparams = [
-            f"{name}.{key}"
-            for name in self.optimizers
-            for key, n in self._sizes(name).items()
-            if n is None or n > 1
-        ]
-        settings = [
-            key for key, value in self.settings().items() if isinstance(value, Range) or _listed(value)[1:]
-        ]
-        return batch + hyperparams + settings
+        """What the search tunes, beyond choosing among the optimizers: what has more than one value."""
+        return [key for key, n in self._all_sizes().items() if n is None or n > 1]
 
     def grid_size(self, schedule: str = "none") -> int:
         """How many distinct configurations a space without ranges holds: per optimizer, the product of
@@ -409,7 +410,7 @@ class SearchConfig(HyperparamSpace):
             key: n for key, n in sizes.items() if key.startswith("scheduler.") and key != "scheduler.name"
         }
         schedules = sum(
-            math.prod(n for key, n in knobs.items() if key.partition(".")[2] in SCHEDULES[name])
+            math.prod(n for key, n in knobs.items() if split_setting(key)[1] in SCHEDULES[name])
             for name in self.schedules(schedule)
         )
         others = math.prod(n for key, n in sizes.items() if key not in knobs and key != "scheduler.name")

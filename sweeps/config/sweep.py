@@ -17,7 +17,7 @@ from models.schedules import SCHEDULES
 from sweeps.config.files import Strict, overridden, read_yaml, validate
 from sweeps.config.imports import optimizer_spec
 from sweeps.config.launcher import LauncherConfig
-from sweeps.config.search import SearchConfig, setting
+from sweeps.config.search import SearchConfig, setting, split_setting
 from sweeps.config.train import Count, OptimizerConfig, TrainConfig
 
 Direction = Literal["maximize", "minimize"]
@@ -194,7 +194,7 @@ class SweepConfig(TrainConfig):
             )
         schedules = search.schedules(info.data["scheduler"].name)
         for key in settings:
-            section, _, name = key.partition(".")
+            section, name = split_setting(key)
             if section == "scheduler" and name != "name" and not any(name in SCHEDULES[s] for s in schedules):
                 takers = [s for s, takes in SCHEDULES.items() if name in takes]
                 raise ValueError(

@@ -249,19 +249,15 @@ class Checkpointer(Callback):
 
 
 def _random_states() -> dict[str, Any]:
+    """numpy's key array as a tensor: a checkpoint loads as tensors and plain data only
+    (``weights_only=True``), and a numpy array is neither."""
+    name, keys, *rest = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": _plain_numpy_state(),
+        "numpy": (name, torch.from_numpy(keys.copy()), *rest),
         "python": random.getstate(),
     }
-
-
-def _plain_numpy_state() -> tuple[Any, ...]:
-    """numpy's global state with its key array as a tensor: a checkpoint loads as tensors and plain data
-    only (``weights_only=True``), and a numpy array is neither."""
-    name, keys, *rest = np.random.get_state()
-    return (name, torch.from_numpy(keys.copy()), *rest)
 
 
 def _set_random_states(saved: dict[str, Any], owned: list[dict[str, torch.Generator]]) -> None:
@@ -278,16 +274,6 @@ def _set_random_states(saved: dict[str, Any], owned: list[dict[str, torch.Genera
                 generators_of[name].set_state(state)
 
 
-def _latest(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
-    """Per checkpoint key, its latest trial: a lost trial's re-run, once there is one."""
-    latest: dict[str, FrozenTrial] = {}
-    for trial in trials:
-        key = trial.user_attrs.get(CHECKPOINT_ATTR)
-        if key is not None and (key not in latest or trial.number > latest[key].number):
-            latest[key] = trial
-    return latest
-
-
 def keeps(trial: FrozenTrial, best: int | None) -> bool:
     """Whether a key whose latest trial is ``trial`` keeps its checkpoints: while it runs or waits (a lost
     trial's re-run waits with its key), and once complete if it is a retrain or the best search trial."""
@@ -301,7 +287,9 @@ def sweep_up(study: optuna.Study, store: Store) -> list[str]:
     the keys deleted. The trials are read before the store is listed, so a key saved meanwhile is kept."""
     trials = study.get_trials(deepcopy=False)
     leader = best_search(study, trials)
-    latest, best = _latest(trials), leader.number if leader else None
+    best = leader.number if leader else None
+    # per checkpoint key, its latest trial: a lost trial's re-run, once there is one
+    latest = {t.user_attrs[CHECKPOINT_ATTR]: t for t in trials if CHECKPOINT_ATTR in t.user_attrs}
     gone = [key for key in store.trials() if key in latest and not keeps(latest[key], best)]
     for key in gone:
         store.remove(key)

@@ -32,6 +32,7 @@ from sweeps.engine.training import Deadline, Run, RunResult, ended_by, fit
 from sweeps.engine.workload import Workload, build_module
 from sweeps.names import (
     CONFIG_ATTR,
+    DEFAULT,
     GIVEN_BACK_ATTR,
     OPTIMIZER_ATTR,
     PREEMPTED_ATTR,
@@ -40,7 +41,6 @@ from sweeps.names import (
     RUN_ATTR,
     SEARCH,
     SPENT_ATTR,
-    TUNED,
     WORKER_ATTR,
     phase,
     trial_run_name,
@@ -57,13 +57,6 @@ TrialValue = float | tuple[float, float]
 
 class OverBudget(RuntimeError):
     """Two workers saw one queued trial; the loser's ``ask`` made a fresh trial, which ends FAIL unrun."""
-
-
-def metric_value(result: RunResult, metric: str) -> float:
-    """The trial's value: ``best_val_acc`` over the epochs, or the last epoch's value of another metric."""
-    if metric == "best_val_acc":
-        return result.best_val_acc
-    return result.history[-1][metric]
 
 
 def tracking_unreachable(error: BaseException) -> bool:
@@ -169,7 +162,8 @@ class Objective:
                 raise Diverged(result.reason)
             if result.model is not None and self.checkpoints is not None:
                 models.append((result.run_id, result.model))
-            values.append(metric_value(result, self.sweep.study.metric))
+            metric = self.sweep.study.metric  # best_val_acc: over the epochs; another: the last epoch's
+            values.append(result.best_val_acc if metric == "best_val_acc" else result.history[-1][metric])
             seconds += result.total_seconds
         return values, seconds, models
 
@@ -179,8 +173,10 @@ class Objective:
         worker resumes from its checkpoint in its own run (without checkpoints it starts again, in a new
         run)."""
         trial.set_user_attr(WORKER_ATTR, self.worker)
-        if self.sweep.study.n_trials is not None and not _queued(trial):
-            raise OverBudget("another worker took the last queued trial; this one was not run")
+        if self.sweep.study.n_trials is not None:
+            stored = trial.study.get_trials(deepcopy=False)[trial.number]
+            if not QUEUED.intersection(stored.system_attrs):  # not popped from the budget queue
+                raise OverBudget("another worker took the last queued trial; this one was not run")
         trial_key(trial)
         stage = phase(trial)
         cfg = self._config(trial, stage)
@@ -258,13 +254,12 @@ class Objective:
         """The trial's config: sampled (a tuned trial's params are all fixed, so sampling returns them), or
         for a default trial the spec's starting point with the optimizer's preset and nothing searched.
         Retrains are scored on the test split, which the search never selected on."""
+        if phase == DEFAULT:
+            cfg = preset_config(self.sweep, trial.user_attrs[OPTIMIZER_ATTR])
+        else:
+            cfg = suggest(trial, self.sweep)
         if phase == SEARCH:
-            return suggest(trial, self.sweep)
-        cfg = (
-            suggest(trial, self.sweep)
-            if phase == TUNED
-            else preset_config(self.sweep, trial.user_attrs[OPTIMIZER_ATTR])
-        )
+            return cfg
         return cfg.model_copy(update={"data": cfg.data.model_copy(update={"val_split": "test"})})
 
     def _train_repeats(self, trial: optuna.Trial, started: Started) -> Scored:
@@ -312,15 +307,4 @@ class Pruning:
         if value is None:
             return None
         trial.report(value, step=epoch)
-        return pruned_reason(epoch, self.monitor, value) if trial.should_prune() else None
-
-
-def pruned_reason(epoch: int, monitor: str, value: float) -> str:
-    """What a pruned trial's run shows as its reason."""
-    return f"pruned after epoch {epoch}: {monitor} {value:.4f}"
-
-
-def _queued(trial: optuna.Trial) -> bool:
-    """Whether the trial was popped from the budget queue (its stored system attrs say so)."""
-    stored = trial.study.get_trials(deepcopy=False)[trial.number]
-    return bool(QUEUED.intersection(stored.system_attrs))
+        return f"pruned after epoch {epoch}: {self.monitor} {value:.4f}" if trial.should_prune() else None

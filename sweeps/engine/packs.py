@@ -5,12 +5,9 @@ A packed trial is still a trial of its own: its child run with its params and pe
 decision at each epoch (the pruned member's slot is freed, the others train on), its divergence (its NaN
 reaches no pack-mate), its tell. What its members share is the whole train config but the optimizer's
 hyperparameters and preset, the seed and the initialisation. A trial that cannot be packed, or that has no
-pack-mate of its shape, trains alone exactly as without packs, and the log says why once per reason.
-
-A pack trains through the one fit routine a single trial does (:func:`sweeps.engine.training.fit`): each
-member's epoch row is queued on MLflow's background writer (one ``log_batch`` per member and epoch), and each
-member checkpoints under its own trial's key in the format of that trial alone, so that the trials of a lost
-worker's pack resume, re-packed or alone.
+pack-mate of its shape, trains alone exactly as without packs, and the log says why once per reason. A pack
+trains through the one fit routine a single trial does (:func:`sweeps.engine.training.fit`), checkpoints
+included (:mod:`sweeps.engine.checkpoints`).
 """
 
 from __future__ import annotations

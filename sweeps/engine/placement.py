@@ -39,6 +39,9 @@ def placement(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {}
 
 
-def job_label(where: Mapping[str, str]) -> str:
-    """``slurm 1234_0``: the job and task a worker's label ends with (empty outside a scheduler)."""
-    return f"{where['launcher']} {where['job_id']}_{where['task_id']}" if where else ""
+def worker_label(where: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> str:
+    """``host:pid[:gpuN][:slurm 1234_0]``: a worker as its trials name it, ending with the scheduler's job and
+    task when it has one (``where``: its :func:`placement`), by which a launcher finds its workers' trials."""
+    gpu = environ.get("CUDA_VISIBLE_DEVICES")
+    job = f"{where['launcher']} {where['job_id']}_{where['task_id']}" if where else ""
+    return ":".join(p for p in (platform.node(), str(os.getpid()), f"gpu{gpu}" if gpu else "", job) if p)

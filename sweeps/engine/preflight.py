@@ -14,10 +14,11 @@ import lightning as L
 
 from models.schedules import Schedule, inject
 from sweeps.config.files import ConfigError
-from sweeps.config.search import Range, Searched
+from sweeps.config.search import Range, split_setting
 from sweeps.config.sweep import SweepConfig
 from sweeps.config.train import TrainConfig
 from sweeps.engine.epochs import EpochReport
+from sweeps.engine.space import searched_settings
 from sweeps.engine.training import build_trainer
 from sweeps.engine.workload import (
     Workload,
@@ -52,24 +53,20 @@ def check_searched_kwargs(sweep: SweepConfig) -> None:
     """``search.model.kwargs.<name>`` and ``search.data.kwargs.<name>`` against their target's constructor:
     a name it takes, values of the argument's kind (a range needs a numeric one)."""
     constructors = kwarg_constructors(sweep)
-    for key, value in sweep.search.settings().items():
-        section, _, rest = key.partition(".")
+    for key, value in searched_settings(sweep).items():
+        section, name = split_setting(key)
         if section not in ("model", "data"):
             continue
-        name, target = rest.removeprefix("kwargs."), constructors.get(section)
+        target = constructors.get(section)
         if target is None:
             raise ConfigError(f"search.{key}: searching {section}.kwargs needs a {section}.target")
         if section == "data" and name == "batch_size":
             raise ConfigError(f"search.{key}: the batch size is searched as search.batch_size")
-        if not (target.arguments.open or target.takes(name)):
-            takes = ", ".join(sorted(target.arguments.names)) or "nothing"
-            raise ConfigError(f"search.{key}: {target.path} takes no {name!r}; it takes: {takes}")
-        hp = target.hyperparams().get(name)
+        target.refuse_unknown(name, f"search.{key}")
         try:
-            if hp is not None:
-                Searched.of(hp, value).validated()
-            elif isinstance(value, Range):
+            if value.kind is object and isinstance(value.value, Range):
                 raise ValueError(f"{name} has no numeric default to sample a range of; list its values")
+            value.validated()
         except ValueError as exc:
             raise ConfigError(f"search.{key}: {exc}") from None
 

@@ -61,16 +61,13 @@ class _SameOptimizer:
 
 
 def pruner_for(sweep: SweepConfig) -> optuna.pruners.BasePruner:
-    pruner = _pruner(sweep)
-    return PerOptimizer(pruner) if sweep.study.per_optimizer and sweep.study.pruner != "none" else pruner
-
-
-def _pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
     study = sweep.study
     if study.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    if study.pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if study.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=sweep.trainer.max_epochs)
-    return optuna.pruners.NopPruner()
+        pruner: optuna.pruners.BasePruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    elif study.pruner == "successive_halving":
+        pruner = optuna.pruners.SuccessiveHalvingPruner()
+    elif study.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=sweep.trainer.max_epochs)
+    else:
+        return optuna.pruners.NopPruner()
+    return PerOptimizer(pruner) if study.per_optimizer else pruner

@@ -25,7 +25,7 @@ import optuna
 from models.schedules import SCHEDULES
 from sweeps.config.files import validate, walk
 from sweeps.config.imports import optimizer_spec
-from sweeps.config.search import Range, Searched, setting
+from sweeps.config.search import Range, Searched, setting, split_setting
 from sweeps.config.sweep import SweepConfig, start_from
 from sweeps.config.train import TrainConfig
 from sweeps.engine.workload import kwarg_constructors
@@ -50,22 +50,27 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
     return _configured(cfg, start_from(cfg.optimizer, name, hparams) | hparams, batch_size, settings)
 
 
+def searched_settings(cfg: SweepConfig) -> dict[str, Searched]:
+    """The searched settings as search values: a target's kwarg as its constructor's argument where its
+    kind is known (from its default), else of a kind not known (``object``)."""
+    kwargs = {section: c.hyperparams() for section, c in kwarg_constructors(cfg).items()}
+    found = {}
+    for key, value in cfg.search.settings().items():
+        section, name = split_setting(key)
+        hp = kwargs.get(section, {}).get(name)
+        found[key] = setting(key, value) if hp is None else Searched.of(hp, value)
+    return found
+
+
 def _settings(trial: optuna.Trial, cfg: SweepConfig) -> dict[str, Any]:
     """The searched settings sampled: the schedule first, then the settings that apply under it."""
-    searched = cfg.search.settings()
-    schedule = searched.get("scheduler.name", cfg.scheduler.name)
-    sampled = {}
+    searched, schedule, sampled = searched_settings(cfg), cfg.scheduler.name, {}
     if "scheduler.name" in searched:
-        schedule = sampled["scheduler.name"] = setting("scheduler.name", schedule).sample(
-            trial, "scheduler.name"
-        )
-    kwargs = {section: c.hyperparams() for section, c in kwarg_constructors(cfg).items()}
+        schedule = sampled["scheduler.name"] = searched.pop("scheduler.name").sample(trial, "scheduler.name")
     for key, value in searched.items():
-        section, _, name = key.partition(".")
-        if key == "scheduler.name" or (section == "scheduler" and name not in SCHEDULES[schedule]):
-            continue
-        hp = kwargs.get(section, {}).get(name.removeprefix("kwargs."))
-        sampled[key] = (setting(key, value) if hp is None else Searched.of(hp, value)).sample(trial, key)
+        section, name = split_setting(key)
+        if section != "scheduler" or name in SCHEDULES[schedule]:
+            sampled[key] = value.sample(trial, key)
     return sampled
 
 

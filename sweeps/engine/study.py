@@ -188,17 +188,12 @@ def fail_reason(trial: FrozenTrial) -> str:
     return trial.user_attrs.get(FAIL_REASON_ATTR) or "its worker was lost or stopped (see the worker logs)"
 
 
-def recorded(study: optuna.Study) -> str:
-    """The MLflow store the sweep was created with, as recorded (a password in it masked)."""
-    return study.user_attrs[TRACKING_ATTR]
-
-
 def tracking_store(study: optuna.Study, given: str | None) -> str:
     """The MLflow store a process of this sweep uses: ``given`` (its flag or environment, as this machine
     reaches the server), else the recorded one; a recorded store whose password was masked comes from
     ``$MLFLOW_TRACKING_URI``. Checked to answer and to hold the sweep's parent run, so that no trial is
     written to the wrong store."""
-    stored = recorded(study)
+    stored = study.user_attrs[TRACKING_ATTR]  # as the sweep was created with, a password masked
     given = given or (os.environ.get(TRACKING_ENV) if is_masked(stored) else None)
     if not given and is_masked(stored):
         raise runs.WrongStore(
@@ -244,40 +239,34 @@ def top_up(study: optuna.Study, sweep: SweepConfig) -> int:
     return added
 
 
+def _best(study: optuna.Study, trials: list[FrozenTrial] | None, of_phase: str) -> dict[str, FrozenTrial]:
+    """Per optimizer, its best complete trial of one phase (of ``trials``, else of the study) by the first
+    objective."""
+    better = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
+    found: dict[str, FrozenTrial] = {}
+    for t in trials if trials is not None else study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE and phase(t) == of_phase:
+            name = trial_optimizer(t)
+            found[name] = better(found.get(name, t), t, key=lambda done: done.values[0])
+    return found
+
+
 def best_search(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> FrozenTrial | None:
     """The best complete search trial (of ``trials``, else of the study): retrains are scored on another
     split and never compete with the search's values."""
-    done = [
-        t
-        for t in (trials if trials is not None else study.get_trials(deepcopy=False))
-        if t.state == TrialState.COMPLETE and phase(t) == SEARCH
-    ]
-    if not done or len(study.directions) > 1:
+    if len(study.directions) > 1:
         return None
+    best = sorted(_best(study, trials, SEARCH).values(), key=lambda t: t.number)  # ties: the first
     better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return better(done, key=lambda t: t.value)
+    return better(best, key=lambda t: t.value) if best else None
 
 
 def best_per_optimizer(
-    study: optuna.Study,
-    sweep: SweepConfig,
-    of_phase: str = SEARCH,
-    trials: list[FrozenTrial] | None = None,
+    study: optuna.Study, sweep: SweepConfig, of_phase: str = SEARCH, trials: list[FrozenTrial] | None = None
 ) -> dict[str, FrozenTrial]:
-    """Each optimizer's best complete trial of one phase (of ``trials``, else of the study), in the spec's
-    optimizer order."""
-    better = max if sweep.study.direction == "maximize" else min
-    done = [
-        t
-        for t in (trials if trials is not None else study.get_trials(deepcopy=False))
-        if t.state == TrialState.COMPLETE and phase(t) == of_phase
-    ]
-    found = {}
-    for name in sweep.search.optimizers:
-        mine = [t for t in done if trial_optimizer(t) == name]
-        if mine:
-            found[name] = better(mine, key=lambda t: t.values[0])
-    return found
+    """Each optimizer's best complete trial of one phase, in the spec's optimizer order."""
+    best = _best(study, trials, of_phase)
+    return {name: best[name] for name in sweep.search.optimizers if name in best}
 
 
 def queue_retrains(study: optuna.Study, sweep: SweepConfig) -> int:

@@ -10,8 +10,6 @@ best) that still fails is logged and left for the next trial, never fatal.
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -22,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.engine.checkpoints import store_for, sweep_up
 from sweeps.engine.objective import Objective
 from sweeps.engine.packs import run_pack
-from sweeps.engine.placement import job_label, placement
+from sweeps.engine.placement import placement, worker_label
 from sweeps.engine.preemption import STOP
 from sweeps.engine.retry import first_line
 from sweeps.engine.storage.heartbeat import HEARTBEAT_INTERVAL_S, running_trial
@@ -61,23 +59,13 @@ def run_worker(
     study, sweep = open_sweep(name, storage_url, worker=index)
     attrs = study.user_attrs
     where = placement()
-    label = ":".join(
-        part
-        for part in (
-            platform.node(),
-            str(os.getpid()),
-            f"gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else "",
-            job_label(where),
-        )
-        if part
-    )
+    label = worker_label(where)
     ends = deadline(study, sweep)
     uri = tracking_store(study, tracking_uri)
     store = store_for(storage_url, name, uri, attrs[PARENT_ATTR])
     objective = Objective(
         sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, ends, store, placement=where
     )
-    parent_best = ParentBest(objective)
     size = pack or sweep.study.pack
     ran = 0
     while time.time() < ends and not STOP.requested:
@@ -93,7 +81,7 @@ def run_worker(
         told = run_pack(study, objective, size) if size > 1 else [run_trial(study, objective)]
         complete = [t for t in told if t.state == TrialState.COMPLETE]
         if complete:  # one write of the best per round, however many trials it told
-            _not_fatal("the parent run's best trial", parent_best, study, complete[-1])
+            _not_fatal("the parent run's best trial", parent_best, objective, study, complete[-1])
         _not_fatal("deleting finished trials' checkpoints", sweep_up, study, store)
         ran += len(told)
     if finished(study, sweep):
@@ -127,22 +115,14 @@ def _not_fatal(what: str, step: Callable[..., None], *args: object) -> None:
         _logger.warning("%s skipped (%s); done again after the next trial", what, first_line(error))
 
 
-class ParentBest:
-    """After each trial, write the study's best trial so far onto the parent run."""
-
-    def __init__(self, objective: Objective) -> None:
-        self.objective = objective
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state != TrialState.COMPLETE or len(study.directions) > 1:
-            return
-        best = best_search(study)
-        if best is None:
-            return
+def parent_best(objective: Objective, study: optuna.Study, trial: FrozenTrial) -> None:
+    """After a complete trial, write the study's best trial so far onto the parent run."""
+    best = best_search(study) if trial.state == TrialState.COMPLETE else None
+    if best is not None:  # None also with two objectives
         runs.record_best(
-            MlflowClient(self.objective.tracking_uri),
-            self.objective.parent_run_id,
-            self.objective.sweep.study.metric,
+            MlflowClient(objective.tracking_uri),
+            objective.parent_run_id,
+            objective.sweep.study.metric,
             best.value,
             best.number,
             best.user_attrs.get(CONFIG_ATTR, {}),

@@ -159,14 +159,16 @@ class Constructor:
     def takes(self, name: str) -> bool:
         return name in self.arguments.names
 
+    def refuse_unknown(self, name: str, where: str) -> None:
+        """A :class:`ConfigError` at ``where`` for an argument the constructor does not take."""
+        if not (self.arguments.open or self.takes(name)):
+            takes = ", ".join(sorted(self.arguments.names)) or "nothing"
+            raise ConfigError(f"{where}: {self.path} takes no {name!r}; it takes: {takes}")
+
     def checked(self, kwargs: Mapping[str, Any]) -> None:
         """``<section>.kwargs`` against the constructor: names it takes, values of its arguments' kinds."""
         for key, value in kwargs.items():
-            if not (self.arguments.open or self.takes(key)):
-                takes = ", ".join(sorted(self.arguments.names)) or "nothing"
-                raise ConfigError(
-                    f"{self.section}.kwargs.{key}: {self.path} takes no {key!r}; it takes: {takes}"
-                )
+            self.refuse_unknown(key, f"{self.section}.kwargs.{key}")
             if key in self.arguments.hyperparams:
                 try:
                     self.arguments.hyperparams[key].check(value)
@@ -207,17 +209,11 @@ def constructor(path: str, section: str, base: type, factory: bool = False) -> C
             f" function: it is {kind_of(found)}"
         )
     if not factory and not (isinstance(found, type) and issubclass(found, base)):
-        hint = (
-            f"; a function returning one needs {section}.factory: true" if inspect.isfunction(found) else ""
-        )
-        raise ConfigError(
-            f"{section}.target: {path} is not {_kinds(base)} class: it is {kind_of(found)}{hint}"
-        )
+        function = inspect.isfunction(found)
+        hint = f"; a function returning one needs {section}.factory: true" if function else ""
+        kinds = "an nn.Module or a LightningModule" if base is nn.Module else f"a {base.__name__}"
+        raise ConfigError(f"{section}.target: {path} is not {kinds} class: it is {kind_of(found)}{hint}")
     return Constructor(path, section, found, read_arguments(found))
-
-
-def _kinds(base: type) -> str:
-    return "an nn.Module or a LightningModule" if base is nn.Module else f"a {base.__name__}"
 
 
 def data_constructor(cfg: TrainConfig) -> Constructor | None:

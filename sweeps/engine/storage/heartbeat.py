@@ -88,11 +88,6 @@ class Heartbeat:
                 cls._of[storage] = cls(storage, interval)
             return cls._of[storage]
 
-    @property
-    def beating(self) -> list[int]:
-        with self._lock:
-            return sorted(self._trials)
-
     def add(self, trial: int) -> None:
         """Beat for trial id ``trial`` at once and from now on; starts the thread if none runs. A first beat
         lost to a database blip is tried again by the thread: the trial was taken, so it must run."""

@@ -48,13 +48,6 @@ class ProxyError(ValueError):
     """The storage proxy cannot start: what is wrong, in one line."""
 
 
-def proxied_url(url: str, host: str, port: int) -> str:
-    """``url`` (PostgreSQL) with its host and port replaced by the proxy's; user, password, database kept."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(host=host, port=port).render_as_string(hide_password=False)
-
-
 @dataclass(frozen=True)
 class RunningProxy:
     """A started PgBouncer: ``url`` is what workers pass as ``--storage``."""
@@ -111,7 +104,8 @@ def storage_proxy(
         try:
             _wait_listening(process, listen, port, log)
             host = advertise or (socket.getfqdn() if listen == "0.0.0.0" else listen)
-            yield RunningProxy(proxied_url(url, host, port), process)
+            proxied = make_url(url).set(host=host, port=port).render_as_string(hide_password=False)
+            yield RunningProxy(proxied, process)  # user, password and database kept
         finally:
             process.terminate()
             try:

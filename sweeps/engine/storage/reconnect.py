@@ -80,15 +80,12 @@ class ReconnectingStorage(StaleTrialsHook, RDBStorage):
     def stale_trial_ids(self, study_id: int, found: list[int]) -> list[int]:
         if time.monotonic() - self.outage_at < (self.grace_period or 0):
             return []
-        return found + self._never_beaten(study_id)
-
-    def _never_beaten(self, study_id: int) -> list[int]:
-        """RUNNING trials that never got a heartbeat, started longer than the grace ago. Optuna skips
-        them, but a worker beats its trial at once after taking it, so such a trial was lost: its worker
-        died in between, or the reply to the write that took it was lost and the write, tried again, found
-        it taken and moved on to another. Either way it would stay RUNNING for ever."""
+        # Also RUNNING trials that never got a heartbeat, started longer than the grace ago. Optuna skips
+        # them, but a worker beats its trial at once after taking it, so such a trial was lost: its worker
+        # died in between, or the reply to the write that took it was lost and the write, tried again, found
+        # it taken and moved on to another. Either way it would stay RUNNING for ever.
         grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
-        return never_beaten(self, study_id, grace)
+        return found + never_beaten(self, study_id, grace)
 
     def _disconnected(self, error: BaseException) -> bool:
         lost = _lost_connection(error)

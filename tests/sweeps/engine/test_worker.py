@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.engine.storage.rdb import create_study_once, open_storage
-from sweeps.engine.worker import ParentBest, _not_fatal, run_trial, run_worker
+from sweeps.engine.worker import _not_fatal, parent_best, run_trial, run_worker
 from sweeps.names import PHASE_ATTR, TUNED
 from tests.sweeps.helpers import (
     database_url,
@@ -95,7 +95,7 @@ def test_mlflow_bookkeeping_that_fails_is_logged_not_raised(
     )
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="sweeps.engine.tell"):
-        _not_fatal("the parent run's best trial", ParentBest(objective), study, trial)
+        _not_fatal("the parent run's best trial", parent_best, objective, study, trial)
     assert time.monotonic() - started < 30
     assert "the parent run's best trial skipped" in caplog.text
 
@@ -114,7 +114,7 @@ def test_the_parent_shows_the_best_search_trial_never_a_retrain(tmp_path: Path, 
         sweep=SimpleNamespace(study=SimpleNamespace(metric="best_val_acc")),
     )
 
-    ParentBest(objective)(study, retrain)
+    parent_best(objective, study, retrain)
 
     tags, metrics = client.get_run(parent).data.tags, client.get_run(parent).data.metrics
     assert tags["best.trial"] == str(search.number) and metrics["best_best_val_acc"] == 0.8
