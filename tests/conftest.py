@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import signal
 import struct
 import sys
 from collections.abc import Callable
@@ -99,6 +100,14 @@ pytest-xdist) their users run in one worker process, so each is built once, not 
 def slow_setup() -> None:
     """Requested by a fixture that trains, starts a subprocess or a server: every test using that fixture,
     directly or through other fixtures, lands in the slow tier (``-m slow``) without a mark of its own."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests send SIGINT to the processes they start, which inherit an ignored SIGINT: a suite
+    started as a background job (``nohup pytest &`` in a script) has SIGINT ignored, so Python in its children
+    would never raise ``KeyboardInterrupt``. The test processes take the default back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
