@@ -92,8 +92,8 @@ SLOW_SECONDS = 5.0
 
 
 SHARED_FIXTURES = ("finished_sweep", "slurm")
-"""Session fixtures that cost a minute to build: under ``pytest -n 2 --dist loadgroup`` (``-n`` from
-pytest-xdist) their users run in one worker process, so each is built once, not once per worker."""
+"""Session fixtures that cost a minute to build: under ``pytest -n 2 --dist loadgroup`` (pytest-xdist) their
+users run in one worker process, so each is built once, not once per worker."""
 
 
 @pytest.fixture(scope="session")

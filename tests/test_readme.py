@@ -34,8 +34,8 @@ def test_setup_commands_are_the_ones_the_guide_promises() -> None:
     assert "pip install" in lines[1] and "sweeps run conf/quickstart.yaml" in lines[1]
     assert "pip install" in lines[1] and "[dev]" not in lines[1]  # a user install needs no dev extras
     assert lines[3:] == [
-        'pip install -e ".[dev]" && python -m pytest -m "not slow" -n 2',
-        "python -m pytest -n 2",
+        'pip install -e ".[dev]" && python -m pytest -m "not slow" -n 2 --dist loadgroup',
+        "python -m pytest -n 2 --dist loadgroup",
     ]
     assert (ROOT / "conf/quickstart.yaml").is_file()
 
