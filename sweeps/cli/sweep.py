@@ -163,7 +163,7 @@ def this_machine_only(storage_url: str, tracking_uri: str) -> list[str]:
             "the study is a SQLite file: every worker must run on this machine; give workers on other"
             " machines a PostgreSQL study (--storage)"
         )
-    if not tracking_uri.startswith(("http://", "https://", "databricks")):
+    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
         notes.append(
             "MLflow's store is a file here: every worker must run on this machine and write to it; give"
             " workers on other machines a tracking server (--tracking-uri http://HOST:5000)"

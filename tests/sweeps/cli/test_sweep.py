@@ -17,6 +17,7 @@ POSTGRES = "postgresql+psycopg://u@db:5432/x"
         (POSTGRES, "/shared/mlruns", ["MLflow's store is a file here"]),
         ("sqlite:///o.db", "file:///m", ["the study is a SQLite file", "MLflow's store is a file here"]),
         (POSTGRES, "https://mlflow.example", []),
+        (POSTGRES, "postgresql://u@db:5432/mlflow", []),  # a database server MLflow writes to directly
     ],
 )
 def test_a_cluster_sweep_is_told_which_store_keeps_its_workers_on_this_machine(storage, tracking, named):
