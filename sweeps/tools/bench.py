@@ -72,7 +72,8 @@ class Settings:
 
 def measure(runs: Sequence[tuple[str, Sequence[str]]], module: str) -> list[dict[str, Any]]:
     """``python -m module ARGS`` for each ``(label, ARGS)``, all at once; the last line each prints, as JSON,
-    in order. One that fails raises ``BenchFailed`` with its label and the tail of its stderr."""
+    in order. One that fails raises ``BenchFailed`` with its label and the tail of its stderr, the others
+    stopped."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -80,11 +81,16 @@ def measure(runs: Sequence[tuple[str, Sequence[str]]], module: str) -> list[dict
         for _, args in runs
     ]
     results = []
-    for (label, _), proc in zip(runs, procs, strict=True):
-        out, error = proc.communicate()
-        if proc.returncode != 0:
-            raise BenchFailed(f"{label} failed:\n{error[-3000:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for (label, _), proc in zip(runs, procs, strict=True):
+            out, error = proc.communicate()
+            if proc.returncode != 0:
+                raise BenchFailed(f"{label} failed:\n{error[-3000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            proc.kill()  # a no-op for those that ended
+            proc.wait()
     return results
 
 

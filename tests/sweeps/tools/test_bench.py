@@ -6,6 +6,7 @@ import json
 import math
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,25 @@ def test_missing_data_exits_2_before_any_measurement(tmp_path, no_subprocess, no
     assert result.exit_code == 2, result.output
     assert "'mnist'notfound" in squash(result.stderr)
     assert not out.exists()
+
+
+def test_a_failed_measuring_process_stops_the_others(tmp_path) -> None:
+    marker = f"time.sleep(60)  # {tmp_path.name}"
+    runs = [("bad", ["-n", "x", "pass"]), ("long", ["-n", "1", "-r", "1", f"import time; {marker}"])]
+    started = time.monotonic()
+
+    with pytest.raises(bench.BenchFailed, match="bad failed"):
+        bench.measure(runs, "timeit")
+
+    assert time.monotonic() - started < 30
+    left = [p.read_bytes() for p in Path("/proc").glob("[0-9]*/cmdline") if p.exists()]
+    assert not [c for c in left if marker.encode() in c]
+
+
+def test_bench_help_times_each_answer_of_the_command_line() -> None:
+    result = invoke("bench-help", "--repeats", "1")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[1] for line in lines] == ["--help", "run", "report", "--version", "rn"]
+    assert all(0 < float(line.split()[-2]) < 60 for line in lines)
