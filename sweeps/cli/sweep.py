@@ -87,7 +87,7 @@ def run_sweep(
     from sweeps.config.files import ConfigError
     from sweeps.engine import launcher, raycluster, slurm, study
     from sweeps.engine.preflight import check_sweep
-    from sweeps.engine.servers import check_storage, check_tracking
+    from sweeps.engine.servers import check_tracking
     from sweeps.engine.storage.pooler import proxy_for
     from sweeps.engine.storage.urls import storage_url
     from sweeps.masking import mask
@@ -96,8 +96,7 @@ def run_sweep(
     logs = workdir.folder() / workdir.LOGS / sweep.study.name  # a scheduler's workers get it absolute
     with failing(ConfigError, DatasetNotFound, ValueError):
         check_sweep(sweep)
-        url, uri = storage_url(storage), resolve_tracking(tracking_uri)
-        check_storage(url)
+        url, uri = reached_storage(storage), resolve_tracking(tracking_uri)
         check_tracking(uri)
         if workers != 0 and launcher_kind == "slurm":
             slurm.check(sweep.launcher.slurm, workers or 1, logs.absolute())
