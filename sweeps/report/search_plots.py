@@ -41,12 +41,11 @@ def search_study(study: optuna.Study) -> optuna.Study:
     return copy
 
 
-def search_plots(study: optuna.Study, results: Results, backend: ModuleType) -> dict[str, Callable[[], Any]]:
+def search_plots(search: optuna.Study, results: Results, backend: ModuleType) -> dict[str, Callable[[], Any]]:
     """Plot name → a call drawing it with ``backend`` (``optuna.visualization`` or its ``matplotlib``):
     the Pareto front of a two-objective sweep; otherwise the optimization history and, with enough trials
     (:func:`too_few`), parameter importances, parallel coordinates and an lr × momentum contour per
-    optimizer that takes momentum."""
-    search = search_study(study)
+    optimizer that takes momentum; ``search`` is the study's :func:`search_study`."""
     names = ["accuracy" if "acc" in results.sweep.study.metric else results.sweep.study.metric]
     if len(search.directions) > 1:
         targets = [*names, "training seconds"]
@@ -54,7 +53,7 @@ def search_plots(study: optuna.Study, results: Results, backend: ModuleType) -> 
     plots: dict[str, Callable[[], Any]] = {
         "optimization_history": lambda: backend.plot_optimization_history(search),
     }
-    if too_few(study, results):
+    if too_few(search, results):
         return plots
     plots["param_importances"] = lambda: backend.plot_param_importances(search)
     plots["parallel_coordinate"] = lambda: backend.plot_parallel_coordinate(search)
@@ -72,8 +71,10 @@ def draw_search(
     """The plots of :func:`search_plots` drawn with ``backend``, and per plot not drawn (the study cannot
     support it, or it would be ``empty``) why, in the plots' order."""
     drawn: dict[str, Any] = {}
-    skipped = {"importances, parallel coordinates, contours": few} if (few := too_few(study, results)) else {}
-    for name, draw in search_plots(study, results, backend).items():
+    search = search_study(study)
+    few = too_few(search, results)
+    skipped = {"importances, parallel coordinates, contours": few} if few else {}
+    for name, draw in search_plots(search, results, backend).items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -87,11 +88,12 @@ def draw_search(
     return drawn, skipped
 
 
-def too_few(study: optuna.Study, results: Results) -> str:
+def too_few(search: optuna.Study, results: Results) -> str:
     """Why the search's importances, parallel coordinates and contours are not drawn (empty: they are):
     fewer than ``MIN_TRIALS`` completed search trials per optimizer say nothing about which setting
-    matters, and the importance of a parameter fitted on a handful of points is noise."""
-    count = len(search_study(study).trials)
+    matters, and the importance of a parameter fitted on a handful of points is noise. ``search`` is the
+    study's :func:`search_study`."""
+    count = len(search.trials)
     per = count / max(len(results.sweep.search.optimizers), 1)
     if per >= MIN_TRIALS:
         return ""
