@@ -110,6 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests whose fixtures or helpers are slow are marked ``slow`` where the slowness lives (``slow_setup``,
     ``tests.tiers.slow_helper``). Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests
