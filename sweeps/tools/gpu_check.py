@@ -5,6 +5,9 @@ workers per GPU, packs), each step's output kept in ``--out`` with a ``summary.m
     sweeps gpu-check --out gpu-check            # on the GPU machine
     sweeps gpu-check --out /tmp/check --quick   # tiny sizes: the script itself, on a CPU
 
+``--quick`` also runs each kind of step once: the fp32 trial bench and the one-worker sweep, which differ
+from the bf16 bench and the shared-GPU sweep by one option, are left out.
+
 Each step runs in its own process with a time limit, so one that fails or hangs costs only its own step.
 """
 
@@ -55,12 +58,15 @@ def steps(quick: bool) -> list[Step]:
         f"sweep, {per_gpu} workers per GPU": ("workers", sharing),
         "sweep, packs": ("packed", ["--workers", "1", "--pack", str(n)]),
     }
+    benches = {"fp32": ([], "trials.json"), "bf16": (["--bf16"], "trials-bf16.json")}
+    if quick:
+        del benches["fp32"], ways["sweep, one worker"]
     return [
         Step("gpu tests", [sys.executable, "-m", "pytest", "-m", "gpu", str(ROOT / "tests"), "-q"], 300),
         Step("epoch bench", [*sweeps, "bench", "--repeats", "1" if quick else "2", "--bf16", *subset], 300),
         *(
             Step(f"trials bench {kind}", [*sweeps, "bench", "--trials", *bf16, *trials, "--out", out], 300)
-            for kind, bf16, out in (("fp32", [], "trials.json"), ("bf16", ["--bf16"], "trials-bf16.json"))
+            for kind, (bf16, out) in benches.items()
         ),
         *(
             Step(name, [*sweeps, "run", *sweep, f"study.name={study}", *how], 400, n)

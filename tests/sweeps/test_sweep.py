@@ -208,21 +208,22 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write
 @needs_fashion_mnist
 def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     """``sweeps run conf/quickstart.yaml`` in a checkout-like folder, on Debian's Fashion-MNIST, with
-    overrides appended that shrink its trials to one epoch of 256 images: 3 optimizers × 3 trials recorded;
-    then the report it names as the next command, as the README's next block runs it."""
+    overrides appended that shrink its trials to one epoch of 256 images, printed to a pipe at 80 columns:
+    3 optimizers × 3 trials recorded, each run named by its settings, the output ending with the next
+    commands; then the report it names, whose first lines are the answer, whole, with the command that
+    would test it."""
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "quickstart.yaml").write_text((REPO / "conf" / "quickstart.yaml").read_text())
     smallest = ["data.train_subset=256", "data.holdout_size=256", "trainer.max_epochs=1"]
-    proc = sweeps_process(
-        "run",
-        "conf/quickstart.yaml",
-        *smallest,
-        cwd=tmp_path,
-        env={"SWEEPS_DATA_DIR": str(tmp_path / "data")},
-    )
+    env = {"SWEEPS_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "80"}
+    proc = sweeps_process("run", "conf/quickstart.yaml", *smallest, cwd=tmp_path, env=env)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out
+    assert out.splitlines()[-2:] == ["next: sweeps report quickstart", "next: sweeps ui quickstart"]
+    log = (tmp_path / LOGS / "quickstart" / "worker-0.log").read_text()
+    assert "GPU available" not in log and "Tip:" not in log and "Pickle" not in log, log
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert study.metric_names == ["best_val_acc"]
     finished = [
         t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
     ]
@@ -235,12 +236,21 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     )
     assert len(children) == 9
     assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
-    assert "sweeps report quickstart" in out and "sweeps ui quickstart" in out
-    report = sweeps_process("report", "quickstart", cwd=tmp_path)
+    for name in (r.info.run_name for r in children):
+        assert re.fullmatch(r"t\d (sgd|momentum|adam) lr=\d\.\d+(e-0\d)?( momentum=0\.\d+)? bs=64", name), (
+            name
+        )
+    report = sweeps_process("report", "quickstart", cwd=tmp_path, env={"COLUMNS": "80"})
     printed, _ = report.communicate(timeout=300)
     assert report.returncode == 0, printed
-    first = "\n".join(printed.splitlines()[:5])  # one seed each: the answer says so, and how to test it
-    assert "untested" in first and "study.retrain_seeds=" in first, printed[:800]
+    lead, command = printed.splitlines()[:2]  # one seed each: the answer says so, and how to test it
+    assert re.fullmatch(
+        r"(sgd|momentum|adam) leads (sgd|momentum|adam) by \d\.\d{4} final val_acc on one seed each"
+        r" \(best search trial, holdout split\): untested\.",
+        lead,
+    ), lead
+    rerun = " ".join(["sweeps run conf/quickstart.yaml", *smallest, "study.retrain_seeds=5"])
+    assert command == f"To rank them: `{rerun}`", command
 
 
 @pytest.mark.parametrize(
@@ -550,42 +560,3 @@ def test_a_sweep_whose_every_trial_fails_says_why_and_fails(tmp_path: Path, writ
     assert "last failure (trial 1): Diverged: non-finite training loss" in " ".join(status.stdout.split())
     assert "2× Diverged" in status.stdout
     assert any("Traceback" in p.read_text() for p in (tmp_path / LOGS / "e2e").glob("*.log"))
-
-
-@pytest.mark.slow
-def test_a_sweep_names_its_runs_and_metric_and_its_report_opens_with_the_answer(
-    tmp_path: Path, write_idx_dataset
-) -> None:
-    """Printed to a pipe at 80 columns: ``sweeps run`` ends with the next commands; the report's first lines
-    are the answer, whole, with the command that would test it."""
-    write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
-    spec = small_sweep_spec(tmp_path, tmp_path / "data", epochs=1, n_trials=1, per_optimizer=True)
-    proc = sweeps_process("run", str(spec), cwd=tmp_path, env={"COLUMNS": "80"})
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    assert out.splitlines()[-2:] == ["next: sweeps report e2e", "next: sweeps ui e2e"]
-    log = (tmp_path / LOGS / "e2e" / "worker-0.log").read_text()
-    assert "GPU available" not in log and "Tip:" not in log and "Pickle" not in log, log
-    study = optuna.load_study(study_name="e2e", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
-    assert study.metric_names == ["best_val_acc"]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    children = client.search_runs(
-        [study.user_attrs["sweeps.experiment_id"]],
-        f"tags.mlflow.parentRunId = '{study.user_attrs['sweeps.parent_run_id']}'",
-    )
-    names = sorted(r.info.run_name for r in children)
-    assert len(names) == 3
-    for name in names:
-        assert re.fullmatch(
-            r"t\d (sgd|momentum|adam) lr=(\d\.\de-03|0\.0\d+)( momentum=0\.\d+)? bs=(32|64)", name
-        )
-    proc = sweeps_process("report", "e2e", cwd=tmp_path, env={"COLUMNS": "80"})
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    lead, command = out.splitlines()[:2]
-    assert re.fullmatch(
-        r"(sgd|momentum|adam) leads (sgd|momentum|adam) by \d\.\d{4} final val_acc on one seed each"
-        r" \(best search trial, holdout split\): untested\.",
-        lead,
-    ), lead
-    assert command == f"To rank them: `sweeps run {spec} study.retrain_seeds=5`"

@@ -31,9 +31,9 @@ def test_the_quick_check_runs_every_step_on_a_cpu_and_sums_them_up(tmp_path: Pat
     lines = [line for line in text.splitlines() if line.startswith("- **")]
     assert [line.split("**")[1] for line in lines] == [step.name for step in steps(quick=True)]
     assert all(": exit 0 in " in line for line in lines), lines
-    assert len([line for line in lines if "trials/hour" in line]) == 3  # the three sweeps
-    assert text.count("## ") == 3 and "pack of 4" in text  # epoch bench, trials bench fp32 and bf16
-    assert json.loads((tmp_path / "check" / "trials.json").read_text())["rows"]
+    assert len([line for line in lines if "trials/hour" in line]) == 2  # the shared-GPU and packed sweeps
+    assert text.count("## ") == 2 and "pack of 4" in text  # epoch bench, trials bench bf16
+    assert json.loads((tmp_path / "check" / "trials-bf16.json").read_text())["rows"]
 
 
 def test_a_steps_end_and_its_rate_reach_the_summary(tmp_path: Path) -> None:
