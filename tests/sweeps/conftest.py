@@ -85,15 +85,18 @@ def finished_sweep(
 ) -> Path:
     """The folder of one finished, reported sweep, shared by every test that reads one (report, UI, status),
     instead of each running its own: ``conf/shootout.yaml`` shrunk (``FINISHED_SWEEP``), run by the real
-    ``sweeps run`` with two worker processes on tiny MNIST files, then ``sweeps report shootout``. Its
-    ``optuna.db``, ``mlflow.db`` and ``reports/`` are read-only to the tests: one that adds to it works on a
-    copy."""
+    ``sweeps run`` with two worker processes on tiny MNIST files, then ``sweeps report shootout``, both from
+    a shell whose ``MLFLOW_TRACKING_URI`` points elsewhere (``elsewhere.db``) while the sweep names its store
+    by ``--tracking-uri``. Its ``optuna.db``, ``mlflow.db`` and ``reports/`` are read-only to the tests: one
+    that adds to it works on a copy."""
     where = tmp_path_factory.mktemp("finished-sweep")
     write_idx_dataset(where / "idx", "mnist", n_train=256, n_test=64)
     spec = str(CONF / "shootout.yaml")
     args = ["run", spec, *FINISHED_SWEEP, f"data.dir={where / 'idx'}", "--workers", "2"]
+    args += ["--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
+    elsewhere = f"sqlite:///{where / 'elsewhere.db'}"
     for command in (args, ["report", "shootout"]):
-        env = {"COLUMNS": "200", FOLDER_ENV: "."}  # progress lines unwrapped; the files in ``where``
+        env = {"COLUMNS": "200", FOLDER_ENV: ".", "MLFLOW_TRACKING_URI": elsewhere}
         proc = sweeps_process(*command, cwd=where, env=env)
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out
