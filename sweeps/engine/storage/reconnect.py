@@ -96,7 +96,12 @@ class ReconnectingStorage(StaleTrialsHook, RDBStorage):
 
 def _lost_connection(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it; Optuna wraps SQLAlchemy's errors) says the database connection
-    failed or dropped, as opposed to a bad statement or a conflict, which retrying would not fix."""
+    failed or dropped, as opposed to a bad statement or a conflict, which retrying would not fix.
+
+    A ``PendingRollbackError`` is judged by the error it was raised while handling: Optuna's trial read
+    catches a dropped connection and tries a slower query in the same session, which then refuses to run
+    until the lost transaction is rolled back (Optuna rolls back as the call ends, so a retry starts clean).
+    """
     from sqlalchemy import exc
 
     cause: BaseException | None = error
@@ -105,5 +110,6 @@ def _lost_connection(error: BaseException) -> bool:
             return True
         if isinstance(cause, exc.DBAPIError) and cause.connection_invalidated:
             return True
-        cause = cause.__cause__
+        during = cause.__context__ if isinstance(cause, exc.PendingRollbackError) else None
+        cause = cause.__cause__ or during
     return False

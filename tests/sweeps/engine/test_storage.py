@@ -462,3 +462,40 @@ def test_a_trial_taken_but_never_beaten_is_failed_and_retried(
     assert trials[lost.number].state == TrialState.FAIL
     [retry] = [t for t in trials if t.state == TrialState.WAITING]
     assert retry.params == {"x": 0.25} and retry.system_attrs["failed_trial"] == lost.number
+
+
+@pytest.mark.postgres
+def test_a_read_whose_connection_dropped_mid_transaction_counts_as_a_lost_connection() -> None:
+    """Optuna's trial read catches a dropped connection and runs a slower query in the same session, which
+    SQLAlchemy refuses (``PendingRollbackError``) until the lost transaction is rolled back: a connection to
+    wait for, not a bad statement that ends the worker. A rollback pending after a conflict stays an error."""
+    import sqlalchemy
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import exc, orm
+
+    from sweeps.engine.storage.reconnect import _lost_connection
+
+    with fresh_database("sweeps_drop") as database:
+        engine = sqlalchemy.create_engine(database_url(database))
+        session = orm.Session(engine)
+        pid = session.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with (
+            pytest.raises(optuna.exceptions.StorageInternalError) as raised,
+            _create_scoped_session(lambda: session),
+        ):
+            try:
+                session.execute(sqlalchemy.text("SELECT 1"))
+            except exc.OperationalError:  # as Optuna's read does: try another query
+                session.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+    assert isinstance(raised.value.__cause__, exc.PendingRollbackError)
+    assert _lost_connection(raised.value)
+    try:
+        try:
+            raise exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+        except exc.IntegrityError:
+            raise exc.PendingRollbackError("a flush failed")  # noqa: B904 (raised while handling, as SQLAlchemy does)
+    except exc.PendingRollbackError as conflict:
+        assert not _lost_connection(conflict)
