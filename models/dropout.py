@@ -14,8 +14,9 @@ numbers and gets the same mask.
 halves of the 64-bit layer key: a keyed permutation of the indices, then a hash with full avalanche. 32-bit,
 because CPUs vectorise 32-bit multiplies and not 64-bit ones: on the 2-core development VM one 64-bit
 multiply over the seed CNN's conv mask (batch 64, 346 KB) took 100–300 µs against 9 µs in 32 bits. That
-mask, scaled, costs about what ``randint`` bytes from the global generator did (one thread, best of 5 × 100
-calls: ~0.9 ms against ~0.8 ms, of which ~0.45 ms is the comparison and the scaling both share).
+mask, scaled, costs less than ``randint`` bytes from the global generator did (one thread's CPU time, best
+of 15 × 100 calls: ~0.4 ms against ~0.6 ms), because a single trial's comparison is written straight into
+floats: turning a bool mask into floats was most of ``mask * scale`` (~0.45 ms of ~1 ms).
 
 Keys: :func:`keyed` puts a step's key in scope; each dropout call inside draws the next layer key
 ``fold(step key, i)`` for its i-th call. Under ``torch.func.vmap`` the key is a per-member tensor and every
@@ -89,21 +90,34 @@ def words(key: Key, index: Tensor) -> Tensor:
     return _lowbias32((index ^ high) * (low | 1))
 
 
-def keep_mask(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
-    """Boolean keep-mask [*rows.shape, length], P(keep) = 1 - p, for the logical row numbers ``rows``."""
+def _compared(key: Key, rows: Tensor, length: int, p: float) -> tuple[Tensor, int]:
+    """What a keep-mask compares, [*rows.shape, length], and the threshold it must reach."""
     threshold = p * 256
     exact = threshold == int(threshold)
     per_row = -(-length // 4) if exact else length
     within = torch.arange(per_row, device=rows.device, dtype=torch.int32)
     stream = words(key, rows.to(torch.int32).unsqueeze(-1) * per_row + within)
     if exact:
-        return stream.view(torch.uint8)[..., :length] >= int(threshold)
-    return (stream & 0x7FFFFFFF) >= round(p * 2**31)
+        return stream.view(torch.uint8)[..., :length], int(threshold)
+    return stream.bitwise_and_(0x7FFFFFFF), round(p * 2**31)
+
+
+def keep_mask(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
+    """Boolean keep-mask [*rows.shape, length], P(keep) = 1 - p, for the logical row numbers ``rows``."""
+    values, threshold = _compared(key, rows, length, p)
+    return values >= threshold
 
 
 def keep_scaled(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
-    """Inverted dropout's multiplier: the keep-mask scaled by 1 / (1 - p)."""
-    return keep_mask(key, rows, length, p) * (1.0 / (1.0 - p))
+    """Inverted dropout's multiplier: the keep-mask scaled by 1 / (1 - p), in the default float dtype."""
+    values, threshold = _compared(key, rows, length, p)
+    scale = 1.0 / (1.0 - p)
+    if isinstance(key, Tensor):  # a pack's keys, maybe under vmap, which has no batching rule for out=
+        return (values >= threshold) * scale
+    # the comparison written straight into floats: on CPU, bool → float was most of ``mask * scale`` (for the
+    # seed CNN's conv mask, one thread: ~80 µs for this against ~440 µs)
+    out = torch.empty(values.shape, dtype=torch.get_default_dtype(), device=values.device)
+    return torch.ge(values, threshold, out=out).mul_(scale)
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
