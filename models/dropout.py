@@ -15,8 +15,9 @@ halves of the 64-bit layer key: a keyed permutation of the indices, then a hash 
 because CPUs vectorise 32-bit multiplies and not 64-bit ones: on the 2-core development VM one 64-bit
 multiply over the seed CNN's conv mask (batch 64, 346 KB) took 100–300 µs against 9 µs in 32 bits. That
 mask, scaled, costs less than ``randint`` bytes from the global generator did (one thread's CPU time, best
-of 15 × 100 calls: ~0.4 ms against ~0.6 ms), because a single trial's comparison is written straight into
-floats: turning a bool mask into floats was most of ``mask * scale`` (~0.45 ms of ~1 ms).
+of 15 × 100 calls: ~0.3 ms against ~0.6 ms), because the hash runs in place and a single trial's
+comparison is written straight into floats: turning a bool mask into floats was most of ``mask * scale``
+(~0.45 ms of ~1 ms).
 
 Keys: :func:`keyed` puts a step's key in scope; each dropout call inside draws the next layer key
 ``fold(step key, i)`` for its i-th call. Under ``torch.func.vmap`` the key is a per-member tensor and every
@@ -70,15 +71,18 @@ def _int32(value: int) -> int:
     return (value + 2**31) % 2**32 - 2**31
 
 
-def _shr(x: Tensor, bits: int) -> Tensor:
-    """Logical right shift of int32 bit patterns (torch's ``>>`` copies the sign bit)."""
-    return (x >> bits) & ((1 << (32 - bits)) - 1)
+def _xorshift_(x: Tensor, bits: int) -> Tensor:
+    """``x ^= x >>> bits`` in place, a logical shift of int32 bit patterns (torch's ``>>`` copies the sign
+    bit); one scratch tensor, where out-of-place operators would allocate one per operation."""
+    shifted = x >> bits
+    return x.bitwise_xor_(shifted.bitwise_and_((1 << (32 - bits)) - 1))
 
 
-def _lowbias32(x: Tensor) -> Tensor:
-    x = (x ^ _shr(x, 16)) * _int32(0x7FEB352D)
-    x = (x ^ _shr(x, 15)) * _int32(0x846CA68B)
-    return x ^ _shr(x, 16)
+def _lowbias32_(x: Tensor) -> Tensor:
+    """Wellons' lowbias32, in place on ``x`` (a tensor its caller made for it)."""
+    _xorshift_(x, 16).mul_(_int32(0x7FEB352D))
+    _xorshift_(x, 15).mul_(_int32(0x846CA68B))
+    return _xorshift_(x, 16)
 
 
 def words(key: Key, index: Tensor) -> Tensor:
@@ -87,7 +91,7 @@ def words(key: Key, index: Tensor) -> Tensor:
         low, high = key.to(torch.int32), (key >> 32).to(torch.int32)
     else:
         low, high = _int32(key), _int32(key >> 32)
-    return _lowbias32((index ^ high) * (low | 1))
+    return _lowbias32_((index ^ high).mul_(low | 1))
 
 
 def _compared(key: Key, rows: Tensor, length: int, p: float) -> tuple[Tensor, int]:
