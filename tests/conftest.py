@@ -115,7 +115,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests whose fixtures or helpers are slow are marked ``slow`` where the slowness lives (``slow_setup``,
     ``tests.tiers.slow_helper``). Tests marked ``postgres`` need the server on 127.0.0.1:5432, tests
     marked ``gpu`` a CUDA device, tests using the ``slurm`` fixture (marked ``slurm`` here) SLURM's
-    packages; without the resource they skip, naming it."""
+    packages; without the resource they skip, naming it. Tests marked ``long`` run first: pytest-xdist hands
+    out its groups, then single tests in this order, and a long one handed out last ends the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
     for item in items:
         if not item.get_closest_marker("slow") and is_slow(item):
             item.add_marker(pytest.mark.slow)

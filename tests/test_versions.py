@@ -54,6 +54,7 @@ def test_every_dependency_has_a_floor() -> None:
     assert set(AT_FLOOR) | set(COMPILED) <= set(floors), sorted(set(AT_FLOOR) | set(COMPILED) - set(floors))
 
 
+@pytest.mark.long
 def test_a_sweep_runs_on_the_lowest_allowed_versions(tmp_path: Path, write_idx_dataset: object) -> None:
     tiny_data = tmp_path / "idx"
     write_idx_dataset(tiny_data, name="mnist", n_train=256, n_test=64)  # type: ignore[operator]

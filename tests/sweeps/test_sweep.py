@@ -174,6 +174,7 @@ def test_a_bad_spec_creates_no_study_and_no_run(tmp_path: Path, write_idx_datase
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, write_idx_dataset) -> None:
     write_idx_dataset(tmp_path / "data", "mnist", n_train=256, n_test=64)
     # trials long enough to be caught running
@@ -372,6 +373,7 @@ def test_a_trial_beyond_the_queued_budget_is_not_run(tmp_path: Path, write_idx_d
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_killed_workers_trial_resumes_at_its_saved_epoch_and_ends_as_if_uninterrupted(
     tmp_path: Path, write_idx_dataset
 ) -> None:

@@ -28,6 +28,7 @@ def sweeps(*args: str, cwd: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_users_workload_trains_sweeps_shoots_out_and_reports(tmp_path: Path) -> None:
     out = sweeps("train", str(WORKLOAD / "train.yaml"), cwd=tmp_path)
     assert "done best val_acc" in out and out.count("epoch ") == 3

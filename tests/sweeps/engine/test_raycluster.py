@@ -41,6 +41,7 @@ def test_detach_is_refused_without_slurm(tmp_path: Path, tiny_data: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_local_ray_runs_the_sweep_and_a_killed_workers_trial_is_retried(
     tmp_path: Path, tiny_data: Path
 ) -> None:

@@ -15,6 +15,7 @@ from tests.sweeps.helpers import needs_fashion_mnist
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @needs_fashion_mnist
 def test_the_quick_check_runs_every_step_on_a_cpu_and_sums_them_up(tmp_path: Path) -> None:
     """The script as on the GPU machine, at ``--quick`` sizes: every step ends well, and each sweep's rate
