@@ -53,7 +53,7 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
 def searched_settings(cfg: SweepConfig) -> dict[str, Searched]:
     """The searched settings as search values: a target's kwarg as its constructor's argument where its
     kind is known (from its default), else of a kind not known (``object``)."""
-    kwargs = {section: c.hyperparams() for section, c in kwarg_constructors(cfg).items()}
+    kwargs = {section: c.arguments.hyperparams for section, c in kwarg_constructors(cfg).items()}
     found = {}
     for key, value in cfg.search.settings().items():
         section, name = split_setting(key)
