@@ -192,11 +192,7 @@ def fit(
 
 
 def _ended(
-    member: int,
-    record: FitRecord,
-    report: EpochReport,
-    workload: Workload,
-    failure: BaseException | None,
+    member: int, record: FitRecord, report: EpochReport, workload: Workload, failure: BaseException | None
 ) -> RunResult | BaseException:
     """Close one run: as its member ended (finished, diverged, pruned), else with the error that stopped the
     whole fit."""
