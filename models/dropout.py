@@ -94,27 +94,18 @@ def words(key: Key, index: Tensor) -> Tensor:
     return _lowbias32_((index ^ high).mul_(low | 1))
 
 
-def _compared(key: Key, rows: Tensor, length: int, p: float) -> tuple[Tensor, int]:
-    """What a keep-mask compares, [*rows.shape, length], and the threshold it must reach."""
+def keep_scaled(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
+    """Inverted dropout's multiplier for the logical row numbers ``rows``, [*rows.shape, length]: the
+    keep-mask (P(keep) = 1 - p) scaled by 1 / (1 - p), in the default float dtype."""
     threshold = p * 256
     exact = threshold == int(threshold)
     per_row = -(-length // 4) if exact else length
     within = torch.arange(per_row, device=rows.device, dtype=torch.int32)
     stream = words(key, rows.to(torch.int32).unsqueeze(-1) * per_row + within)
     if exact:
-        return stream.view(torch.uint8)[..., :length], int(threshold)
-    return stream.bitwise_and_(0x7FFFFFFF), round(p * 2**31)
-
-
-def keep_mask(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
-    """Boolean keep-mask [*rows.shape, length], P(keep) = 1 - p, for the logical row numbers ``rows``."""
-    values, threshold = _compared(key, rows, length, p)
-    return values >= threshold
-
-
-def keep_scaled(key: Key, rows: Tensor, length: int, p: float) -> Tensor:
-    """Inverted dropout's multiplier: the keep-mask scaled by 1 / (1 - p), in the default float dtype."""
-    values, threshold = _compared(key, rows, length, p)
+        values, threshold = stream.view(torch.uint8)[..., :length], int(threshold)
+    else:
+        values, threshold = stream.bitwise_and_(0x7FFFFFFF), round(p * 2**31)
     scale = 1.0 / (1.0 - p)
     if isinstance(key, Tensor):  # a pack's keys, maybe under vmap, which has no batching rule for out=
         return (values >= threshold) * scale

@@ -173,9 +173,7 @@ class ConvPoolReLUDropout(torch.autograd.Function):
 
 def conv_pool_relu_dropout(x: Tensor, weight: Tensor, bias: Tensor, p: float, training: bool) -> Tensor:
     """The seed CNN's first block on CPU; its mask is drawn here, rows numbered as in NCHW (b·C + c)."""
-    channels = weight.shape[0]
-    k = weight.shape[-1]
-    batch = x.shape[0]
+    channels, k, batch = weight.shape[0], weight.shape[-1], x.shape[0]
     length = ((x.shape[-2] - k + 1) // 2) * ((x.shape[-1] - k + 1) // 2)
     keep = None
     if training and p > 0:

@@ -74,16 +74,8 @@ def _kind(default: Any, annotation: Any) -> type | None:
         return str
     if isinstance(default, tuple | list) and len(default) == 2 and all(map(is_real, default)):
         return tuple
-    if default is inspect.Parameter.empty:
-        return _annotated_kind(annotation)
-    return None
-
-
-def _annotated_kind(annotation: Any) -> type | None:
-    """A required argument's kind from a plain annotation (``float``, ``int``, ``bool``, ``str``)."""
-    for kind in (bool, int, float, str):
-        if annotation is kind or annotation == kind.__name__:
-            return kind
+    if default is inspect.Parameter.empty:  # a required argument: its kind from a plain annotation
+        return next((k for k in (bool, int, float, str) if annotation is k or annotation == k.__name__), None)
     return None
 
 

@@ -159,12 +159,6 @@ class OptimizerModule(Classifiers):
         self.model = network
         self.dropout_key = derive(seed, DROPOUT)
 
-    @property
-    def diverged(self) -> str | None:
-        """Why the run diverged, if it did."""
-        (record,) = self.records
-        return record.reason if record.ended == "diverged" else None
-
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 

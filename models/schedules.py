@@ -105,12 +105,9 @@ class OptimizerPlan:
         optimizer = self.spec.build(module.parameters(), self.hparams)
         if self.schedule.name == "none":  # no need to count the run's steps (it loads the training data)
             return optimizer
-        trainer = module.trainer
-        steps = int(trainer.estimated_stepping_batches)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": self.schedule.scheduler(optimizer, trainer.max_epochs, steps),
-        }
+        steps = int(module.trainer.estimated_stepping_batches)
+        schedule = self.schedule.scheduler(optimizer, module.trainer.max_epochs, steps)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
 def inject(module: L.LightningModule, plan: OptimizerPlan) -> L.LightningModule:

@@ -92,14 +92,8 @@ def double_well(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x**2 - 1) ** 2 + TILT * x + y**2
 
 
-def _well_roots() -> tuple[float, float, float]:
-    """Where d/dx of the double well vanishes, 4x^3 - 4x + 0.3 = 0: (global min, barrier, local min)."""
-    roots = np.roots([4.0, 0.0, -4.0, TILT])
-    low, mid, high = sorted(float(r.real) for r in roots)
-    return low, mid, high
-
-
-_LEFT, _BARRIER, _RIGHT = _well_roots()
+# the double well's global minimum, barrier and local minimum: where its d/dx, 4x^3 - 4x + 0.3, vanishes
+_LEFT, _BARRIER, _RIGHT = sorted(float(r.real) for r in np.roots([4.0, 0.0, -4.0, TILT]))
 
 _SURFACES = (
     Surface(

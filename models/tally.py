@@ -32,10 +32,8 @@ class Tally:
         """Per row, why it diverged (its training loss so far is not finite), else ``None``; ``batch``: during
         the epoch, else at its end."""
         where = f"at epoch {epoch}, batch {batch}" if batch is not None else f"in epoch {epoch}"
-        return [None if ok else f"non-finite training loss {where}" for ok in self.finite()]
-
-    def finite(self) -> list[bool]:
-        return torch.isfinite(self.train_loss).tolist()
+        finite = torch.isfinite(self.train_loss).tolist()
+        return [None if ok else f"non-finite training loss {where}" for ok in finite]
 
     def start_validation(self) -> None:
         rows, device = len(self.train_loss), self.train_loss.device

@@ -66,7 +66,7 @@ def _search(
     return None, searched
 
 
-def _not_found(info: DatasetInfo, data_dir: Path | None, searched: list[str], reason: str) -> DatasetNotFound:
+def _not_found(info: DatasetInfo, data_dir: Path | None, reason: str) -> DatasetNotFound:
     names = ", ".join(base for pair in info.files.values() for base in pair)
     ways = [
         "  - pip install 'optimizer-sweeps[vision]' (a torchvision build that works with your torch) and let"
@@ -78,7 +78,7 @@ def _not_found(info: DatasetInfo, data_dir: Path | None, searched: list[str], re
     lines = [
         f"Dataset {info.name!r} not found: {reason}.",
         f"Looked for {names} (each optionally ending in .gz) in:",
-        *searched,
+        *_search(info, data_dir)[1],
         "To get them:",
         *ways,
     ]
@@ -93,9 +93,9 @@ def find_files(name: str, data_dir: Path | None) -> dict[str, tuple[Path, Path]]
     DEFAULT_DATA_DIR. Raises DatasetNotFound saying what was missing where.
     """
     info = dataset_info(name)
-    found, searched = _search(info, data_dir)
+    found = _search(info, data_dir)[0]
     if found is None:
-        raise _not_found(info, data_dir, searched, "the files are missing")
+        raise _not_found(info, data_dir, "the files are missing")
     return found
 
 
@@ -108,11 +108,10 @@ def _torchvision_datasets(info: DatasetInfo, data_dir: Path | None) -> ModuleTyp
     try:
         from torchvision import datasets
     except Exception as err:
-        searched = _search(info, data_dir)[1]
         reason = (
             f"they are missing and torchvision is not usable to download them ({type(err).__name__}: {err})"
         )
-        raise _not_found(info, data_dir, searched, reason) from err
+        raise _not_found(info, data_dir, reason) from err
     return datasets
 
 
@@ -126,19 +125,17 @@ def download(name: str, data_dir: Path) -> None:
             root=str(data_dir), download=True, **info.torchvision_kwargs
         )
     except Exception as err:
-        searched = _search(info, data_dir)[1]
         reason = f"torchvision could not download them ({type(err).__name__}: {err})"
-        raise _not_found(info, data_dir, searched, reason) from err
+        raise _not_found(info, data_dir, reason) from err
 
 
 def check_available(name: str, data_dir: Path | None, download: bool = True) -> None:
     """Fail before any work starts if `name` is neither on disk nor downloadable; reads no data."""
     info = dataset_info(name)
-    found, searched = _search(info, data_dir)
-    if found is not None:
+    if _search(info, data_dir)[0] is not None:
         return
     if not download:
-        raise _not_found(info, data_dir, searched, "the files are missing and download=False")
+        raise _not_found(info, data_dir, "the files are missing and download=False")
     _torchvision_datasets(info, data_dir)
 
 

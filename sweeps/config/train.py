@@ -207,6 +207,6 @@ class TrainConfig(Strict):
         return self
 
 
-def load(path: Path, overrides: Iterable[str] = (), model: type[TrainConfig] = TrainConfig) -> TrainConfig:
+def load(path: Path, overrides: Iterable[str] = ()) -> TrainConfig:
     """Read, override and validate a config; raises :class:`ConfigError` naming every bad field."""
-    return validate(model, overridden(read_yaml(path), overrides))
+    return validate(TrainConfig, overridden(read_yaml(path), overrides))

@@ -58,11 +58,8 @@ class EpochReport(Callback):
 
     def __post_init__(self) -> None:
         members = len(self.writes)
-        self.histories, self.ended, self._written = (
-            [[] for _ in range(members)],
-            [None] * members,
-            [0] * members,
-        )
+        self.histories, self.ended = [[] for _ in range(members)], [None] * members
+        self._written = [0] * members
 
     @property
     def history(self) -> list[Row]:

@@ -286,7 +286,7 @@ def run(
             if failed or all_failed:
                 sweep_study.end_parent(created, tracking_uri, "FAILED")
                 return Outcome(failed, all_failed, reason, logs)
-            left = len(created.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            left = sweep_study.waiting(created)
             if left:
                 sweep_study.end_parent(created, tracking_uri, "KILLED")
                 return Outcome(0, False, "", logs, left)

@@ -123,9 +123,7 @@ class RayActors:
         self.ready = [a.ready.remote() for a in self.actors]
         self.runs = [
             a.run.remote(
-                self.join.args(i, cpus),
-                env | {RAY_TASK_ENV: str(i)},
-                str(self.join.logs / f"worker-{i}.log"),
+                self.join.args(i, cpus), env | {RAY_TASK_ENV: str(i)}, str(self.join.logs / f"worker-{i}.log")
             )
             for i, a in enumerate(self.actors)
         ]

@@ -54,8 +54,7 @@ def check_storage(url: str) -> None:
 
 def check_tracking(uri: str) -> None:
     """The MLflow store at ``uri`` can be reached: its SQLite folder exists, or its server answers
-    ``/health``.
-    """
+    ``/health``."""
     if uri.startswith(SQLITE):
         _folder_exists(uri, "MLflow store", "--tracking-uri / $MLFLOW_TRACKING_URI")
         return

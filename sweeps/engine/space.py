@@ -39,12 +39,8 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
     since ``suggest_categorical`` returns the enqueued value.
     """
     search = cfg.search
-    name = search.optimizer
-    if isinstance(name, list):
-        name = trial.suggest_categorical("optimizer", name)
-    batch_size = search.batch_size
-    if isinstance(batch_size, list):
-        batch_size = trial.suggest_categorical("batch_size", batch_size)
+    name = Searched("optimizer", str, search.optimizer).sample(trial, "optimizer")
+    batch_size = Searched("batch_size", object, search.batch_size).sample(trial, "batch_size")
     settings = _settings(trial, cfg)
     hparams = {key: value.sample(trial, f"{name}.{key}") for key, value in search.searched(name).items()}
     return _configured(cfg, start_from(cfg.optimizer, name, hparams) | hparams, batch_size, settings)
@@ -53,7 +49,7 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
 def searched_settings(cfg: SweepConfig) -> dict[str, Searched]:
     """The searched settings as search values: a target's kwarg as its constructor's argument where its
     kind is known (from its default), else of a kind not known (``object``)."""
-    kwargs = {section: c.hyperparams() for section, c in kwarg_constructors(cfg).items()}
+    kwargs = {section: c.arguments.hyperparams for section, c in kwarg_constructors(cfg).items()}
     found = {}
     for key, value in cfg.search.settings().items():
         section, name = split_setting(key)

@@ -52,15 +52,6 @@ from sweeps.tracking import runs
 from sweeps.tracking.uris import SQLITE, TRACKING_ENV, absolute_sqlite
 
 
-def directions(sweep: SweepConfig) -> list[str]:
-    return [sweep.study.direction, *(["minimize"] if sweep.study.time_objective else [])]
-
-
-def metric_names(sweep: SweepConfig) -> list[str]:
-    """What each objective is, in the order of :func:`directions`."""
-    return [sweep.study.metric, *(["total_seconds"] if sweep.study.time_objective else [])]
-
-
 def create(
     sweep: SweepConfig, storage_url: str, tracking_uri: str, command: Sequence[str] = ()
 ) -> optuna.Study:
@@ -70,10 +61,11 @@ def create(
     when a command continues it."""
     storage = open_storage(storage_url)
     spec = sweep.model_dump_json(exclude={"launcher"})  # where the workers run may change on a resume
+    timed = sweep.study.time_objective  # a second objective: total training seconds, minimised
     study, new = create_study_once(
         storage,
         sweep.study.name,
-        directions(sweep),
+        [sweep.study.direction, *(["minimize"] if timed else [])],
         sampler=sampler_for(sweep),
         pruner=pruner_for(sweep),
         user_attrs={SPEC_ATTR: spec, STARTED_ATTR: time.time(), ELAPSED_ATTR: 0.0},
@@ -95,7 +87,8 @@ def create(
         study.set_user_attr(PARENT_ATTR, parent)
         study.set_user_attr(TRACKING_ATTR, mask(tracking_uri))  # user attrs are shown by optuna-dashboard
         study.set_user_attr(COMMAND_ATTR, [mask(word) for word in command])
-        study.set_metric_names(metric_names(sweep))  # optuna-dashboard's axes, not "Objective 0"
+        # optuna-dashboard's axes, not "Objective 0"
+        study.set_metric_names([sweep.study.metric, *(["total_seconds"] if timed else [])])
     else:
         _check_resumable(json.loads(study.user_attrs[SPEC_ATTR]), json.loads(spec), mask(storage_url))
         study.set_user_attr(SPEC_ATTR, spec)  # workers read the budget from here

@@ -192,11 +192,7 @@ def fit(
 
 
 def _ended(
-    member: int,
-    record: FitRecord,
-    report: EpochReport,
-    workload: Workload,
-    failure: BaseException | None,
+    member: int, record: FitRecord, report: EpochReport, workload: Workload, failure: BaseException | None
 ) -> RunResult | BaseException:
     """Close one run: as its member ended (finished, diverged, pruned), else with the error that stopped the
     whole fit."""
@@ -204,15 +200,11 @@ def _ended(
     if how is None and failure is not None:
         record.ended(*ended_by(failure))
         return failure
-    best, total, epochs = (
-        report.best("val_acc", member),
-        report.seconds(member),
-        len(report.histories[member]),
-    )
+    best, total = report.best("val_acc", member), report.seconds(member)
     if how == "pruned":
         record.ended("pruned", "KILLED", reason)
     else:
-        record.finished({"best_val_acc": best, "total_seconds": total}, epochs, reason)
+        record.finished({"best_val_acc": best, "total_seconds": total}, len(report.histories[member]), reason)
     outcome: Outcome = how or "finished"
     return RunResult(
         record.run_id, outcome, reason, best, total, report.histories[member], workload.model(member)

@@ -43,11 +43,7 @@ _logger = logging.getLogger(__name__)
 
 
 def run_worker(
-    name: str,
-    storage_url: str,
-    tracking_uri: str | None = None,
-    index: int = 0,
-    pack: int | None = None,
+    name: str, storage_url: str, tracking_uri: str | None = None, index: int = 0, pack: int | None = None
 ) -> int:
     """Run trials of study ``name``, each as soon as the previous ends, or ``pack`` at a time (default: the
     spec's ``study.pack``) as packs (:mod:`sweeps.engine.packs`); returns how many ran.

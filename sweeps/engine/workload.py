@@ -27,7 +27,6 @@ from models.data.files import check_available
 from models.data.module import MNISTDataModule
 from models.introspect import Arguments, read_arguments
 from models.module import OptimizerModule
-from models.optimizers import HyperParam
 from models.pack import Member, PackData, PackModule
 from models.schedules import OptimizerPlan, Schedule, inject, uninjected
 from models.seeding import seeded
@@ -189,9 +188,6 @@ class Constructor:
             raise ConfigError(
                 f"{self.section}.kwargs: {self.path} raised {type(exc).__name__}: {exc}"
             ) from None
-
-    def hyperparams(self) -> Mapping[str, HyperParam]:
-        return self.arguments.hyperparams
 
 
 def constructor(path: str, section: str, base: type, factory: bool = False) -> Constructor:

@@ -62,12 +62,13 @@ def test_logs_the_contract_metrics_once_per_epoch_with_1_based_steps(
     assert [row["val_acc"] for row in module.history[0]] == pytest.approx(
         [m["val_acc"] for _, m in logger.rows]
     )
-    assert module.diverged is None
+    assert module.records[0].ended != "diverged"
 
 
 def test_a_non_finite_loss_stops_training_as_diverged(tmp_path: Path, write_idx_dataset: Any) -> None:
     module, logger = _fit(tmp_path, write_idx_dataset, epochs=5, optimizer="sgd", hparams={"lr": 1e8})
-    assert module.diverged and "non-finite" in module.diverged
+    (record,) = module.records
+    assert record.ended == "diverged" and "non-finite" in record.reason
     assert module.trainer.current_epoch < 4
     assert all(all(v == v for v in m.values()) for _, m in logger.rows)  # no NaN was logged
 

@@ -57,15 +57,20 @@ def test_the_module_initialises_from_its_seed_not_the_global_generator() -> None
     assert not torch.equal(a, OptimizerModule("sgd", seed=4).model.conv.weight)
 
 
+def keep_mask(key: seeding.Key, rows: torch.Tensor, length: int, p: float) -> torch.Tensor:
+    """The boolean keep-mask under dropout's scaled multiplier."""
+    return dropout.keep_scaled(key, rows, length, p) > 0
+
+
 @pytest.mark.parametrize("p", [0.25, 0.5, 0.3])
 def test_keep_mask_has_the_bernoulli_rate_and_depends_on_the_key_alone(p: float) -> None:
     rows = torch.arange(400)
-    mask = dropout.keep_mask(torch.tensor(11), rows, 1000, p)
+    mask = keep_mask(torch.tensor(11), rows, 1000, p)
     assert mask.dtype == torch.bool and mask.shape == (400, 1000)
     assert abs(mask.float().mean().item() - (1 - p)) < 0.003
     torch.manual_seed(0)
-    assert torch.equal(dropout.keep_mask(torch.tensor(11), rows, 1000, p), mask)
-    other = dropout.keep_mask(torch.tensor(12), rows, 1000, p)
+    assert torch.equal(keep_mask(torch.tensor(11), rows, 1000, p), mask)
+    other = keep_mask(torch.tensor(12), rows, 1000, p)
     assert abs((other == mask).float().mean().item() - (p * p + (1 - p) ** 2)) < 0.003  # independent
 
 
@@ -74,16 +79,16 @@ def test_a_key_draws_the_same_mask_as_an_int_or_as_a_tensor() -> None:
     as_tensor = torch.tensor(seeding.int64(key))
     for p in (0.25, 0.3):
         assert torch.equal(
-            dropout.keep_mask(key, torch.arange(5), 77, p),
-            dropout.keep_mask(as_tensor, torch.arange(5), 77, p),
+            keep_mask(key, torch.arange(5), 77, p),
+            keep_mask(as_tensor, torch.arange(5), 77, p),
         )
 
 
 def test_a_row_is_the_same_whatever_order_the_rows_are_stored_in() -> None:
     key = torch.tensor(3)
     rows = torch.arange(12).view(3, 4)
-    mask = dropout.keep_mask(key, rows, 169, 0.25)
-    transposed = dropout.keep_mask(key, rows.t(), 169, 0.25)
+    mask = keep_mask(key, rows, 169, 0.25)
+    transposed = keep_mask(key, rows.t(), 169, 0.25)
     assert torch.equal(transposed, mask.transpose(0, 1))
 
 
@@ -104,6 +109,6 @@ def test_layers_and_steps_draw_different_keys_and_vmap_gives_each_member_its_own
 def test_cpu_and_cuda_draw_the_same_masks() -> None:
     rows = torch.arange(64 * 32).view(64, 32)
     for p in (0.25, 0.3):
-        on_cpu = dropout.keep_mask(torch.tensor(99), rows, 169, p)
-        on_cuda = dropout.keep_mask(torch.tensor(99, device="cuda"), rows.cuda(), 169, p)
+        on_cpu = keep_mask(torch.tensor(99), rows, 169, p)
+        on_cuda = keep_mask(torch.tensor(99, device="cuda"), rows.cuda(), 169, p)
         assert torch.equal(on_cuda.cpu(), on_cpu)

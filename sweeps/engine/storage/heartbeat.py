@@ -45,8 +45,7 @@ def running_trial(study: optuna.Study, fail_stale: bool = True) -> Iterator[optu
     # None: a storage without heartbeats (Optuna's journal) or opened without one
     interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
     if fail_stale:  # off for a caller that has just done it
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
             optuna.storages.fail_stale_trials(study)
     trial = ask(study)
     if interval is None:

@@ -103,21 +103,18 @@ def open_storage(
             "pool_pre_ping": True,
             "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "prepare_threshold": None},
         }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        beats: dict[str, Any] = {}
-        if heartbeat:
-            beats = {
-                "heartbeat_interval": heartbeat_interval,
-                "grace_period": grace_period,
-                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            }
+    with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
+        beats = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        }
         storage = (SQLiteStorage if sqlite else ReconnectingStorage)(
             url,
             engine_kwargs=engine_kwargs,
             backoff=Backoff.from_env(),
             skip_compatibility_check=True,
-            **beats,
+            **(beats if heartbeat else {}),
         )
     _check_schema(storage)
     return storage
