@@ -24,7 +24,7 @@ from rich.console import Console
 from sweeps import workdir
 from sweeps.masking import mask
 from sweeps.tools.servers import Server, running, stop_on_signals, watch
-from sweeps.tracking.uris import SQLITE, artifact_location
+from sweeps.tracking.uris import SQLITE, artifact_location, is_server
 
 MLFLOW_SERVER_FLAGS = ("--workers", "1")
 """One uvicorn worker: one person browsing needs no more, and each extra worker costs seconds at start."""
@@ -71,11 +71,6 @@ def locate(study: str | None, tracking_flag: str | None, storage_flag: str | Non
     experiment = found.user_attrs.get(EXPERIMENT_ATTR) if uri == recorded else None
     view = view_key(uri, experiment, found.user_attrs[PARENT_ATTR]) if experiment else None
     return Target(uri, url, experiment, storage.get_study_id_from_name(study), view)
-
-
-def is_server(uri: str) -> bool:
-    """An MLflow tracking server already serves its own UI: nothing to start."""
-    return uri.startswith(("http://", "https://"))
 
 
 def experiment_page(base: str, experiment_id: str | None, view: str | None = None) -> str:
@@ -206,7 +201,7 @@ def serve(
     ``ServerFailed`` when a server dies or never answers."""
     target = locate(study, tracking_flag, storage_flag)
     logs = workdir.folder() / workdir.LOGS / "ui"
-    external = is_server(target.tracking_uri)
+    external = is_server(target.tracking_uri)  # it serves its own UI: nothing to start
     servers = [] if external else [mlflow_server(target, host, port, logs)]
     if optuna:
         servers.append(dashboard_server(target, host, optuna_port, logs))

@@ -35,6 +35,16 @@ def absolute_sqlite(url: str) -> str:
     return f"{SQLITE}{Path(path).expanduser().resolve()}"
 
 
+def is_server(uri: str) -> bool:
+    """An MLflow tracking server: it answers ``/health`` and serves its own UI."""
+    return uri.startswith(("http://", "https://"))
+
+
+def is_file(url: str) -> bool:
+    """A store that is a file on this machine (SQLite, a folder), out of reach of other machines."""
+    return url.startswith(("sqlite:", "file:")) or "://" not in url
+
+
 def artifact_location(uri: str) -> str | None:
     """Artifacts of the embedded store live beside its database, not in a ./mlruns that MLflow refuses."""
     if not uri.startswith(SQLITE):
