@@ -181,13 +181,7 @@ def _legend(
     has = {"local minimum": any(s.local_minima for s in shown), "saddle point": any(s.saddles for s in shown)}
     key = {kind: {**style, "ms": size} for kind, (style, _, size) in KNOWN.items() if has.get(kind, True)}
     if any(p.diverged_at is not None for p in paths):
-        key["diverged: path cut there"] = {
-            "marker": "X",
-            "ms": 11,
-            "mfc": "white",
-            "mec": DIVERGED,
-            "mew": 1.5,
-        }
+        key["diverged: path cut there"] = dict(marker="X", ms=11, mfc="white", mec=DIVERGED, mew=1.5)
     ax.legend(
         [Line2D([], [], ls="", **kw) for kw in key.values()],
         list(key),
