@@ -139,7 +139,7 @@ class BenchReport:
         )
 
 
-def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
+def run(spec: BenchSpec, console: Console) -> BenchReport:
     """Time every path ``spec.repeats`` times, interleaved, each in its own process."""
     from models.data.files import check_available
 
@@ -147,8 +147,7 @@ def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
     report: BenchReport | None = None
     for repeat in range(spec.repeats):
         for path in spec.paths():
-            if console:
-                console.print(f"[dim]repeat {repeat + 1}/{spec.repeats}: ({path}) {PATHS[path]} ...[/]")
+            console.print(f"[dim]repeat {repeat + 1}/{spec.repeats}: ({path}) {PATHS[path]} ...[/]")
             (result,) = measure([(f"bench path ({path})", [path, spec.to_json()])], "sweeps.tools.bench")
             if report is None:
                 report = BenchReport(

@@ -259,9 +259,9 @@ def _diverged_mark(ax: Any, surface: Surface, path: Path2D, colour: str, animate
     return cross
 
 
-def draw_png(paths: Sequence[Path2D], out: Path, settings: Mapping[str, Any], dpi: int = 110) -> Path:
+def draw_png(paths: Sequence[Path2D], out: Path, settings: Mapping[str, Any]) -> Path:
     """The figure: one panel per surface, every optimizer's full path on its contours, the legend beside."""
     drawn = draw(paths, settings)
     path = out / FILES["png"]
-    drawn.figure.savefig(path, dpi=dpi)
+    drawn.figure.savefig(path, dpi=110)
     return path

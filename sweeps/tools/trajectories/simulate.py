@@ -172,14 +172,14 @@ def checked_names(text: str | None, kind: str) -> list[str]:
     return names
 
 
-def nearest(surface: Surface, point: tuple[float, float], tolerance: float = 0.05) -> str:
-    """Which known critical point ``point`` ended at (within ``tolerance``), or ``"-"``."""
+def nearest(surface: Surface, point: tuple[float, float]) -> str:
+    """Which known critical point ``point`` ended at (within 0.05), or ``"-"``."""
     candidates = [
         *(("minimum", p) for p in surface.minima),
         *(("local minimum", p) for p in surface.local_minima),
         *(("saddle", p) for p in surface.saddles),
     ]
     for label, p in candidates:
-        if math.dist(p, point) <= tolerance:
+        if math.dist(p, point) <= 0.05:
             return label
     return "-"
