@@ -175,13 +175,9 @@ def _require_sqlite_file(url: str, what: str) -> None:
         raise UiError(f"no {what} at {mask(url)}; run a sweep there first, or name another store")
 
 
-def _reachable(host: str) -> str:
-    """The address to print and poll for a server bound to ``host``: a wildcard is reached on loopback."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
 def _base_url(host: str, port: int) -> str:
-    host = _reachable(host)
+    """The URL to print and poll for a server bound to ``host``: a wildcard is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
