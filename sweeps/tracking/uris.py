@@ -12,11 +12,9 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 
 def tracking_uri(flag: str | None = None) -> str:
-    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI``, which beats the embedded default.
-
-    A relative SQLite path is made absolute: MLflow caches one store per URI string, so a relative one would
-    keep pointing at the first working directory it was used from.
-    """
+    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI``, which beats the embedded default. A relative SQLite
+    path is made absolute: MLflow caches one store per URI string, so a relative one would keep pointing at
+    the first working directory it was used from."""
     return absolute_sqlite(flag or os.environ.get(TRACKING_ENV) or default_tracking_uri())
 
 

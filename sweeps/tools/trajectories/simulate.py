@@ -157,10 +157,8 @@ def run_all(
 
 
 def checked_names(text: str | None, kind: str) -> list[str]:
-    """Comma-separated ``optimizer`` or ``surface`` names, each known, in order, without repeats.
-
-    ``None`` means all of them. A ``ValueError`` names the first unknown one and lists the valid names.
-    """
+    """Comma-separated ``optimizer`` or ``surface`` names, each known, in order, without repeats (``None``:
+    all); a ``ValueError`` names the first unknown one and lists the valid names."""
     valid = list(REGISTRY if kind == "optimizer" else SURFACES)
     if text is None:
         return valid
