@@ -15,9 +15,7 @@ from sweeps.report.tables import PUBLISHED_RANK, is_seed_setting
 
 def verdict(results: Results, evidence: Evidence) -> list[str]:
     """The sentences, most important first."""
-    lines = []
-    for phase in evidence.phases.values():
-        lines += _phase(evidence, phase)
+    lines = [line for phase in evidence.phases.values() for line in _phase(evidence, phase)]
     lines += _gains(results, evidence)
     published = _published_order(results, evidence)
     return lines + ([published] if published else [])
