@@ -88,12 +88,13 @@ def stop(procs: Sequence[subprocess.Popen]) -> None:
 def stop_on_signals() -> None:
     """Ctrl-C raises ``KeyboardInterrupt`` even where the shell started us with SIGINT ignored (a background
     job), and SIGTERM (``kill``, ``docker stop``, systemd) stops the servers the same way."""
-
-    def _interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def interrupt(*_: object) -> None:
+    """A signal handler that stops a command as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _start(server: Server) -> subprocess.Popen:
