@@ -283,23 +283,11 @@ def _ours(spec: BenchSpec, timer: Timer, precision: str) -> None:
     from sweeps.engine.workload import build_datamodule, build_module
 
     tune_allocator()
-    cfg = validate(
-        TrainConfig,
-        {
-            "data": {
-                "name": spec.dataset,
-                "dir": spec.data_dir,
-                "batch_size": spec.batch_size,
-                "train_subset": spec.train_subset,
-            },
-            "optimizer": {"name": spec.optimizer},
-            "trainer": {
-                "max_epochs": 1,
-                "precision": precision,
-                "accelerator": "gpu" if timer.device == "cuda" else "cpu",
-            },
-        },
+    data = dict(
+        name=spec.dataset, dir=spec.data_dir, batch_size=spec.batch_size, train_subset=spec.train_subset
     )
+    trainer = dict(max_epochs=1, precision=precision, accelerator="gpu" if timer.device == "cuda" else "cpu")
+    cfg = validate(TrainConfig, {"data": data, "optimizer": {"name": spec.optimizer}, "trainer": trainer})
     prepare(cfg)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks=[timer], limit_val_batches=0)
