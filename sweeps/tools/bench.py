@@ -286,8 +286,8 @@ def _ours(spec: BenchSpec, timer: Timer, precision: str) -> None:
     data = dict(
         name=spec.dataset, dir=spec.data_dir, batch_size=spec.batch_size, train_subset=spec.train_subset
     )
-    trainer = dict(max_epochs=1, precision=precision, accelerator="gpu" if timer.device == "cuda" else "cpu")
-    cfg = validate(TrainConfig, {"data": data, "optimizer": {"name": spec.optimizer}, "trainer": trainer})
+    fit = dict(max_epochs=1, precision=precision, accelerator="gpu" if timer.device == "cuda" else "cpu")
+    cfg = validate(TrainConfig, {"data": data, "optimizer": {"name": spec.optimizer}, "trainer": fit})
     prepare(cfg)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks=[timer], limit_val_batches=0)
