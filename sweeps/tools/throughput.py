@@ -212,12 +212,7 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
         max_steps=shape.warmup + shape.steps,  # over epochs, whatever the size of the data on disk
         precision="bf16-mixed" if shape.bf16 else "32-true",
     )
-    found = {
-        "device": device_name(device),
-        "members": k,
-        "flops": _flops(shape),
-        "environment": environment_tags(),
-    }
+    found = dict(device=device_name(device), members=k, flops=_flops(shape), environment=environment_tags())
     try:
         trainer.fit(module, datamodule=datamodule)
     except torch.OutOfMemoryError:
