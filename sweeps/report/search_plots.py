@@ -103,8 +103,11 @@ def too_few(search: optuna.Study, results: Results) -> str:
 def optuna_figures(study: optuna.Study, results: Results, out: Path) -> tuple[list[Path], dict[str, str]]:
     """Optuna's plots of the search as PNGs; returns the files written and, per skipped plot, why."""
     drawn, skipped = draw_search(study, results, optuna_plots, _empty)
-    written = [_save(_figure(axes), out / f"{name}.png") for name, axes in drawn.items()]
-    plt.close("all")  # what the plots that could not be drawn left open
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{name}.png" for name in drawn]
+    for axes, path in zip(drawn.values(), written, strict=True):
+        _figure(axes).savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close("all")  # the plots saved, and those that could not be drawn
     return written, skipped
 
 
@@ -114,10 +117,3 @@ def _figure(axes: Any) -> plt.Figure:
 
 def _empty(axes: Any) -> bool:
     return not any(ax.has_data() for ax in _figure(axes).axes)
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
