@@ -35,9 +35,9 @@ def interval_table(evidence: Evidence, phase: PhaseEvidence) -> Report:
         display.append(shown)
         rows.append(row)
     notes = (
-        f"mean ± std [{LEVEL:.0%} Student t interval] over the seeds {_seeds(phase)}, measured on the"
-        f" {phase.split} split; (n/k): only n of the k seeds have a value (for the time: reached"
-        f" {evidence.target:.2f} val accuracy).",
+        f"mean ± std [{LEVEL:.0%} Student t interval] over the seeds {', '.join(map(str, phase.seeds))},"
+        f" measured on the {phase.split} split; (n/k): only n of the k seeds have a value (for the time:"
+        f" reached {evidence.target:.2f} val accuracy).",
         "final: the last epoch; best: the best epoch of each seed (picked on the same split, so optimistic).",
     )
     return Report(
@@ -136,7 +136,3 @@ def _lr_range(level: Tunability) -> str:
     if math.isclose(level.lr_min, level.lr_max):
         return f"{level.lr_min:.3g}"
     return f"{level.lr_min:.3g} – {level.lr_max:.3g}"
-
-
-def _seeds(phase: PhaseEvidence) -> str:
-    return ", ".join(map(str, phase.seeds))

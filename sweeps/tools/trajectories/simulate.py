@@ -4,7 +4,7 @@ diverges, with the learning rates each surface needs (see the package's docstrin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +116,7 @@ def run_path(
         loss.backward()
         opt.step()
         point = xy.detach().tolist()
-        if not _finite(point):
+        if not all(math.isfinite(v) and abs(v) <= ESCAPE for v in point):
             diverged_at = step
             break
         points.append(point)
@@ -134,10 +134,6 @@ def run_path(
         steps,
         diverged_at,
     )
-
-
-def _finite(point: Sequence[float]) -> bool:
-    return all(math.isfinite(v) and abs(v) <= ESCAPE for v in point)
 
 
 def run_all(
