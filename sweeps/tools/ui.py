@@ -95,15 +95,8 @@ def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:
         command += ["--artifacts-destination", artifacts]
     env = {"MLFLOW_BACKEND_STORE_URI": target.tracking_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     base = _base_url(host, port)
-    return Server(
-        "MLflow UI",
-        port,
-        experiment_page(base, target.experiment_id, target.view),
-        f"{base}/health",
-        command,
-        env,
-        logs / "mlflow.log",
-    )
+    page = experiment_page(base, target.experiment_id, target.view)
+    return Server("MLflow UI", port, page, f"{base}/health", command, env, logs / "mlflow.log")
 
 
 def dashboard_server(target: Target, host: str, port: int, logs: Path) -> Server:
@@ -112,14 +105,9 @@ def dashboard_server(target: Target, host: str, port: int, logs: Path) -> Server
     command = [sys.executable, "-c", _DASHBOARD_MAIN, host, str(port)]
     base = _base_url(host, port)
     page = f"{base}/dashboard" + (f"/studies/{target.study_id}" if target.study_id is not None else "")
+    env = {_STORAGE_ENV: target.storage_url}
     return Server(
-        "Optuna dashboard",
-        port,
-        page,
-        f"{base}/api/meta",
-        command,
-        {_STORAGE_ENV: target.storage_url},
-        logs / "optuna-dashboard.log",
+        "Optuna dashboard", port, page, f"{base}/api/meta", command, env, logs / "optuna-dashboard.log"
     )
 
 
