@@ -125,15 +125,8 @@ def run_path(
     if not math.isfinite(losses[-1]) and len(points) > 1:
         diverged_at = len(points) - 1
         del points[-1], losses[-1]
-    return Path2D(
-        surface.name,
-        optimizer,
-        dict(hyperparams),
-        np.asarray(points, dtype=np.float64),
-        np.asarray(losses, dtype=np.float64),
-        steps,
-        diverged_at,
-    )
+    walked, values = np.asarray(points, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    return Path2D(surface.name, optimizer, dict(hyperparams), walked, values, steps, diverged_at)
 
 
 def run_all(
