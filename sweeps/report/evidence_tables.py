@@ -40,13 +40,8 @@ def interval_table(evidence: Evidence, phase: PhaseEvidence) -> Report:
         f" reached {evidence.target:.2f} val accuracy).",
         "final: the last epoch; best: the best epoch of each seed (picked on the same split, so optimistic).",
     )
-    return Report(
-        f"intervals_{phase.phase}",
-        f"{PHASES[phase.phase]}: intervals ({phase.split} split, {k} paired seeds)",
-        pd.DataFrame(display),
-        pd.DataFrame(rows),
-        notes,
-    )
+    title = f"{PHASES[phase.phase]}: intervals ({phase.split} split, {k} paired seeds)"
+    return Report(f"intervals_{phase.phase}", title, pd.DataFrame(display), pd.DataFrame(rows), notes)
 
 
 def pairs_table(evidence: Evidence, phase: PhaseEvidence, comparison: Comparison) -> Report:
