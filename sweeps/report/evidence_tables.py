@@ -50,26 +50,22 @@ def pairs_table(evidence: Evidence, phase: PhaseEvidence, comparison: Comparison
     display, rows = [], []
     for pair in comparison.pairs:
         test = pair.test
-        verdict = f"{pair.winner} better" if pair.winner else "not separated"
+        same = {"a": pair.a, "b": pair.b, "split": phase.split}
         display.append(
             {
-                "a": pair.a,
-                "b": pair.b,
-                "split": phase.split,
+                **same,
                 "seeds": str(test.n),
                 "mean a − b": f"{test.mean_difference:+.4f}",
                 "statistic": f"{test.statistic:.3g}",
                 "p": f"{test.p_value:.3g}",
                 "Holm p": f"{pair.p_adjusted:.3g}",
-                "verdict": verdict,
+                "verdict": f"{pair.winner} better" if pair.winner else "not separated",
             }
         )
         rows.append(
             {
                 "phase": phase.phase,
-                "a": pair.a,
-                "b": pair.b,
-                "split": phase.split,
+                **same,
                 "seeds": test.n,
                 "mean_difference": test.mean_difference,
                 "test": test.method,
