@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import optuna
 from mlflow import MlflowClient
-from mlflow.utils import get_results_from_paginated_fn
 from optuna.trial import TrialState
 
 from sweeps.config.imports import optimizer_spec
@@ -186,15 +185,18 @@ def _run_seconds(
         if t.state == TrialState.COMPLETE and RUN_ATTR in t.user_attrs and (name := trial_optimizer(t))
     }
     trained: dict[str, list[tuple[int, float]]] = {}  # per trial run: (start, seconds) of the runs it trained
-    every_run = get_results_from_paginated_fn(
-        lambda n, token: client.search_runs([experiment], max_results=n, page_token=token), 1000
-    )
-    for run in every_run:
-        seconds = run.data.metrics.get("total_seconds")
-        did_train = "seed" in run.data.params  # a trial run over several seeds trained none itself
-        trial_run = run.info.run_id if run.info.run_id in owner else run.data.tags.get(PARENT_TAG)
-        if seconds is not None and did_train and trial_run in owner:
-            trained.setdefault(trial_run, []).append((run.info.start_time, seconds))
+    token = None
+    while True:
+        page = client.search_runs([experiment], max_results=1000, page_token=token)
+        for run in page:
+            seconds = run.data.metrics.get("total_seconds")
+            did_train = "seed" in run.data.params  # a trial run over several seeds trained none itself
+            trial_run = run.info.run_id if run.info.run_id in owner else run.data.tags.get(PARENT_TAG)
+            if seconds is not None and did_train and trial_run in owner:
+                trained.setdefault(trial_run, []).append((run.info.start_time, seconds))
+        token = page.token
+        if not token:
+            break
     warm = _first_of_each_worker(trials)
     every: dict[str, list[float]] = {}
     kept: dict[str, list[float]] = {}
