@@ -25,6 +25,7 @@ _NOISE = (
     r".*smaller than the logging interval.*",  # Lightning's hint for per-step logging
     r".*The `srun` command is available on your system",  # Lightning on SLURM nodes
 )
+_CHATTY = ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning", "mlflow", "optuna")
 TRACKING_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 """A worker's, where unset. MLflow retries each request with urllib3's backoff, ``factor * 2**(n-1)`` seconds
 capped at 120: its defaults (7 retries, factor 2) wait 4, 8, 16, 32, 64 s, so a server back after 30 s is
@@ -66,14 +67,7 @@ def quiet_libraries() -> None:
         return
     quiet = {"MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
     _UNDO.enter_context(scoped_environ({k: os.environ.get(k, v) for k, v in quiet.items()}))
-    for name in (
-        "lightning.pytorch",
-        "lightning.fabric",
-        "lightning",
-        "pytorch_lightning",
-        "mlflow",
-        "optuna",
-    ):
+    for name in _CHATTY:
         _UNDO.enter_context(_level(name, logging.WARNING))
     _UNDO.enter_context(_level("mlflow.pytorch", logging.ERROR))  # its pickle caution: we load tensors only
     for creates_experiment in ("lightning.pytorch.loggers.mlflow", "pytorch_lightning.loggers.mlflow"):

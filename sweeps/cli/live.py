@@ -48,9 +48,9 @@ def summary(study: optuna.Study, sweep: SweepConfig, jobs: Sequence[JobStates] =
         parts.append(Text(f"preempted {preempted}× (given back at an epoch end and resumed: not failures)"))
     best = best_search(study, trials)
     if best is not None:
-        where = f"search, {_split(sweep)}"
+        split = "test split" if sweep.data.val_split == "test" else "hold-out of the train split"
         found = f"{sweep.study.metric} {best.value:.4f} in trial {best.number}: {_config(best)}"
-        parts.append(Text(f"best ({where}): {found}"))
+        parts.append(Text(f"best (search, {split}): {found}"))
     running = Table("worker", "trial", "optimizer", "config", box=None)
     running.columns[2].no_wrap = True
     running.columns[2].min_width = max((len(n) for n in sweep.search.optimizers), default=9)
@@ -76,11 +76,6 @@ def _failures(trials: list[FrozenTrial]) -> list[Text]:
     for reason, n in Counter(fail_reason(t) for t in failed).most_common(5):
         lines.append(Text(f"  {n}× {reason}"))
     return lines
-
-
-def _split(sweep: SweepConfig) -> str:
-    """Where the search's values were measured."""
-    return "test split" if sweep.data.val_split == "test" else "hold-out of the train split"
 
 
 def _retrains(trials: list[FrozenTrial], sweep: SweepConfig) -> list[str]:

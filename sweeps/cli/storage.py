@@ -31,6 +31,7 @@ def storage_proxy(
     from sweeps.engine.storage.pooler import ProxyError
     from sweeps.engine.storage.pooler import storage_proxy as started
     from sweeps.masking import mask
+    from sweeps.tools.servers import interrupt
 
     try:
         url = reached_storage(storage)
@@ -42,7 +43,7 @@ def storage_proxy(
                 highlight=False,
                 soft_wrap=True,
             )
-            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGTERM, interrupt)
             code = proxy.wait()
     except (ProxyError, ValueError) as exc:
         raise fail(str(exc)) from None
@@ -50,7 +51,3 @@ def storage_proxy(
         console.print("storage proxy stopped")
         return
     raise fail(f"pgbouncer exited with {code}", code=1)
-
-
-def _stop(*_: object) -> None:
-    raise KeyboardInterrupt

@@ -23,6 +23,7 @@ from sweeps.cli.common import (
     failing,
     reached_storage,
 )
+from sweeps.tracking.uris import is_file
 
 
 def run_sweep(
@@ -157,12 +158,12 @@ def this_machine_only(storage_url: str, tracking_uri: str) -> list[str]:
     scale workers reach MLflow only through a tracking server: hundreds of them writing one SQLite file (or
     a shared folder) would queue on its lock."""
     notes = []
-    if storage_url.startswith("sqlite"):
+    if is_file(storage_url):
         notes.append(
             "the study is a SQLite file: every worker must run on this machine; give workers on other"
             " machines a PostgreSQL study (--storage)"
         )
-    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
+    if is_file(tracking_uri):
         notes.append(
             "MLflow's store is a file here: every worker must run on this machine and write to it; give"
             " workers on other machines a tracking server (--tracking-uri http://HOST:5000)"

@@ -12,7 +12,7 @@ from pathlib import Path
 from sweeps import workdir
 from sweeps.engine.retry import first_line
 from sweeps.masking import mask
-from sweeps.tracking.uris import SQLITE
+from sweeps.tracking.uris import SQLITE, is_server
 
 CONNECT_TIMEOUT_S = 10
 """One attempt per server: an unreachable host is reported within this, a refused port at once."""
@@ -58,7 +58,7 @@ def check_tracking(uri: str) -> None:
     if uri.startswith(SQLITE):
         _folder_exists(uri, "MLflow store", "--tracking-uri / $MLFLOW_TRACKING_URI")
         return
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return  # file stores and hosted backends: MLflow itself reports their problems
     import requests
 

@@ -45,16 +45,12 @@ def answer(results: Results, evidence: Evidence, command: Sequence[str] = ()) ->
         f" on {found.n} paired seeds ({where})"
     )
     pair = comparison.pair(leader, runner)
+    tested = f"({evidence.test_name}, Holm p = {pair.p_adjusted:.3g})"
     if pair.winner == leader:
-        sure = f"the lead is significant ({evidence.test_name}, Holm p = {pair.p_adjusted:.3g})."
-    elif comparison.seeds_needed:
-        sure = (
-            f"not significant ({evidence.test_name}, Holm p = {pair.p_adjusted:.3g}); about"
-            f" {comparison.seeds_needed} paired seeds would separate them if the gap holds."
-        )
-    else:
-        sure = f"not significant ({evidence.test_name}, Holm p = {pair.p_adjusted:.3g})."
-    return [f"{lead}: {sure}"]
+        return [f"{lead}: the lead is significant {tested}."]
+    needed = comparison.seeds_needed
+    more = f"; about {needed} paired seeds would separate them if the gap holds" if needed else ""
+    return [f"{lead}: not significant {tested}{more}."]
 
 
 def _retrain_command(command: Sequence[str]) -> str:

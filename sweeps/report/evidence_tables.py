@@ -35,18 +35,13 @@ def interval_table(evidence: Evidence, phase: PhaseEvidence) -> Report:
         display.append(shown)
         rows.append(row)
     notes = (
-        f"mean ± std [{LEVEL:.0%} Student t interval] over the seeds {_seeds(phase)}, measured on the"
-        f" {phase.split} split; (n/k): only n of the k seeds have a value (for the time: reached"
-        f" {evidence.target:.2f} val accuracy).",
+        f"mean ± std [{LEVEL:.0%} Student t interval] over the seeds {', '.join(map(str, phase.seeds))},"
+        f" measured on the {phase.split} split; (n/k): only n of the k seeds have a value (for the time:"
+        f" reached {evidence.target:.2f} val accuracy).",
         "final: the last epoch; best: the best epoch of each seed (picked on the same split, so optimistic).",
     )
-    return Report(
-        f"intervals_{phase.phase}",
-        f"{PHASES[phase.phase]}: intervals ({phase.split} split, {k} paired seeds)",
-        pd.DataFrame(display),
-        pd.DataFrame(rows),
-        notes,
-    )
+    title = f"{PHASES[phase.phase]}: intervals ({phase.split} split, {k} paired seeds)"
+    return Report(f"intervals_{phase.phase}", title, pd.DataFrame(display), pd.DataFrame(rows), notes)
 
 
 def pairs_table(evidence: Evidence, phase: PhaseEvidence, comparison: Comparison) -> Report:
@@ -55,26 +50,22 @@ def pairs_table(evidence: Evidence, phase: PhaseEvidence, comparison: Comparison
     display, rows = [], []
     for pair in comparison.pairs:
         test = pair.test
-        verdict = f"{pair.winner} better" if pair.winner else "not separated"
+        same = {"a": pair.a, "b": pair.b, "split": phase.split}
         display.append(
             {
-                "a": pair.a,
-                "b": pair.b,
-                "split": phase.split,
+                **same,
                 "seeds": str(test.n),
                 "mean a − b": f"{test.mean_difference:+.4f}",
                 "statistic": f"{test.statistic:.3g}",
                 "p": f"{test.p_value:.3g}",
                 "Holm p": f"{pair.p_adjusted:.3g}",
-                "verdict": verdict,
+                "verdict": f"{pair.winner} better" if pair.winner else "not separated",
             }
         )
         rows.append(
             {
                 "phase": phase.phase,
-                "a": pair.a,
-                "b": pair.b,
-                "split": phase.split,
+                **same,
                 "seeds": test.n,
                 "mean_difference": test.mean_difference,
                 "test": test.method,
@@ -136,7 +127,3 @@ def _lr_range(level: Tunability) -> str:
     if math.isclose(level.lr_min, level.lr_max):
         return f"{level.lr_min:.3g}"
     return f"{level.lr_min:.3g} – {level.lr_max:.3g}"
-
-
-def _seeds(phase: PhaseEvidence) -> str:
-    return ", ".join(map(str, phase.seeds))

@@ -43,15 +43,12 @@ def curves(results: Results) -> go.Figure:
             _line(fig, results.default[name], palette[name], "dash", f"{name} (default)", first[0])
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_layout(
-        title=f"{results.sweep.study.name}: {results.sweep.data.label}"
-        + (
-            f" (bands: {LEVEL:.0%} interval of the mean over seeds)"
-            if any(e.seeds > 1 for e in results.headline.values())
-            else " (one seed each: no bands)"
-        ),
-        height=480,
+    bands = (
+        f"bands: {LEVEL:.0%} interval of the mean over seeds"
+        if any(e.seeds > 1 for e in results.headline.values())
+        else "one seed each: no bands"
     )
+    fig.update_layout(title=f"{results.sweep.study.name}: {results.sweep.data.label} ({bands})", height=480)
     return fig
 
 

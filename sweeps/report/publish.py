@@ -77,21 +77,20 @@ def write(
     lines: Sequence[str],
     conclusions: Sequence[str],
     tables: Sequence[Report],
+    interactive: Mapping[str, go.Figure],
     pngs: Sequence[Path] = (),
-    interactive: Mapping[str, go.Figure] | None = None,
     links: Mapping[str, str] | None = None,
     leading: Sequence[str] = (),
 ) -> list[Path]:
     """One CSV per table, ``report.md`` (every number, the PNGs) and ``report.html`` (the same and the
     interactive figures, self-contained); both open with the ``leading`` sentences (the answer)."""
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for table in tables:
-        table.numbers.to_csv(out / f"{table.name}.csv", index=False)
-        written.append(out / f"{table.name}.csv")
     markdown = [f"# {heading}", *(f"**{line}**" for line in leading), *lines]
     markdown += ["## Conclusions", *(f"- {c}" for c in conclusions)] if conclusions else []
+    written = []
     for table in tables:
+        written.append(out / f"{table.name}.csv")
+        table.numbers.to_csv(written[-1], index=False)
         markdown += [f"## {table.title}", table.display.to_markdown(index=False)]
         markdown += [f"- {n}" for n in table.notes]
     relative = [f.relative_to(out).as_posix() for f in pngs]
@@ -99,9 +98,7 @@ def write(
     markdown += ["## Reports", *(f"- [{k}]({u})" for k, u in links.items())] if links else []
     markdown.append("The learning curves and the interactive figures are in report.html.")
     (out / "report.md").write_text("\n\n".join(markdown) + "\n", encoding="utf-8")
-    page = write_page(
-        out / "report.html", heading, lines, conclusions, tables, interactive or {}, links, leading
-    )
+    page = write_page(out / "report.html", heading, lines, conclusions, tables, interactive, links, leading)
     return [*written, out / "report.md", page]
 
 
@@ -127,7 +124,7 @@ def make(
     leading = answer(results, evidence, study.user_attrs.get(COMMAND_ATTR, ()))
     interactive = figures.for_sweep(study, results, evidence)
     heading = f"Sweep {sweep.study.name}"
-    files = pngs + write(out, heading, lines, conclusions, tables, pngs, interactive, leading=leading)
+    files = pngs + write(out, heading, lines, conclusions, tables, interactive, pngs, leading=leading)
     parent = study.user_attrs[PARENT_ATTR]
     runs.log_folder(tracking_uri, parent, out, "report")
     workload = Workload(sweep.study.name, results, evidence)
@@ -147,7 +144,7 @@ def make_workloads(sweeps: Sequence[Written], out: Path) -> tuple[list[Report], 
     ]
     links = {w.name: f"{w.name}/report.html" for w in workloads}
     interactive = {"Performance profile": figures.profile(found)}
-    files = write(out, f"Workloads: {names}", lines, [], tables, interactive=interactive, links=links)
+    files = write(out, f"Workloads: {names}", lines, [], tables, interactive, links=links)
     for written in sweeps:
         runs.log_files(written.tracking_uri, written.parent_run, files, "report/workloads")
     return tables, files

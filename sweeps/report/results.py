@@ -97,10 +97,8 @@ class SearchTrial:
 @dataclass(frozen=True)
 class Results:
     """Per optimizer (in the spec's order): its best search trial, and with retrains its default and tuned;
-    ``trials`` are every search trial that spent budget, for tunability; ``run_seconds`` the training seconds
-    of every run its completed trials trained (each seed, every phase) but those of a worker's first trial,
-    which the time column averages: one trial's time would show whether it was its worker's first, which
-    paid the warm-up."""
+    ``trials`` are every search trial that spent budget, for tunability; ``run_seconds`` what the time column
+    averages (:func:`_run_seconds`)."""
 
     sweep: SweepConfig
     search: dict[str, Entry]

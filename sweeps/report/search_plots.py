@@ -42,10 +42,8 @@ def search_study(study: optuna.Study) -> optuna.Study:
 
 
 def search_plots(search: optuna.Study, results: Results, backend: ModuleType) -> dict[str, Callable[[], Any]]:
-    """Plot name → a call drawing it with ``backend`` (``optuna.visualization`` or its ``matplotlib``):
-    the Pareto front of a two-objective sweep; otherwise the optimization history and, with enough trials
-    (:func:`too_few`), parameter importances, parallel coordinates and an lr × momentum contour per
-    optimizer that takes momentum; ``search`` is the study's :func:`search_study`."""
+    """Plot name → a call drawing it with ``backend`` (``optuna.visualization`` or its ``matplotlib``) on
+    ``search``, the study's :func:`search_study`; the search's structure only with enough trials."""
     names = ["accuracy" if "acc" in results.sweep.study.metric else results.sweep.study.metric]
     if len(search.directions) > 1:
         targets = [*names, "training seconds"]
@@ -91,8 +89,7 @@ def draw_search(
 def too_few(search: optuna.Study, results: Results) -> str:
     """Why the search's importances, parallel coordinates and contours are not drawn (empty: they are):
     fewer than ``MIN_TRIALS`` completed search trials per optimizer say nothing about which setting
-    matters, and the importance of a parameter fitted on a handful of points is noise. ``search`` is the
-    study's :func:`search_study`."""
+    matters, and the importance of a parameter fitted on a handful of points is noise."""
     count = len(search.trials)
     per = count / max(len(results.sweep.search.optimizers), 1)
     if per >= MIN_TRIALS:
@@ -106,8 +103,11 @@ def too_few(search: optuna.Study, results: Results) -> str:
 def optuna_figures(study: optuna.Study, results: Results, out: Path) -> tuple[list[Path], dict[str, str]]:
     """Optuna's plots of the search as PNGs; returns the files written and, per skipped plot, why."""
     drawn, skipped = draw_search(study, results, optuna_plots, _empty)
-    written = [_save(_figure(axes), out / f"{name}.png") for name, axes in drawn.items()]
-    plt.close("all")  # what the plots that could not be drawn left open
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{name}.png" for name in drawn]
+    for axes, path in zip(drawn.values(), written, strict=True):
+        _figure(axes).savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close("all")  # the plots saved, and those that could not be drawn
     return written, skipped
 
 
@@ -117,10 +117,3 @@ def _figure(axes: Any) -> plt.Figure:
 
 def _empty(axes: Any) -> bool:
     return not any(ax.has_data() for ax in _figure(axes).axes)
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path

@@ -204,7 +204,9 @@ def compare(
         Pair(a, b, test, p, _winner(a, b, test, p, alpha, sign))
         for (a, b, test), p in zip(tests, adjusted, strict=True)
     )
-    ranks = {name: 1 + sum(_loser(pair) == name for pair in pairs) for name in names}
+    ranks = {
+        name: 1 + sum(p.winner not in (None, name) and name in (p.a, p.b) for p in pairs) for name in names
+    }
     top_separated = pairs[0].winner is not None
     needed = None if top_separated else seeds_needed(samples[names[0]], samples[names[1]], alpha)
     return Comparison(names, intervals, pairs, ranks, higher_is_better, alpha, top_separated, needed)
@@ -342,12 +344,6 @@ def _winner(a: str, b: str, test: PairedTest, p_adjusted: float, alpha: float, s
     if not p_adjusted < alpha or test.mean_difference == 0:
         return None
     return a if sign * test.mean_difference > 0 else b
-
-
-def _loser(pair: Pair) -> str | None:
-    if pair.winner is None:
-        return None
-    return pair.b if pair.winner == pair.a else pair.a
 
 
 def _share_within(ratios: Mapping[str, float], tau: float) -> float:

@@ -189,15 +189,12 @@ def epoch_table(results: Results, evidence: Evidence) -> Report:
                 row[f"{metric}_{epoch}"], row[f"{metric}_{epoch}_std"] = found.mean, found.std
         seconds = interval(results.run_seconds.get(name, ()))
         shown["time"] = _minutes(seconds.mean)
-        row["total_seconds"], row["total_seconds_std"] = seconds.mean, seconds.std
-        row["timed_runs"] = seconds.n
-        shown["rank"] = ranks[name]
-        row["rank"] = ranks[name]
+        row |= {"total_seconds": seconds.mean, "total_seconds_std": seconds.std, "timed_runs": seconds.n}
+        shown["rank"] = row["rank"] = ranks[name]
         shown["settings"] = settings_label(entry.config)
         if seed:
-            published = PUBLISHED_RANK[name]
-            shown["published rank"] = str(published)
-            row["published_rank"] = published
+            row["published_rank"] = PUBLISHED_RANK[name]
+            shown["published rank"] = str(PUBLISHED_RANK[name])
         if seed and mnist:
             shown["published acc @10"] = f"{PUBLISHED_ACC_10[name]:.4f}"
             row["published_val_acc_10"] = PUBLISHED_ACC_10[name]

@@ -15,9 +15,7 @@ from sweeps.report.tables import PUBLISHED_RANK, is_seed_setting
 
 def verdict(results: Results, evidence: Evidence) -> list[str]:
     """The sentences, most important first."""
-    lines = []
-    for phase in evidence.phases.values():
-        lines += _phase(evidence, phase)
+    lines = [line for phase in evidence.phases.values() for line in _phase(evidence, phase)]
     lines += _gains(results, evidence)
     published = _published_order(results, evidence)
     return lines + ([published] if published else [])
@@ -51,20 +49,17 @@ def _phase(evidence: Evidence, phase: PhaseEvidence) -> list[str]:
     pair = comparison.pair(first, second)
     gap = f"{first} − {second} = {pair.test.mean_difference:+.4f}, Holm p = {pair.p_adjusted:.3g}"
     if comparison.top_separated:
-        lines.append(f"{label}: {pair.winner} is ahead of the next best ({gap}).")
-    elif comparison.seeds_needed:
-        lines.append(
-            f"{label}: {first} and {second} cannot be told apart ({gap}); about {comparison.seeds_needed}"
-            " paired seeds would separate them with 80 % power if the observed difference holds."
-        )
-    else:
+        return [*lines, f"{label}: {pair.winner} is ahead of the next best ({gap})."]
+    if comparison.seeds_needed:
         why = (
-            "their seeds give the same values"
-            if pair.test.mean_difference == 0
-            else "more seeds than are worth training would be needed to separate them"
+            f"about {comparison.seeds_needed} paired seeds would separate them with 80 % power if the"
+            " observed difference holds"
         )
-        lines.append(f"{label}: {first} and {second} cannot be told apart ({gap}); {why}.")
-    return lines
+    elif pair.test.mean_difference == 0:
+        why = "their seeds give the same values"
+    else:
+        why = "more seeds than are worth training would be needed to separate them"
+    return [*lines, f"{label}: {first} and {second} cannot be told apart ({gap}); {why}."]
 
 
 def _gains(results: Results, evidence: Evidence) -> list[str]:

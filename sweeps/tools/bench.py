@@ -139,7 +139,7 @@ class BenchReport:
         )
 
 
-def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
+def run(spec: BenchSpec, console: Console) -> BenchReport:
     """Time every path ``spec.repeats`` times, interleaved, each in its own process."""
     from models.data.files import check_available
 
@@ -147,8 +147,7 @@ def run(spec: BenchSpec, console: Console | None = None) -> BenchReport:
     report: BenchReport | None = None
     for repeat in range(spec.repeats):
         for path in spec.paths():
-            if console:
-                console.print(f"[dim]repeat {repeat + 1}/{spec.repeats}: ({path}) {PATHS[path]} ...[/]")
+            console.print(f"[dim]repeat {repeat + 1}/{spec.repeats}: ({path}) {PATHS[path]} ...[/]")
             (result,) = measure([(f"bench path ({path})", [path, spec.to_json()])], "sweeps.tools.bench")
             if report is None:
                 report = BenchReport(
@@ -284,23 +283,11 @@ def _ours(spec: BenchSpec, timer: Timer, precision: str) -> None:
     from sweeps.engine.workload import build_datamodule, build_module
 
     tune_allocator()
-    cfg = validate(
-        TrainConfig,
-        {
-            "data": {
-                "name": spec.dataset,
-                "dir": spec.data_dir,
-                "batch_size": spec.batch_size,
-                "train_subset": spec.train_subset,
-            },
-            "optimizer": {"name": spec.optimizer},
-            "trainer": {
-                "max_epochs": 1,
-                "precision": precision,
-                "accelerator": "gpu" if timer.device == "cuda" else "cpu",
-            },
-        },
+    data = dict(
+        name=spec.dataset, dir=spec.data_dir, batch_size=spec.batch_size, train_subset=spec.train_subset
     )
+    fit = dict(max_epochs=1, precision=precision, accelerator="gpu" if timer.device == "cuda" else "cpu")
+    cfg = validate(TrainConfig, {"data": data, "optimizer": {"name": spec.optimizer}, "trainer": fit})
     prepare(cfg)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks=[timer], limit_val_batches=0)

@@ -22,12 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SWEEP = [
-    "conf/quickstart.yaml",
-    "search.optimizer=momentum",
-    "data.train_subset=10000",
-    "trainer.max_epochs=1",
-]
+SPEC = "conf/quickstart.yaml"
+SWEEP = ["search.optimizer=momentum", "data.train_subset=10000", "trainer.max_epochs=1"]
 """The sweep run three ways: one trial shape (momentum, batch 64), so that every trial can join a pack."""
 
 
@@ -51,7 +47,7 @@ def steps(quick: bool) -> list[Step]:
     )
     n, per_gpu = (2, 2) if quick else (16, 4)
     sharing = ["--workers", str(per_gpu), "--workers-per-gpu", str(per_gpu)]
-    sweep = [str(ROOT / SWEEP[0]), *SWEEP[1:], f"study.n_trials={n}", "study.pruner=none"]
+    sweep = [str(ROOT / SPEC), *SWEEP, f"study.n_trials={n}", "study.pruner=none"]
     sweep += [*(["data.train_subset=256", "data.holdout_size=256"] if quick else []), "study.sampler=random"]
     ways = {
         "sweep, one worker": ("alone", ["--workers", "1"]),

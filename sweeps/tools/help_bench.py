@@ -11,7 +11,8 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import time
+import timeit
+from functools import partial
 
 ASKED = (("--help",), ("run", "-h"), ("report", "-h"), ("--version",), ("rn",))
 """What is timed: the top help, two commands' help, the version and a typo (answered "did you mean")."""
@@ -19,9 +20,5 @@ ASKED = (("--help",), ("run", "-h"), ("report", "-h"), ("--version",), ("rn",))
 
 def seconds(args: tuple[str, ...], repeats: int) -> float:
     """Median wall-clock seconds of ``python -m sweeps ARGS`` over ``repeats`` fresh processes."""
-    taken = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "sweeps", *args], capture_output=True, check=False)
-        taken.append(time.perf_counter() - start)
-    return statistics.median(taken)
+    run = partial(subprocess.run, [sys.executable, "-m", "sweeps", *args], capture_output=True, check=False)
+    return statistics.median(timeit.repeat(run, number=1, repeat=repeats))

@@ -43,14 +43,14 @@ class Server:
 
 
 @contextmanager
-def running(servers: Sequence[Server], timeout: float = READY_TIMEOUT_S) -> Iterator[list[subprocess.Popen]]:
+def running(servers: Sequence[Server]) -> Iterator[list[subprocess.Popen]]:
     """Start every server, wait until each answers, and stop them all on leaving, however that happens."""
     procs: list[subprocess.Popen] = []
     try:
         for server in servers:
             procs.append(_start(server))
         for server, proc in zip(servers, procs, strict=True):
-            _wait_ready(server, proc, time.monotonic() + timeout)
+            _wait_ready(server, proc, time.monotonic() + READY_TIMEOUT_S)
         yield procs
     finally:
         stop(procs)
@@ -65,14 +65,14 @@ def watch(servers: Sequence[Server], procs: Sequence[subprocess.Popen]) -> None:
         time.sleep(_WATCH_S)
 
 
-def stop(procs: Sequence[subprocess.Popen], timeout: float = STOP_TIMEOUT_S) -> None:
+def stop(procs: Sequence[subprocess.Popen]) -> None:
     """SIGTERM each child's process group, wait, SIGKILL what is left. A second Ctrl-C (or SIGTERM) cannot
     cut this short and leave orphans: both are ignored meanwhile."""
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for proc in procs:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
@@ -88,12 +88,13 @@ def stop(procs: Sequence[subprocess.Popen], timeout: float = STOP_TIMEOUT_S) -> 
 def stop_on_signals() -> None:
     """Ctrl-C raises ``KeyboardInterrupt`` even where the shell started us with SIGINT ignored (a background
     job), and SIGTERM (``kill``, ``docker stop``, systemd) stops the servers the same way."""
-
-    def _interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def interrupt(*_: object) -> None:
+    """A signal handler that stops a command as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _start(server: Server) -> subprocess.Popen:

@@ -148,21 +148,20 @@ def run_backend(backend: str, load: Load, directory: Path) -> BackendResult:
             orig = getattr(error, "orig", None) or error
             result.skipped = f"unreachable: {mask(str(orig)).strip().splitlines()[0]}"
             return result
-        name = tag
         if backend == "journal":
-            study = optuna.create_study(storage=storage, study_name=name)
+            study = optuna.create_study(storage=storage, study_name=tag)
         else:
-            study, _ = create_study_once(storage, name, ["minimize"])
+            study, _ = create_study_once(storage, tag, ["minimize"])
         try:
             for i in range(load.trials // 2):
                 study.enqueue_trial({"x": i / load.trials})
-            reports, seconds = _run_workers(backend, location, name, load)
+            reports, seconds = _run_workers(backend, location, tag, load)
             _score(result, study, reports, seconds)
             if connections is not None:
                 result.peak_connections = connections.peak
         finally:
             if on_postgres:
-                optuna.delete_study(study_name=name, storage=storage)
+                optuna.delete_study(study_name=tag, storage=storage)
     return result
 
 
@@ -198,15 +197,11 @@ class _PeakConnections:
         self._thread.join()
         self._connection.close()
 
-    def _count(self) -> int:
-        row = self._connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (self.tag,)
-        ).fetchone()
-        return int(row[0]) if row else 0
-
     def _sample(self) -> None:
+        count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._count())
+            row = self._connection.execute(count, (self.tag,)).fetchone()
+            self.peak = max(self.peak, int(row[0]) if row else 0)
 
 
 def _run_workers(backend: str, location: str, name: str, load: Load) -> tuple[list[WorkerReport], float]:

@@ -26,12 +26,7 @@ import yaml
 
 def _spec(name: str, trials: int, subset: int) -> dict:
     return {
-        "data": {
-            "name": "fashion_mnist",
-            "train_subset": subset,
-            "val_split": "holdout",
-            "holdout_size": 256,
-        },
+        "data": dict(name="fashion_mnist", train_subset=subset, val_split="holdout", holdout_size=256),
         "trainer": {"max_epochs": 1},
         "study": {"name": name, "sampler": "random", "pruner": "none", "n_trials": trials},
         "search": {"optimizer": ["sgd", "adam"], "lr": {"low": 1.0e-3, "high": 0.1, "log": True}},

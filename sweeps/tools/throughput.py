@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from sweeps.tools.bench import Settings, measure, named_table
@@ -101,7 +102,7 @@ class Report:
         )
 
 
-def run(shape: Shape, console: Any = None) -> Report:
+def run(shape: Shape, console: Console) -> Report:
     """Every path in turn: one trial alone, ``processes`` of them at once, then each pack size (a pack that
     does not fit in memory is reported, and larger ones are not tried)."""
     from models.data.files import check_available
@@ -168,13 +169,12 @@ def _row(path: str, k: int, results: list[dict[str, Any]], report: Report) -> Ro
     )
 
 
-def _measure(paths: list[tuple[str, int]], shape: Shape, console: Any) -> list[dict[str, Any]]:
+def _measure(paths: list[tuple[str, int]], shape: Shape, console: Console) -> list[dict[str, Any]]:
     """Each ``(path, k)`` in its own process, all at once, the CPU cores split between them as ``sweeps run``
     splits them between its workers (oversubscribed threads would time the contention, not the path); their
     JSON results in order."""
     threads = max(1, (os.cpu_count() or 1) // len(paths))
-    if console:
-        console.print(f"[dim]timing {', '.join(f'{p} K={k}' for p, k in paths)} ...[/]")
+    console.print(f"[dim]timing {', '.join(f'{p} K={k}' for p, k in paths)} ...[/]")
     runs = [(f"timing {path} K={k}", [path, str(k), shape.to_json(), str(threads)]) for path, k in paths]
     return measure(runs, "sweeps.tools.throughput")
 
@@ -212,12 +212,7 @@ def _inside(path: str, k: int, shape: Shape) -> dict[str, Any]:
         max_steps=shape.warmup + shape.steps,  # over epochs, whatever the size of the data on disk
         precision="bf16-mixed" if shape.bf16 else "32-true",
     )
-    found = {
-        "device": device_name(device),
-        "members": k,
-        "flops": _flops(shape),
-        "environment": environment_tags(),
-    }
+    found = dict(device=device_name(device), members=k, flops=_flops(shape), environment=environment_tags())
     try:
         trainer.fit(module, datamodule=datamodule)
     except torch.OutOfMemoryError:

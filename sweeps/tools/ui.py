@@ -24,7 +24,7 @@ from rich.console import Console
 from sweeps import workdir
 from sweeps.masking import mask
 from sweeps.tools.servers import Server, running, stop_on_signals, watch
-from sweeps.tracking.uris import SQLITE, artifact_location
+from sweeps.tracking.uris import SQLITE, artifact_location, is_server
 
 MLFLOW_SERVER_FLAGS = ("--workers", "1")
 """One uvicorn worker: one person browsing needs no more, and each extra worker costs seconds at start."""
@@ -73,11 +73,6 @@ def locate(study: str | None, tracking_flag: str | None, storage_flag: str | Non
     return Target(uri, url, experiment, storage.get_study_id_from_name(study), view)
 
 
-def is_server(uri: str) -> bool:
-    """An MLflow tracking server already serves its own UI: nothing to start."""
-    return uri.startswith(("http://", "https://"))
-
-
 def experiment_page(base: str, experiment_id: str | None, view: str | None = None) -> str:
     """The experiment's runs table in the UI's model-training view, in the sweep's own ``view`` where it has
     one (its metric as a column: ``sweeps.tracking.runs.runs_view``). MLflow 3.17's UI picks an
@@ -100,15 +95,8 @@ def mlflow_server(target: Target, host: str, port: int, logs: Path) -> Server:
         command += ["--artifacts-destination", artifacts]
     env = {"MLFLOW_BACKEND_STORE_URI": target.tracking_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     base = _base_url(host, port)
-    return Server(
-        "MLflow UI",
-        port,
-        experiment_page(base, target.experiment_id, target.view),
-        f"{base}/health",
-        command,
-        env,
-        logs / "mlflow.log",
-    )
+    page = experiment_page(base, target.experiment_id, target.view)
+    return Server("MLflow UI", port, page, f"{base}/health", command, env, logs / "mlflow.log")
 
 
 def dashboard_server(target: Target, host: str, port: int, logs: Path) -> Server:
@@ -117,14 +105,9 @@ def dashboard_server(target: Target, host: str, port: int, logs: Path) -> Server
     command = [sys.executable, "-c", _DASHBOARD_MAIN, host, str(port)]
     base = _base_url(host, port)
     page = f"{base}/dashboard" + (f"/studies/{target.study_id}" if target.study_id is not None else "")
+    env = {_STORAGE_ENV: target.storage_url}
     return Server(
-        "Optuna dashboard",
-        port,
-        page,
-        f"{base}/api/meta",
-        command,
-        {_STORAGE_ENV: target.storage_url},
-        logs / "optuna-dashboard.log",
+        "Optuna dashboard", port, page, f"{base}/api/meta", command, env, logs / "optuna-dashboard.log"
     )
 
 
@@ -180,13 +163,9 @@ def _require_sqlite_file(url: str, what: str) -> None:
         raise UiError(f"no {what} at {mask(url)}; run a sweep there first, or name another store")
 
 
-def _reachable(host: str) -> str:
-    """The address to print and poll for a server bound to ``host``: a wildcard is reached on loopback."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
 def _base_url(host: str, port: int) -> str:
-    host = _reachable(host)
+    """The URL to print and poll for a server bound to ``host``: a wildcard is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
@@ -206,7 +185,7 @@ def serve(
     ``ServerFailed`` when a server dies or never answers."""
     target = locate(study, tracking_flag, storage_flag)
     logs = workdir.folder() / workdir.LOGS / "ui"
-    external = is_server(target.tracking_uri)
+    external = is_server(target.tracking_uri)  # it serves its own UI: nothing to start
     servers = [] if external else [mlflow_server(target, host, port, logs)]
     if optuna:
         servers.append(dashboard_server(target, host, optuna_port, logs))

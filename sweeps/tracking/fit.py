@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from mlflow.entities import Metric, RunTag
@@ -93,8 +93,6 @@ class FitRecord:
         self.client.set_terminated(self.run_id, "FAILED" if diverged else "FINISHED")
 
 
-@contextmanager
-def kept_tracking_env() -> Iterator[None]:
+def kept_tracking_env() -> AbstractContextManager[None]:
     """Lightning's MLflow logger exports its URI to ``MLFLOW_TRACKING_URI``; the next run must not see it."""
-    with scoped_environ(kept=["MLFLOW_TRACKING_URI"]):
-        yield
+    return scoped_environ(kept=["MLFLOW_TRACKING_URI"])

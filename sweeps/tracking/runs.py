@@ -275,12 +275,11 @@ def files_run(
     ).info.run_id
     try:
         now = int(time.time() * 1000)
-        items = [Param(k, v) for k, v in flat_params(params).items()]
-        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            client.log_batch(run_id, params=items[i : i + 100])
-        values = [Metric(k, v, now, 0) for k, v in metrics.items()]
-        for i in range(0, len(values), 1000):
-            client.log_batch(run_id, metrics=values[i : i + 1000])
+        client.log_batch(  # which splits them into batches of the sizes MLflow takes
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in flat_params(params).items()],
+        )
         for file in files:
             client.log_artifact(run_id, str(file))
     except BaseException:

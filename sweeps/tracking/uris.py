@@ -12,11 +12,9 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 
 def tracking_uri(flag: str | None = None) -> str:
-    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI``, which beats the embedded default.
-
-    A relative SQLite path is made absolute: MLflow caches one store per URI string, so a relative one would
-    keep pointing at the first working directory it was used from.
-    """
+    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI``, which beats the embedded default. A relative SQLite
+    path is made absolute: MLflow caches one store per URI string, so a relative one would keep pointing at
+    the first working directory it was used from."""
     return absolute_sqlite(flag or os.environ.get(TRACKING_ENV) or default_tracking_uri())
 
 
@@ -33,6 +31,16 @@ def absolute_sqlite(url: str) -> str:
     if not url.startswith(SQLITE) or path.startswith("/"):
         return url
     return f"{SQLITE}{Path(path).expanduser().resolve()}"
+
+
+def is_server(uri: str) -> bool:
+    """An MLflow tracking server: it answers ``/health`` and serves its own UI."""
+    return uri.startswith(("http://", "https://"))
+
+
+def is_file(url: str) -> bool:
+    """A store that is a file on this machine (SQLite, a folder), out of reach of other machines."""
+    return url.startswith(("sqlite:", "file:")) or "://" not in url
 
 
 def artifact_location(uri: str) -> str | None:

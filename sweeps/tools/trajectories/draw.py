@@ -181,13 +181,7 @@ def _legend(
     has = {"local minimum": any(s.local_minima for s in shown), "saddle point": any(s.saddles for s in shown)}
     key = {kind: {**style, "ms": size} for kind, (style, _, size) in KNOWN.items() if has.get(kind, True)}
     if any(p.diverged_at is not None for p in paths):
-        key["diverged: path cut there"] = {
-            "marker": "X",
-            "ms": 11,
-            "mfc": "white",
-            "mec": DIVERGED,
-            "mew": 1.5,
-        }
+        key["diverged: path cut there"] = dict(marker="X", ms=11, mfc="white", mec=DIVERGED, mew=1.5)
     ax.legend(
         [Line2D([], [], ls="", **kw) for kw in key.values()],
         list(key),
@@ -265,9 +259,9 @@ def _diverged_mark(ax: Any, surface: Surface, path: Path2D, colour: str, animate
     return cross
 
 
-def draw_png(paths: Sequence[Path2D], out: Path, settings: Mapping[str, Any], dpi: int = 110) -> Path:
+def draw_png(paths: Sequence[Path2D], out: Path, settings: Mapping[str, Any]) -> Path:
     """The figure: one panel per surface, every optimizer's full path on its contours, the legend beside."""
     drawn = draw(paths, settings)
     path = out / FILES["png"]
-    drawn.figure.savefig(path, dpi=dpi)
+    drawn.figure.savefig(path, dpi=110)
     return path

@@ -13,9 +13,7 @@ from sweeps.tools.trajectories.simulate import Path2D
 from sweeps.tools.trajectories.tables import FILES
 
 
-def draw_gif(
-    paths: Sequence[Path2D], out: Path, settings: Mapping[str, Any], frames: int = 60, dpi: int = 72
-) -> Path:
+def draw_gif(paths: Sequence[Path2D], out: Path, settings: Mapping[str, Any], frames: int = 60) -> Path:
     """The same figure animated: the paths grow step by step, then the last frame holds.
 
     Not matplotlib's ``PillowWriter``: it re-renders the whole figure, contours and all, for every frame
@@ -27,7 +25,7 @@ def draw_gif(
 
     drawn = draw(paths, settings, animated=True)
     fig = drawn.figure
-    fig.set_dpi(dpi)
+    fig.set_dpi(72)
     canvas = fig.canvas
     canvas.draw()  # lays the figure out and renders everything but the animated artists
     fig.set_layout_engine("none")

@@ -33,13 +33,8 @@ class Settings:
 
     def recorded(self) -> dict[str, Any]:
         """As written into ``final.json`` and logged as params."""
-        return {
-            "steps": self.steps,
-            "preset": self.preset,
-            "surface_lr": self.surface_lr,
-            "surfaces": ",".join(self.surfaces),
-            "optimizers": ",".join(self.optimizers),
-        }
+        joined = {"surfaces": ",".join(self.surfaces), "optimizers": ",".join(self.optimizers)}
+        return {"steps": self.steps, "preset": self.preset, "surface_lr": self.surface_lr} | joined
 
 
 @dataclass(frozen=True)

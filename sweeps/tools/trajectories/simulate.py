@@ -4,7 +4,7 @@ diverges, with the learning rates each surface needs (see the package's docstrin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +116,7 @@ def run_path(
         loss.backward()
         opt.step()
         point = xy.detach().tolist()
-        if not _finite(point):
+        if not all(math.isfinite(v) and abs(v) <= ESCAPE for v in point):
             diverged_at = step
             break
         points.append(point)
@@ -125,19 +125,8 @@ def run_path(
     if not math.isfinite(losses[-1]) and len(points) > 1:
         diverged_at = len(points) - 1
         del points[-1], losses[-1]
-    return Path2D(
-        surface.name,
-        optimizer,
-        dict(hyperparams),
-        np.asarray(points, dtype=np.float64),
-        np.asarray(losses, dtype=np.float64),
-        steps,
-        diverged_at,
-    )
-
-
-def _finite(point: Sequence[float]) -> bool:
-    return all(math.isfinite(v) and abs(v) <= ESCAPE for v in point)
+    walked, values = np.asarray(points, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    return Path2D(surface.name, optimizer, dict(hyperparams), walked, values, steps, diverged_at)
 
 
 def run_all(
@@ -157,10 +146,8 @@ def run_all(
 
 
 def checked_names(text: str | None, kind: str) -> list[str]:
-    """Comma-separated ``optimizer`` or ``surface`` names, each known, in order, without repeats.
-
-    ``None`` means all of them. A ``ValueError`` names the first unknown one and lists the valid names.
-    """
+    """Comma-separated ``optimizer`` or ``surface`` names, each known, in order, without repeats (``None``:
+    all); a ``ValueError`` names the first unknown one and lists the valid names."""
     valid = list(REGISTRY if kind == "optimizer" else SURFACES)
     if text is None:
         return valid
@@ -172,14 +159,14 @@ def checked_names(text: str | None, kind: str) -> list[str]:
     return names
 
 
-def nearest(surface: Surface, point: tuple[float, float], tolerance: float = 0.05) -> str:
-    """Which known critical point ``point`` ended at (within ``tolerance``), or ``"-"``."""
+def nearest(surface: Surface, point: tuple[float, float]) -> str:
+    """Which known critical point ``point`` ended at (within 0.05), or ``"-"``."""
     candidates = [
         *(("minimum", p) for p in surface.minima),
         *(("local minimum", p) for p in surface.local_minima),
         *(("saddle", p) for p in surface.saddles),
     ]
     for label, p in candidates:
-        if math.dist(p, point) <= tolerance:
+        if math.dist(p, point) <= 0.05:
             return label
     return "-"

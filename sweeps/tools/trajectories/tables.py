@@ -11,6 +11,8 @@ from typing import Any
 from models.surfaces import get_surface
 from sweeps.tools.trajectories.simulate import SURFACE_LRS, Path2D, nearest
 
+SURFACE_KEYS = ("title", "summary", "start", "minima", "local_minima", "saddles")
+"""What ``final.json`` says of each surface."""
 FILES = {"png": "trajectories.png", "gif": "trajectories.gif", "csv": "final.csv", "json": "final.json"}
 
 
@@ -73,17 +75,9 @@ def write_tables(paths: Sequence[Path2D], out: Path, settings: Mapping[str, Any]
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in table)
     surfaces = {}
     for name in dict.fromkeys(p.surface for p in paths):
-        s = get_surface(name)
         lrs = SURFACE_LRS.get(name)
-        surfaces[name] = {
-            "title": s.title,
-            "summary": s.summary,
-            "start": s.start,
-            "minima": s.minima,
-            "local_minima": s.local_minima,
-            "saddles": s.saddles,
-            "lr_note": lrs.why if lrs and settings.get("surface_lr", True) else "preset learning rates",
-        }
+        note = lrs.why if lrs and settings.get("surface_lr", True) else "preset learning rates"
+        surfaces[name] = {k: getattr(get_surface(name), k) for k in SURFACE_KEYS} | {"lr_note": note}
     hyper = {(p.surface, p.optimizer): _jsonable(p.hyperparams) for p in paths}
     document = {
         "settings": dict(settings),
