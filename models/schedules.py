@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
@@ -32,6 +31,9 @@ from torch.optim.lr_scheduler import (
 )
 
 from models.optimizers import OptimizerSpec
+
+if TYPE_CHECKING:  # annotations only: validating a spec (config, status, report) need not import Lightning
+    import lightning as L
 
 SCHEDULES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
