@@ -28,7 +28,6 @@ from sweeps.config.imports import optimizer_spec
 from sweeps.config.search import Range, Searched, setting, split_setting
 from sweeps.config.sweep import SweepConfig, start_from
 from sweeps.config.train import TrainConfig
-from sweeps.engine.workload import kwarg_constructors
 
 
 def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
@@ -49,6 +48,9 @@ def suggest(trial: optuna.Trial, cfg: SweepConfig) -> TrainConfig:
 def searched_settings(cfg: SweepConfig) -> dict[str, Searched]:
     """The searched settings as search values: a target's kwarg as its constructor's argument where its
     kind is known (from its default), else of a kind not known (``object``)."""
+    # here, not at the top: the workload imports Lightning (2 s), which status and report never need
+    from sweeps.engine.workload import kwarg_constructors
+
     kwargs = {section: c.arguments.hyperparams for section, c in kwarg_constructors(cfg).items()}
     found = {}
     for key, value in cfg.search.settings().items():
