@@ -7,6 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+EXIT_PREEMPTED = 75
+"""A stopped worker's exit code (``EX_TEMPFAIL``: try again later): its trials were given back. A Kubernetes
+Job's pod failure policy ignores it, so an evicted worker's index runs again without spending its retries; the
+SLURM launcher counts it as no failure."""
+
 # --- a study's user attrs: everything a worker on another machine needs besides the study's name ------------
 SPEC_ATTR = "sweeps.spec"
 """The validated sweep spec, as JSON."""

@@ -15,7 +15,7 @@ import yaml
 
 from sweeps.cli import app
 from sweeps.engine.placement import placement
-from sweeps.engine.preemption import EXIT_PREEMPTED
+from sweeps.names import EXIT_PREEMPTED
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "docker" / "kubernetes.yaml"

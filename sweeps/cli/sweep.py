@@ -23,6 +23,7 @@ from sweeps.cli.common import (
     failing,
     reached_storage,
 )
+from sweeps.names import EXIT_PREEMPTED
 from sweeps.tracking.uris import is_file
 
 
@@ -204,7 +205,7 @@ def worker(
     restrict_imports(allow_imports)
     bootstrap_worker(threads)
     quiet_libraries()
-    from sweeps.engine.preemption import EXIT_PREEMPTED, STOP, finish
+    from sweeps.engine.preemption import STOP, finish
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.worker import run_worker
 

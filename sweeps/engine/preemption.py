@@ -25,10 +25,6 @@ from types import FrameType
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-EXIT_PREEMPTED = 75
-"""A stopped worker's exit code (``EX_TEMPFAIL``: try again later): its trials were given back. A Kubernetes
-Job's pod failure policy ignores it, so an evicted worker's index runs again without spending its retries."""
-
 TIME_LIMIT_SIGNAL = signal.SIGUSR2
 
 _logger = logging.getLogger(__name__)

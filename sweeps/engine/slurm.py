@@ -25,9 +25,8 @@ import optuna
 
 from sweeps.config.launcher import SlurmConfig
 from sweeps.engine.launcher import JobStates, Join, Say, worker_main
-from sweeps.engine.preemption import EXIT_PREEMPTED
 from sweeps.environ import scoped_environ
-from sweeps.names import JOBS_ATTR
+from sweeps.names import EXIT_PREEMPTED, JOBS_ATTR
 
 SQUEUE_EVERY_S = 2.0
 """Seconds between two ``squeue`` calls while a sweep runs: each is a request to the controller."""
