@@ -3,6 +3,8 @@ with exit code 2 and a message naming it, before any study, run or file is writt
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,3 +190,15 @@ def test_train_refuses_an_unreachable_tracking_server(tmp_path: Path, tiny_data:
 
     assert result.exit_code == 2 and "http://u:***@127.0.0.1:1" in result.stderr
     assert nothing_written(tmp_path)
+
+
+def test_status_and_report_do_not_import_lightning() -> None:
+    """Lightning's import costs about 2 s of a process's start; only the commands that train need it."""
+    code = (
+        "import sys; import sweeps.cli.live, sweeps.engine.slurm, sweeps.engine.study, sweeps.report.publish,"
+        " sweeps.report.terminal; print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
