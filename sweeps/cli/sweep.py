@@ -81,7 +81,6 @@ def run_sweep(
             "--detach: study.retrain_seeds are queued by the launching command once the search is over;"
             " run without --detach, or with study.retrain_seeds=0"
         )
-    quiet_libraries()
     import torch
 
     from models.data.files import DatasetNotFound
@@ -95,6 +94,7 @@ def run_sweep(
     from sweeps.masking import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
+    quiet_libraries()  # after the imports: Lightning sets its loggers' level when it is imported
     logs = workdir.folder() / workdir.LOGS / sweep.study.name  # a scheduler's workers get it absolute
     with failing(ConfigError, DatasetNotFound, ValueError):
         check_sweep(sweep)

@@ -24,12 +24,13 @@ def train(
     from sweeps.engine.runtime import tune_allocator
 
     tune_allocator()
-    quiet_libraries()
     from models.data.files import DatasetNotFound
     from sweeps.config.files import ConfigError
     from sweeps.engine.servers import Unreachable, check_tracking
     from sweeps.engine.training import train as run
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
+
+    quiet_libraries()  # after the imports: Lightning sets its loggers' level when it is imported
 
     with failing(ConfigError, DatasetNotFound, Unreachable):
         uri = resolve_tracking(tracking_uri)

@@ -67,8 +67,9 @@ def test_the_users_workload_trains_sweeps_shoots_out_and_reports(tmp_path: Path)
 def test_a_users_lightning_module_is_swept_on_its_own_metric_with_the_configs_optimizer(
     tmp_path: Path,
 ) -> None:
-    sweeps("run", str(WORKLOAD / "autoencoder.yaml"), cwd=tmp_path)
+    out = sweeps("run", str(WORKLOAD / "autoencoder.yaml"), cwd=tmp_path)
     sweeps("report", "autoencoder", cwd=tmp_path)
+    assert "GPU available:" not in out  # the pre-flight fit runs in this process: no banner without -v
 
     study = optuna.load_study(study_name="autoencoder", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
