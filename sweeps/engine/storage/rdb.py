@@ -104,17 +104,21 @@ def open_storage(
             "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "prepare_threshold": None},
         }
     with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
-        beats = {
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": grace_period,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        }
+        beats = (
+            {
+                "heartbeat_interval": heartbeat_interval,
+                "grace_period": grace_period,
+                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            }
+            if heartbeat
+            else {}
+        )
         storage = (SQLiteStorage if sqlite else ReconnectingStorage)(
             url,
             engine_kwargs=engine_kwargs,
             backoff=Backoff.from_env(),
             skip_compatibility_check=True,
-            **(beats if heartbeat else {}),
+            **beats,
         )
     _check_schema(storage)
     return storage
