@@ -55,6 +55,17 @@ def ask(study: optuna.Study) -> optuna.Trial:
         return study.ask()
 
 
+def pop_queued(study: optuna.Study) -> optuna.Trial | None:
+    """``Study.ask`` without its fallback: a queued (WAITING) trial, claimed as ``ask`` claims one, or None
+    when none is left. Two workers that both saw the last queued trial would otherwise leave a fresh trial
+    behind, made by the loser's ``ask`` and failed unrun."""
+    import optuna
+
+    study._thread_local.cached_all_trials = None  # as ask does: the sampler reads the study afresh
+    found = study._pop_waiting_trial_id()
+    return None if found is None else optuna.Trial(study, found)
+
+
 def set_waiting(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
     """Move a RUNNING trial back to WAITING, params and attrs kept: the next ask pops it again, under the same
     number. Optuna moves trials only forward through ``tell``; its storage's state write does the step back,

@@ -58,9 +58,6 @@ SEARCH, DEFAULT, TUNED = "search", "default", "tuned"
 budget; with ``study.retrain_seeds`` each optimizer then gets a ``default`` trial (its preset, untuned) and a
 ``tuned`` trial (its best search config), each trained on that many fresh seeds: the fair table's columns."""
 
-QUEUED = frozenset({"fixed_params", "failed_trial"})
-"""System attrs of a trial popped from the budget queue: enqueued, or re-queued by the heartbeat retry."""
-
 # --- MLflow tags --------------------------------------------------------------------------------------------
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "sweeps.trial"

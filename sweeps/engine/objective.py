@@ -37,7 +37,6 @@ from sweeps.names import (
     OPTIMIZER_ATTR,
     PREEMPTED_ATTR,
     PREEMPTED_TAG,
-    QUEUED,
     RUN_ATTR,
     SEARCH,
     SPENT_ATTR,
@@ -53,10 +52,6 @@ _logger = logging.getLogger(__name__)
 Scored = tuple[list[float], float, list[tuple[str, nn.Module]]]
 """A trial's values (one per seed), its training time and the models of its runs."""
 TrialValue = float | tuple[float, float]
-
-
-class OverBudget(RuntimeError):
-    """Two workers saw one queued trial; the loser's ``ask`` made a fresh trial, which ends FAIL unrun."""
 
 
 def tracking_unreachable(error: BaseException) -> bool:
@@ -168,15 +163,10 @@ class Objective:
         return values, seconds, models
 
     def begin(self, trial: optuna.Trial) -> Started:
-        """The trial's config and its child run, both recorded on the trial; a trial that is not the budget
-        queue's raises :class:`OverBudget` before anything is created. A trial given back by a preempted
+        """The trial's config and its child run, both recorded on the trial. A trial given back by a preempted
         worker resumes from its checkpoint in its own run (without checkpoints it starts again, in a new
         run)."""
         trial.set_user_attr(WORKER_ATTR, self.worker)
-        if self.sweep.study.n_trials is not None:
-            stored = trial.study.get_trials(deepcopy=False)[trial.number]
-            if not QUEUED.intersection(stored.system_attrs):  # not popped from the budget queue
-                raise OverBudget("another worker took the last queued trial; this one was not run")
         trial_key(trial)
         stage = phase(trial)
         cfg = self._config(trial, stage)

@@ -77,8 +77,12 @@ def run_pack(study: optuna.Study, objective: Objective, size: int) -> list[Froze
     told: dict[int, FrozenTrial] = {}
     with ExitStack() as beating:
         trials = []
-        while len(trials) < size and (objective.sweep.study.n_trials is None or waiting(study)):
-            trials.append(beating.enter_context(running_trial(study, fail_stale=False)))
+        queued = objective.sweep.study.n_trials is not None
+        while len(trials) < size and (not queued or waiting(study)):
+            trial = beating.enter_context(running_trial(study, fail_stale=False, queued=queued))
+            if trial is None:  # another worker took the last queued trial
+                break
+            trials.append(trial)
         try:
             for trial, value, error in _train(trials, objective):
                 state = None if error is None else state_of(trial, error)

@@ -74,7 +74,11 @@ def run_worker(
             # trial is failed and queued again above, and this worker runs it, so the budget is all spent.
             time.sleep(HEARTBEAT_INTERVAL_S)
             continue
-        told = run_pack(study, objective, size) if size > 1 else [run_trial(study, objective)]
+        queued = sweep.study.n_trials is not None
+        if size > 1:
+            told = run_pack(study, objective, size)
+        else:  # none when another worker took the last queued trial first
+            told = [t for t in [run_trial(study, objective, queued)] if t is not None]
         complete = [t for t in told if t.state == TrialState.COMPLETE]
         if complete:  # one write of the best per round, however many trials it told
             _not_fatal("the parent run's best trial", parent_best, objective, study, complete[-1])
@@ -86,11 +90,15 @@ def run_worker(
     return ran
 
 
-def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
+def run_trial(study: optuna.Study, objective: Objective, queued: bool = False) -> FrozenTrial | None:
     """One trial, as ``Study.optimize(n_trials=1, catch=(Exception,))`` runs it, but told while its heartbeat
     still beats: a tell that waits for the database keeps its trial alive, and its value is stored once the
-    database is back. An objective's error fails the trial (logged) and the worker goes on."""
-    with running_trial(study, fail_stale=False) as trial:  # the loop failed stale trials just before
+    database is back. An objective's error fails the trial (logged) and the worker goes on. With ``queued``
+    only a queued trial runs: None when none was left."""
+    # the loop failed stale trials just before
+    with running_trial(study, fail_stale=False, queued=queued) as trial:
+        if trial is None:
+            return None
         value, state = None, None
         try:
             value = objective(trial)

@@ -62,6 +62,21 @@ def test_optuna_calls_the_private_rdb_methods_a_reconnecting_storage_wraps(tmp_p
     assert set(called) == set(compat.RDB_PRIVATE_CALLS)
 
 
+def test_pop_queued_takes_the_queued_trials_in_order_then_none_and_makes_no_trial(
+    storage: RDBStorage,
+) -> None:
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial({"x": 0.25})
+    study.enqueue_trial({"x": 0.5})
+    done = compat.pop_queued(study)
+    study.tell(done, done.suggest_float("x", 0, 1))
+    popped = compat.pop_queued(study)
+
+    assert (done.number, popped.number) == (0, 1) and popped.suggest_float("x", 0, 1) == 0.5
+    assert compat.pop_queued(study) is None  # the queue is empty: no fresh trial, unlike ask
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.RUNNING]
+
+
 def test_ask_on_a_storage_with_heartbeats_warns_of_nothing(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import optuna
 from optuna.storages import BaseStorage
 
-from sweeps.compat import ask, storage_of, trial_id
+from sweeps.compat import ask, pop_queued, storage_of, trial_id
 from sweeps.engine.retry import first_line
 
 HEARTBEAT_INTERVAL_S = int(os.environ.get("SWEEPS_HEARTBEAT_INTERVAL", 10))
@@ -32,14 +32,17 @@ _logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def running_trial(study: optuna.Study, fail_stale: bool = True) -> Iterator[optuna.Trial]:
+def running_trial(
+    study: optuna.Study, fail_stale: bool = True, queued: bool = False
+) -> Iterator[optuna.Trial | None]:
     """``study.ask()`` for an ask-and-tell worker, with what ``Study.optimize`` does around it; tell after.
 
     First stale trials are failed (the retry callback queues each again, so this ask may pick one up); then
     the trial's heartbeat is recorded at once and every interval while the block runs, by the one heartbeat
     thread of this worker's storage (:class:`Heartbeat`). Without a heartbeat Optuna never finds a trial
     stale, so a killed ask-and-tell worker's trial would stay RUNNING for ever. Tell the trial inside the
-    block, so that it keeps beating while a tell waits for the database to come back.
+    block, so that it keeps beating while a tell waits for the database to come back. With ``queued`` (a
+    budget of queued trials) only a queued trial is taken: None when another worker took the last one.
     """
     storage = storage_of(study)
     # None: a storage without heartbeats (Optuna's journal) or opened without one
@@ -47,8 +50,8 @@ def running_trial(study: optuna.Study, fail_stale: bool = True) -> Iterator[optu
     if fail_stale:  # off for a caller that has just done it
         with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
             optuna.storages.fail_stale_trials(study)
-    trial = ask(study)
-    if interval is None:
+    trial = pop_queued(study) if queued else ask(study)
+    if trial is None or interval is None:
         yield trial
         return
     heartbeat = Heartbeat.of(storage, interval)
