@@ -63,18 +63,18 @@ def run_worker(
         sweep, uri, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR], label, ends, store, placement=where
     )
     size = pack or sweep.study.pack
+    queued = sweep.study.n_trials is not None  # the budget is a queue of trials
     ran = 0
     while time.time() < ends and not STOP.requested:
         optuna.storages.fail_stale_trials(study)
         _not_fatal("closing lost MLflow runs", close_lost_runs, study, objective.tracking_uri)
-        if sweep.study.n_trials is not None and not waiting(study):
+        if queued and not waiting(study):
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 break
             # Another worker's trial runs, and that worker may be dead: once its heartbeat is stale the
             # trial is failed and queued again above, and this worker runs it, so the budget is all spent.
             time.sleep(HEARTBEAT_INTERVAL_S)
             continue
-        queued = sweep.study.n_trials is not None
         if size > 1:
             told = run_pack(study, objective, size)
         else:  # none when another worker took the last queued trial first
