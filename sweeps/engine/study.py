@@ -23,10 +23,12 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from sweeps.config.sweep import SweepConfig
+from sweeps.engine.retry import first_line
 from sweeps.engine.sampling import pruner_for, sampler_for
-from sweeps.engine.servers import check_tracking
+from sweeps.engine.servers import Unreachable, check_tracking
 from sweeps.engine.space import preset_params
 from sweeps.engine.storage.rdb import StudyNotFoundError, create_study_once, load_study, open_storage
 from sweeps.masking import is_masked, mask
@@ -195,7 +197,10 @@ def tracking_store(study: optuna.Study, given: str | None) -> str:
         )
     uri = absolute_sqlite(given) if given else stored
     check_tracking(uri)
-    runs.check_parent(uri, study.user_attrs[EXPERIMENT_ATTR], study.user_attrs[PARENT_ATTR], stored)
+    try:
+        runs.check_parent(uri, study.user_attrs[EXPERIMENT_ATTR], study.user_attrs[PARENT_ATTR], stored)
+    except SQLAlchemyError as error:  # MLflow opening its database: not one, or locked by a stopped process
+        raise Unreachable(f"cannot read the MLflow store {mask(uri)}: {first_line(error)}") from None
     return uri
 
 

@@ -12,9 +12,10 @@ from optuna.trial import TrialState, create_trial
 
 from sweeps.config.sweep import load_sweep
 from sweeps.engine.sampling import PerOptimizer, pruner_for
+from sweeps.engine.servers import Unreachable
 from sweeps.engine.space import preset_params
-from sweeps.engine.study import create
-from sweeps.names import COMMAND_ATTR, SPEC_ATTR
+from sweeps.engine.study import create, tracking_store
+from sweeps.names import COMMAND_ATTR, EXPERIMENT_ATTR, PARENT_ATTR, SPEC_ATTR, TRACKING_ATTR
 from tests.sweeps.helpers import CONF
 
 
@@ -104,3 +105,16 @@ def test_a_sweep_run_again_may_grow_its_budget_and_ask_for_retrains_but_nothing_
     ):
         with pytest.raises(ValueError, match=re.escape(f"with a different {named};")):
             create(load_sweep(CONF / "quickstart.yaml", [*more, *changed]), url, uri)
+
+
+def test_an_mlflow_store_that_cannot_be_read_is_a_one_line_error_naming_it(tmp_path) -> None:
+    """A process joining a sweep opens its MLflow store first: a file that is no database (or one a stopped
+    process holds locked) ends it with the store's name and why, not MLflow's traceback."""
+    not_a_database = tmp_path / "mlflow.db"
+    not_a_database.write_text("notes, not a database\n" * 100)
+    study = optuna.create_study()
+    for key, value in {TRACKING_ATTR: "sqlite:///other.db", EXPERIMENT_ATTR: "1", PARENT_ATTR: "a"}.items():
+        study.set_user_attr(key, value)
+
+    with pytest.raises(Unreachable, match=r"MLflow store sqlite:.*/mlflow\.db: file is not a database$"):
+        tracking_store(study, f"sqlite:///{not_a_database}")
