@@ -19,7 +19,7 @@ import pandas as pd
 from sweeps.names import SEARCH, TUNED, settings_label
 from sweeps.report.evidence import Evidence, PhaseEvidence, seconds_to
 from sweeps.report.results import Entry, Results
-from sweeps.report.stats import Interval, interval
+from sweeps.report.stats import Interval, best_first, interval
 
 PUBLISHED_ACC_10 = {
     "adam": 0.9908,
@@ -144,9 +144,8 @@ def _ranks(results: Results, evidence: Evidence) -> tuple[dict[str, str], str]:
             {n: str(groups[n]) if e.phase == phase.phase else "—" for n, e in entries.items()},
             f"rank: {group_rule(evidence, phase)}",
         )
-    sign = 1 if results.higher_is_better else -1
     values = {n: interval(e.column(results.ranked_curve, e.epochs)).mean for n, e in entries.items()}
-    order = sorted(entries, key=lambda n: -math.inf if math.isnan(values[n]) else -sign * values[n])
+    order = best_first(values, results.higher_is_better)
     return (
         {name: str(rank) for rank, name in enumerate(order, start=1)},
         f"rank: by {evidence.ranked_on} of one seed each, untested; train on 3 or more seeds "

@@ -183,6 +183,23 @@ def test_one_seed_each_is_untested_and_said_so() -> None:
     assert any("untested" in note for note in table.notes)
 
 
+def test_one_seed_each_ranks_a_diverged_optimizer_last() -> None:
+    base = results({"sgd": TEN, "adam": TEN}, overrides=["study.retrain_seeds=0"])
+    one = {
+        n: entry(n, [final], SEARCH, seeds=[0])
+        for n, final in {"sgd": 0.81, "adadelta": 0.9, "adam": 0.82}.items()
+    }
+    for curve in one["adadelta"].curves.values():
+        curve[:, -1] = math.nan  # its last epoch diverged: no final value
+    found = Results(base.sweep, one)
+    table = epoch_table(found, weigh(found))
+    assert dict(zip(table.display["optimizer"], table.display["rank"], strict=True)) == {
+        "adam": "1",
+        "sgd": "2",
+        "adadelta": "3",
+    }
+
+
 def test_the_published_order_is_checked_step_by_step_on_the_defaults() -> None:
     names = ["adam", "rmsprop", "momentum", "sgd"]
     finals = {"adam": TEN, "rmsprop": TEN.copy(), "momentum": TEN - 0.05, "sgd": TEN - 0.03}
