@@ -63,6 +63,7 @@ def report(
                 target_acc,
                 alpha,
                 test,
+                url,
             )
             for found, sweep in sweeps
         ]

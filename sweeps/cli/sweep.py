@@ -90,7 +90,7 @@ def run_sweep(
     from sweeps.engine.preflight import check_sweep
     from sweeps.engine.servers import check_tracking
     from sweeps.engine.storage.pooler import proxy_for
-    from sweeps.engine.storage.urls import storage_url
+    from sweeps.engine.storage.urls import in_shell, storage_url
     from sweeps.masking import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
@@ -110,7 +110,8 @@ def run_sweep(
         created = study.create(sweep, url, uri, [str(config), *(overrides or ())])
     console.print(f"study [bold]{sweep.study.name}[/] in {mask(url)}; MLflow {mask(uri)}", soft_wrap=True)
     if workers == 0:
-        console.print(f"created; join with: {_join_command(sweep.study.name, url, uri)}", soft_wrap=True)
+        join = in_shell(f"sweeps worker --study {sweep.study.name}", url, uri)
+        console.print(f"created; join with: {join}", soft_wrap=True)
         return
     for note in this_machine_only(url, uri) if launcher_kind != "local" else ():
         console.print(f"[yellow]note:[/] {note}")
@@ -128,7 +129,7 @@ def run_sweep(
     if detach:
         job = pool.start()
         launcher.record_job(created, job)
-        follow = _join_command(sweep.study.name, url, "", f"sweeps status {sweep.study.name}")
+        follow = in_shell(f"sweeps status {sweep.study.name}", url)
         said = f"submitted SLURM job {job['job_id']} ({job['workers']} workers); follow it with: {follow}"
         console.print(said, soft_wrap=True)
         return
@@ -150,7 +151,7 @@ def run_sweep(
             code=1,
         )
     for command in (f"sweeps report {sweep.study.name}", f"sweeps ui {sweep.study.name}"):
-        shown = command if url == storage_url() else _join_command(sweep.study.name, url, "", command)
+        shown = command if url == storage_url() else in_shell(command, url)
         console.print(f"next: {shown}", soft_wrap=True, highlight=False)
 
 
@@ -170,20 +171,6 @@ def this_machine_only(storage_url: str, tracking_uri: str) -> list[str]:
             " workers on other machines a tracking server (--tracking-uri http://HOST:5000)"
         )
     return notes
-
-
-def _join_command(name: str, storage_url: str, tracking_uri: str, command: str = "") -> str:
-    """A command that joins the sweep (or ``command`` on it) when pasted: a URL with a password is not
-    printed, the variable that must hold it is named instead."""
-    from sweeps.masking import has_secret
-
-    urls = {"SWEEPS_STORAGE": storage_url, "MLFLOW_TRACKING_URI": tracking_uri}
-    hidden = [variable for variable, url in urls.items() if has_secret(url)]
-    shown = "" if has_secret(storage_url) else f"SWEEPS_STORAGE='{storage_url}' "
-    command = f"{shown}{command or f'sweeps worker --study {name}'}"
-    if hidden:
-        command += f"   (with ${' and $'.join(hidden)} set: they hold a password, which is not printed)"
-    return command
 
 
 def worker(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from sweeps.engine.storage.urls import in_shell, storage_url
 from sweeps.report.evidence import LABELS, LEVEL, Evidence, aligned, final_of
 from sweeps.report.results import Results
 from sweeps.report.stats import best_first, interval
@@ -16,9 +17,12 @@ RETRAIN_SEEDS = 5
 """Seeds the suggested retrain uses: enough for a paired t-test to separate a clear gap, few enough to run."""
 
 
-def answer(results: Results, evidence: Evidence, command: Sequence[str] = ()) -> list[str]:
+def answer(
+    results: Results, evidence: Evidence, command: Sequence[str] = (), storage: str | None = None
+) -> list[str]:
     """The leading sentences, most important first; ``command`` is the ``sweeps run`` arguments that made
-    the sweep (spec file and overrides), from which the suggested command is built."""
+    the sweep (spec file and overrides) in ``storage`` (default: the default storage), from which the
+    suggested command is built."""
     name, phase = next(iter(evidence.phases.items()))
     order = best_first({n: found.mean for n, found in phase.ranked.items()}, results.higher_is_better)
     metric = evidence.ranked_on
@@ -39,7 +43,7 @@ def answer(results: Results, evidence: Evidence, command: Sequence[str] = ()) ->
     )
     if comparison is None or found.n < 2:
         lead = f"{margin} on one seed each ({where})"
-        return [f"{lead}: untested.", f"To rank them: `{_retrain_command(command)}`"]
+        return [f"{lead}: untested.", f"To rank them: {_retrain_command(command, storage)}"]
     lead = (
         f"{margin} [{LEVEL:.0%} interval of the difference {found.low:+.4f} to {found.high:+.4f}]"
         f" on {found.n} paired seeds ({where})"
@@ -53,9 +57,11 @@ def answer(results: Results, evidence: Evidence, command: Sequence[str] = ()) ->
     return [f"{lead}: not significant {tested}{more}."]
 
 
-def _retrain_command(command: Sequence[str]) -> str:
-    """``sweeps run`` as the sweep was made, asking for retrains on several seeds: the sweep continues with
-    them (a retrain always trains 3 or more seeds, so only a search-only sweep needs this)."""
+def _retrain_command(command: Sequence[str], storage: str | None) -> str:
+    """``sweeps run`` as the sweep was made, asking for retrains on several seeds, quoted: the sweep
+    continues with them (a retrain always trains 3 or more seeds, so only a search-only sweep needs this).
+    A sweep outside the default storage is named, or the command would start a new one there."""
     spec, *overrides = command or ["SPEC"]
     kept = [o for o in overrides if not o.startswith("study.retrain_seeds=")]
-    return shlex.join(["sweeps", "run", spec, *kept, f"study.retrain_seeds={RETRAIN_SEEDS}"])
+    text = shlex.join(["sweeps", "run", spec, *kept, f"study.retrain_seeds={RETRAIN_SEEDS}"])
+    return f"`{text}`" if storage in (None, storage_url()) else in_shell(text, storage, quote="`")

@@ -110,9 +110,11 @@ def make(
     target: float | None = None,
     alpha: float = 0.05,
     test: TestMethod = "t",
+    storage: str | None = None,
 ) -> Written:
     """Conclusions, tables and figures of a finished sweep into ``out``, and the same files as artifacts
-    (``report/``) on the sweep's parent run, so the MLflow UI shows them beside the runs."""
+    (``report/``) on the sweep's parent run, so the MLflow UI shows them beside the runs; ``storage`` is
+    the study's URL, named in the commands the report suggests."""
     results = collect(study, sweep, tracking_uri)
     if not results.search:
         raise ValueError(f"study {sweep.study.name!r} has no completed trial yet; nothing to report")
@@ -121,7 +123,7 @@ def make(
     conclusions = verdict(results, evidence)
     pngs, skipped = optuna_figures(study, results, out)
     lines = intro(results, evidence)
-    leading = answer(results, evidence, study.user_attrs.get(COMMAND_ATTR, ()))
+    leading = answer(results, evidence, study.user_attrs.get(COMMAND_ATTR, ()), storage)
     interactive = figures.for_sweep(study, results, evidence)
     heading = f"Sweep {sweep.study.name}"
     files = pngs + write(out, heading, lines, conclusions, tables, interactive, pngs, leading=leading)

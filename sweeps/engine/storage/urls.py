@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from sweeps import workdir
-from sweeps.masking import mask
-from sweeps.tracking.uris import SQLITE, absolute_sqlite
+from sweeps.masking import has_secret, mask
+from sweeps.tracking.uris import SQLITE, TRACKING_ENV, absolute_sqlite
 
 STORAGE_ENV = "SWEEPS_STORAGE"
 
@@ -23,6 +23,21 @@ def storage_url(flag: str | None = None) -> str:
     look for psycopg2). Any other scheme is refused with a ``ValueError`` naming the URL, password masked.
     """
     return normalise(flag or os.environ.get(STORAGE_ENV) or default_storage())
+
+
+def in_shell(command: str, url: str, tracking_uri: str = "", quote: str = "") -> str:
+    """``command`` (between ``quote``s) to paste into a shell, reaching the study at ``url`` and MLflow at
+    ``tracking_uri`` as $SWEEPS_STORAGE and $MLFLOW_TRACKING_URI give them: a URL with a password is not
+    printed, the variable that must hold it is named after the command instead."""
+    urls = {STORAGE_ENV: url, TRACKING_ENV: tracking_uri}
+    hidden = [variable for variable, value in urls.items() if has_secret(value)]
+    shown = "" if has_secret(url) else f"{STORAGE_ENV}='{url}' "
+    note = (
+        f"   (with ${' and $'.join(hidden)} set: they hold a password, which is not printed)"
+        if hidden
+        else ""
+    )
+    return f"{quote}{shown}{command}{quote}{note}"
 
 
 def default_storage() -> str:

@@ -49,6 +49,22 @@ def test_one_seed_each_is_untested_and_names_the_command_that_ranks_them() -> No
     ]
 
 
+def test_the_command_that_ranks_them_names_a_storage_other_than_the_default_and_hides_its_password() -> None:
+    sweep = load_sweep(CONF / "quickstart.yaml")
+    search = {"momentum": entry("momentum", [0.7790], SEARCH), "adam": entry("adam", [0.7655], SEARCH)}
+    found = Results(sweep, search)
+    command = ["conf/quickstart.yaml"]
+    elsewhere = "postgresql+psycopg://sweeper@db:5432/sweeps"
+    assert answer(found, weigh(found), command, elsewhere)[1] == (
+        f"To rank them: `SWEEPS_STORAGE='{elsewhere}' sweeps run conf/quickstart.yaml study.retrain_seeds=5`"
+    )
+    secret = "postgresql+psycopg://sweeper:hunter2@db:5432/sweeps"
+    assert answer(found, weigh(found), command, secret)[1] == (
+        "To rank them: `sweeps run conf/quickstart.yaml study.retrain_seeds=5`   (with $SWEEPS_STORAGE set:"
+        " they hold a password, which is not printed)"
+    )
+
+
 def test_equal_means_are_a_tie_not_a_lead() -> None:
     found = results({"sgd": SEEDS, "adam": SEEDS[::-1]})
     [line] = answer(found, weigh(found))
