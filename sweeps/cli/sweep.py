@@ -189,10 +189,12 @@ def worker(
     allow_imports: AllowImports = None,
 ) -> None:
     """Join an existing sweep from any machine and run its trials until the budget is spent."""
+    from sweeps.engine.preemption import STOP, finish
+
+    STOP.listen()  # before the imports below, which take seconds: a stop that comes meanwhile is kept
     restrict_imports(allow_imports)
     bootstrap_worker(threads)
     quiet_libraries()
-    from sweeps.engine.preemption import STOP, finish
     from sweeps.engine.storage.rdb import StudyNotFoundError
     from sweeps.engine.worker import run_worker
 
@@ -201,7 +203,6 @@ def worker(
 
     quiet_libraries()  # after the imports: Lightning sets its loggers' level when it is imported
 
-    STOP.listen()
     with failing(StudyNotFoundError, ValueError):
         url = reached_storage(storage)
         ran = run_worker(study_name, url, tracking_uri, index, pack)

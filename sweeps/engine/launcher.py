@@ -115,8 +115,12 @@ class Join:
 def worker_main(args: Sequence[str]) -> int:
     """``sweeps worker ARGS`` in this process, as ``python -m sweeps worker ARGS`` runs it: how an array task
     or a Ray actor, whose process the scheduler starts, runs the worker. Returns its exit code; the process's
-    own signal handlers are back afterwards."""
+    own signal handlers are back afterwards. The worker listens for a stop at once: the scheduler's handlers
+    (submitit's ignores SIGTERM) would otherwise swallow one that comes while it imports."""
+    from sweeps.engine.preemption import STOP
+
     argv, handlers = sys.argv, {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    STOP.listen()
     sys.argv = ["sweeps", "worker", *args]
     try:
         runpy.run_module("sweeps", run_name="__main__", alter_sys=True)

@@ -3,7 +3,9 @@ epoch's checkpoint, gives its trials back and exits; whoever asks for a trial ne
 
 The signals are the ones schedulers send before they take a machine back: SLURM's SIGTERM (a preemption,
 ``scontrol requeue``, ``scancel``) and the SIGUSR2 its ``--signal`` option sends before a time limit,
-Kubernetes' and Docker's SIGTERM. A handler only sets a flag; the training loop reads it as the next epoch
+Kubernetes' and Docker's SIGTERM. A handler only sets a flag, listening from the worker's first line (a
+scheduler may stop a task while it still imports, and the handler it would meet then, submitit's, ignores
+SIGTERM); the training loop (:class:`sweeps.engine.training.StopAtEpochEnd`) reads it as the next epoch
 starts, when every callback of the epoch before (its row, its pruning decision, its checkpoint) has run, so
 stopping needs no ordering among callbacks and adds nothing to a training step. A trial given back is the
 same trial (WAITING again, with its number, params, MLflow run and checkpoint key), so it keeps its retry
@@ -21,9 +23,6 @@ import signal
 import subprocess
 import threading
 from types import FrameType
-
-import lightning as L
-from lightning.pytorch.callbacks import Callback
 
 TIME_LIMIT_SIGNAL = signal.SIGUSR2
 
@@ -63,24 +62,6 @@ class Stop:
 
 
 STOP = Stop()
-
-
-class StopAtEpochEnd(Callback):
-    """Stops a fit whose worker was told to stop, as the next epoch starts: the epoch before is complete and
-    checkpointed. The last epoch is never cut: its trial ends as it would have.
-
-    Lightning's fit installs a SIGTERM handler of its own, which stops training mid-epoch (its
-    ``SIGTERMException``, a ``SystemExit``); a listening worker takes SIGTERM back as training starts, and
-    Lightning puts the worker's handler back when the fit ends."""
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if STOP.listening:
-            STOP.listen()
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if STOP.requested:
-            epochs = trainer.current_epoch
-            raise Preempted(f"preempted after epoch {epochs} ({STOP.signal}); resumes from there")
 
 
 def finish(environ: os._Environ[str] | dict[str, str] = os.environ) -> str:

@@ -19,7 +19,7 @@ from models.schedules import OptimizerPlan
 from sweeps.config.train import TrainConfig
 from sweeps.engine.checkpoints import Checkpointer, Checkpointing, resumed
 from sweeps.engine.epochs import EpochReport, Row
-from sweeps.engine.preemption import Preempted, StopAtEpochEnd
+from sweeps.engine.preemption import STOP, Preempted
 from sweeps.engine.runtime import denormals_flushed
 from sweeps.engine.workload import Workload, build_module, checked_datamodule, optimizer_plan
 from sweeps.environ import scoped_environ
@@ -29,6 +29,24 @@ from sweeps.tracking.fit import FitRecord, kept_tracking_env
 from sweeps.tracking.uris import tracking_uri
 
 Outcome = Literal["finished", "diverged", "pruned"]
+
+
+class StopAtEpochEnd(Callback):
+    """Stops a fit whose worker was told to stop, as the next epoch starts: the epoch before is complete and
+    checkpointed. The last epoch is never cut: its trial ends as it would have.
+
+    Lightning's fit installs a SIGTERM handler of its own, which stops training mid-epoch (its
+    ``SIGTERMException``, a ``SystemExit``); a listening worker takes SIGTERM back as training starts, and
+    Lightning puts the worker's handler back when the fit ends."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if STOP.listening:
+            STOP.listen()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if STOP.requested:
+            epochs = trainer.current_epoch
+            raise Preempted(f"preempted after epoch {epochs} ({STOP.signal}); resumes from there")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sweeps.config.sweep import load_sweep
 from sweeps.engine import launcher
 from sweeps.engine import study as sweep_study
 from sweeps.engine.worker import run_worker
-from sweeps.names import WORKER_ATTR
+from sweeps.names import EXIT_PREEMPTED, WORKER_ATTR
 from tests.sweeps.helpers import small_sweep_spec
 
 
@@ -59,6 +59,42 @@ def test_a_worker_that_exits_with_an_error_ends_the_parent_failed(
     assert outcome.failed == 2
     parent = MlflowClient(tracking).get_run(created.user_attrs["sweeps.parent_run_id"])
     assert parent.info.status == "FAILED"
+
+
+A_TASK_STOPPED_WHILE_IT_IMPORTS = """
+import os, signal, sys
+signal.signal(signal.SIGTERM, lambda *_: print("bypassed", flush=True))  # submitit's handler in an array task
+
+
+class StopOnImport:  # the scheduler's SIGTERM comes while the worker still imports Lightning
+    def find_spec(self, name, path=None, target=None):
+        if name == "lightning":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+sys.meta_path.insert(0, StopOnImport())
+from sweeps.engine.launcher import worker_main
+
+sys.exit(worker_main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_an_array_task_stopped_while_it_starts_runs_no_trial_and_exits_as_preempted(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    created, _, url, tracking = _created(tmp_path, tiny_data)
+    args = ["--study", "e2e", "--storage", url, "--tracking-uri", tracking]
+    task = subprocess.run(
+        [sys.executable, "-c", A_TASK_STOPPED_WHILE_IT_IMPORTS, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert task.returncode == EXIT_PREEMPTED, task.stdout + task.stderr
+    assert "bypassed" not in task.stdout and "stopped by SIGTERM" in task.stdout
+    assert {t.state for t in created.get_trials(deepcopy=False)} == {TrialState.WAITING}
 
 
 def test_the_worker_log_files_are_closed_by_the_launcher(tmp_path: Path) -> None:
