@@ -51,7 +51,10 @@ def run_worker(
     Optuna's heartbeat marks a killed worker's trial FAIL and its retry callback re-queues the trial with the
     same params, which any worker then picks up here; so a worker that finds nothing waiting stays while
     another's trial runs, in case that worker died. A worker told to stop (:mod:`sweeps.engine.preemption`)
-    gives its trials back and returns."""
+    gives its trials back and returns; one told while it still started returns at once, having taken
+    nothing (and not ending the sweep's parent run, which an empty queue would seem to finish)."""
+    if STOP.requested:
+        return 0
     study, sweep = open_sweep(name, storage_url, worker=index)
     attrs = study.user_attrs
     where = placement()

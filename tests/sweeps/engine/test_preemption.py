@@ -87,6 +87,21 @@ def test_a_stopped_worker_gives_its_trial_back_at_the_epoch_end_and_the_next_res
     assert client.get_run(created.user_attrs["sweeps.parent_run_id"]).info.status == "FINISHED"
 
 
+def test_a_worker_told_to_stop_while_it_starts_takes_nothing_and_leaves_a_timed_sweep_running(
+    tmp_path: Path, tiny_data: Path, stop: None
+) -> None:
+    """A timed sweep queues nothing, so an empty study looks finished; a worker stopped before it began must
+    not end the sweep's parent run for the ones still to come (the requeued task)."""
+    sweep = load_sweep(small_sweep_spec(tmp_path, tiny_data, n_trials=None, timeout=3600))
+    url, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    created = sweep_study.create(sweep, url, tracking)
+    STOP.signal = "SIGTERM"
+
+    assert run_worker("e2e", url) == 0
+    assert created.get_trials(deepcopy=False) == []
+    assert MlflowClient(tracking).get_run(created.user_attrs["sweeps.parent_run_id"]).info.status == "RUNNING"
+
+
 def _fake_scontrol(folder: Path) -> Path:
     """An ``scontrol`` that records its arguments."""
     folder.mkdir()
