@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from scipy import stats as scipy_stats
 
 from sweeps.config.sweep import load_sweep
@@ -49,7 +50,10 @@ def test_one_seed_each_is_untested_and_names_the_command_that_ranks_them() -> No
     ]
 
 
-def test_the_command_that_ranks_them_names_a_storage_other_than_the_default_and_hides_its_password() -> None:
+def test_the_command_that_ranks_them_names_a_storage_other_than_the_default_and_hides_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWEEPS_STORAGE", "postgresql+psycopg://sweeper@db:5432/sweeps")  # not read
     sweep = load_sweep(CONF / "quickstart.yaml")
     search = {"momentum": entry("momentum", [0.7790], SEARCH), "adam": entry("adam", [0.7655], SEARCH)}
     found = Results(sweep, search)
