@@ -90,7 +90,7 @@ def run_sweep(
     from sweeps.engine.preflight import check_sweep
     from sweeps.engine.servers import check_tracking
     from sweeps.engine.storage.pooler import proxy_for
-    from sweeps.engine.storage.urls import in_shell, storage_url
+    from sweeps.engine.storage.urls import in_shell
     from sweeps.masking import mask
     from sweeps.tracking.uris import tracking_uri as resolve_tracking
 
@@ -150,9 +150,17 @@ def run_sweep(
             " run the same command again to resume them",
             code=1,
         )
-    for command in (f"sweeps report {sweep.study.name}", f"sweeps ui {sweep.study.name}"):
-        shown = command if url == storage_url() else in_shell(command, url)
-        console.print(f"next: {shown}", soft_wrap=True, highlight=False)
+    for command in next_commands(sweep.study.name, url):
+        console.print(f"next: {command}", soft_wrap=True, highlight=False)
+
+
+def next_commands(name: str, url: str) -> list[str]:
+    """What to run once a sweep is done, to paste in any shell: a study outside the default storage is named,
+    not left to this shell's $SWEEPS_STORAGE (``SWEEPS_STORAGE=URL sweeps run`` sets it for one command)."""
+    from sweeps.engine.storage.urls import default_storage, in_shell, normalise
+
+    commands = [f"sweeps report {name}", f"sweeps ui {name}"]
+    return commands if url == normalise(default_storage()) else [in_shell(c, url) for c in commands]
 
 
 def this_machine_only(storage_url: str, tracking_uri: str) -> list[str]:

@@ -202,3 +202,19 @@ def test_status_and_report_do_not_import_lightning() -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_next_commands_name_a_storage_other_than_the_default_whatever_this_shell_exports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sweeps.cli.sweep import next_commands
+    from sweeps.engine.storage.urls import default_storage
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere = "postgresql+psycopg://sweeper@db:5432/sweeps"
+    monkeypatch.setenv("SWEEPS_STORAGE", elsewhere)  # `SWEEPS_STORAGE=URL sweeps run` sets it
+    assert next_commands("s", elsewhere) == [
+        f"SWEEPS_STORAGE='{elsewhere}' sweeps report s",
+        f"SWEEPS_STORAGE='{elsewhere}' sweeps ui s",
+    ]
+    assert next_commands("s", default_storage()) == ["sweeps report s", "sweeps ui s"]
