@@ -157,10 +157,10 @@ def run_sweep(
 def next_commands(name: str, url: str) -> list[str]:
     """What to run once a sweep is done, to paste in any shell: a study outside the default storage is named,
     not left to this shell's $SWEEPS_STORAGE (``SWEEPS_STORAGE=URL sweeps run`` sets it for one command)."""
-    from sweeps.engine.storage.urls import default_storage, in_shell, normalise
+    from sweeps.engine.storage.urls import in_shell, is_default
 
     commands = [f"sweeps report {name}", f"sweeps ui {name}"]
-    return commands if url == normalise(default_storage()) else [in_shell(c, url) for c in commands]
+    return commands if is_default(url) else [in_shell(c, url) for c in commands]
 
 
 def this_machine_only(storage_url: str, tracking_uri: str) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from sweeps.engine.storage.urls import default_storage, in_shell, normalise
+from sweeps.engine.storage.urls import in_shell, is_default
 from sweeps.report.evidence import LABELS, LEVEL, Evidence, aligned, final_of
 from sweeps.report.results import Results
 from sweeps.report.stats import best_first, interval
@@ -64,6 +64,6 @@ def _retrain_command(command: Sequence[str], storage: str | None) -> str:
     spec, *overrides = command or ["SPEC"]
     kept = [o for o in overrides if not o.startswith("study.retrain_seeds=")]
     text = shlex.join(["sweeps", "run", spec, *kept, f"study.retrain_seeds={RETRAIN_SEEDS}"])
-    if storage in (None, normalise(default_storage())):  # the default, not this shell's $SWEEPS_STORAGE
+    if storage is None or is_default(storage):
         return f"`{text}`"
     return in_shell(text, storage, quote="`")

@@ -48,6 +48,12 @@ def default_storage() -> str:
     return f"{SQLITE}{workdir.folder().absolute() / workdir.STUDIES}"
 
 
+def is_default(url: str) -> bool:
+    """Whether ``url`` (normalised) is the embedded default itself, whatever this shell's $SWEEPS_STORAGE:
+    a command printed for another shell names any other storage."""
+    return url == normalise(default_storage())
+
+
 def is_postgres(url: str) -> bool:
     """Whether ``url`` (normalised) names a PostgreSQL database."""
     return url.startswith(_POSTGRES)
